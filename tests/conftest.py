@@ -1,0 +1,73 @@
+"""Shared fixtures: a tiny random Llama with a small byte-level BPE tokenizer, built here, never downloaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+RECORDS = [
+    ("q1", "What colour is the sky?", "The sky is blue on a clear day.", "blue", True),
+    ("q2", "Who wrote the letter?", "The letter was written by Anna in Paris.", "Anna", True),
+    ("q3", "How many cats live here?", "Three cats live in the old house.", "Three", True),
+    ("q4", "When did the ship sail?", "The bridge was built of stone.", "I cannot answer this question from the document.", False),
+    ("q5", "Where is the river?", "Bread is baked every morning.", "I cannot answer this question from the document.", False),
+    ("q6", "What does the baker make?", "Bread is baked every morning by the baker.", "Bread", True),
+]
+
+
+def record_dicts() -> list[dict]:
+    return [
+        {"id": i, "messages": [{"role": "user", "content": q}], "context": c, "response": r,
+         "meta": {"answerable": a, "answers": [r] if a else []}}
+        for i, q, c, r, a in RECORDS
+    ]
+
+
+def build_tiny_model(folder: Path, vocab_size: int = 512, seed: int = 0) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [f"{q} {c} {r} Document: Question: answer system user assistant" for _, q, c, r, _ in RECORDS]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(corpus * 20, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<|im_start|>",
+                                   eos_token="<|im_end|>", pad_token="<|im_end|>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                         pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture()
+def records_file(tmp_path) -> Path:
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in record_dicts()), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Tests never write to the user's cache, except the integration tests, which opt back in.
+    monkeypatch.setenv("SSRTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -1,0 +1,71 @@
+"""The console script, end to end on the tiny model and a small data file."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
+
+
+def write_config(tmp_path, tiny_model, records_file, **extra):
+    config = {
+        "name": "tiny", "run_dir": str(tmp_path / "run"),
+        "model": {"name": str(tiny_model)},
+        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
+        "generate": {"batch_size": 4, "max_new_tokens": 6, "bf16": False},
+        "train": {"epochs": 1, "batch_size": 3, "bf16": False},
+        "evaluate": {"batch_size": 4, "max_new_tokens": 6},
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ssrtune(*args, cwd=None):
+    return subprocess.run([SSRTUNE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_run_produces_every_artifact_and_the_table(tiny_model, records_file, tmp_path):
+    config = write_config(tmp_path, tiny_model, records_file)
+    result = ssrtune("run", config)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    for artifact in ["config.yaml", "data/train.jsonl", "data/test.jsonl", "generations.jsonl", "judgments.jsonl",
+                     "train/sft.jsonl", "train/ssr.jsonl", "models/sft/adapter_config.json",
+                     "models/ssr/adapter_config.json", "eval/base/task.json", "eval/sft/task.json",
+                     "eval/ssr/predictions.jsonl", "report.md"]:
+        assert (run / artifact).exists(), artifact
+    for name in ("base", "sft", "ssr"):
+        assert name in result.stdout
+    assert "ans. recall" in result.stdout and "self targets" in result.stdout
+    rows = [json.loads(line) for line in (run / "train" / "ssr.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {r["source"] for r in rows} <= {"self", "gold"}
+    # a second run reuses every stage
+    again = ssrtune("run", config)
+    assert again.returncode == 0 and (run / "generations.jsonl").read_text().count("\n") == 6
+
+
+def test_stage_commands_and_overrides(tiny_model, records_file, tmp_path):
+    config = write_config(tmp_path, tiny_model, records_file)
+    assert ssrtune("data", config).stdout.startswith("6 train, 6 test")
+    assert "6 generations" in ssrtune("generate", config).stdout
+    assert "'accept'" in ssrtune("judge", config).stdout
+    out = ssrtune("select", config, "methods=[ssr]").stdout
+    assert out.startswith("ssr: 6 examples") and "self targets" in out
+    changed = ssrtune("generate", config, "generate.max_new_tokens=3")
+    assert changed.returncode == 2 and "--fresh" in changed.stderr and "Traceback" not in changed.stderr
+    assert ssrtune("generate", config, "generate.max_new_tokens=3", "--fresh").returncode == 0
+
+
+def test_bad_config_and_bad_data_are_one_clear_line(tiny_model, records_file, tmp_path):
+    config = write_config(tmp_path, tiny_model, records_file)
+    bad = ssrtune("run", config, "train.epocs=2")
+    assert bad.returncode == 2 and "train.epocs" in bad.stderr and "Traceback" not in bad.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(records_file.read_text() + '{"id": "z", "query": "q"}\n')
+    bad = ssrtune("data", config, f"data.train_file={broken}")
+    assert bad.returncode == 2 and "line 7, field 'response'" in bad.stderr

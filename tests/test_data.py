@@ -1,0 +1,101 @@
+import json
+
+import pytest
+
+from ssrtune.config import DataConfig
+from ssrtune.data import REFUSAL, DataError, Record, grounded_qa, load_records, prompt_messages
+from tests.conftest import record_dicts
+
+
+def test_jsonl_roundtrip(records_file):
+    records = load_records(records_file)
+    assert [r.id for r in records] == ["q1", "q2", "q3", "q4", "q5", "q6"]
+    assert records[0].query == "What colour is the sky?"
+
+
+def test_json_csv_parquet_and_dataset_folder(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    flat = [{"qid": r["id"], "question": r["messages"][0]["content"], "passage": r["context"],
+             "answer": r["response"]} for r in record_dicts()]
+    fields = {"id": "qid", "query": "question", "context": "passage", "response": "answer"}
+    (tmp_path / "d.json").write_text(json.dumps(flat))
+    with open(tmp_path / "d.csv", "w") as handle:
+        handle.write("qid,question,passage,answer\n")
+        for row in flat:
+            handle.write(",".join(json.dumps(v) for v in row.values()) + "\n")
+    pq.write_table(pa.Table.from_pylist(flat), tmp_path / "d.parquet")
+    Dataset.from_list(flat).save_to_disk(str(tmp_path / "folder"))
+    for name in ("d.json", "d.csv", "d.parquet", "folder"):
+        records = load_records(tmp_path / name, fields)
+        assert [r.id for r in records] == [r["qid"] for r in flat], name
+        assert records[1].context == flat[1]["passage"] and records[1].response == "Anna"
+
+
+@pytest.mark.parametrize("content, line, field", [
+    ('{"id": "a", "messages": [{"role": "user", "content": "q"}], "response": "r"}\n{"id": "b", oops}\n', 2, None),
+    ('{"id": "a", "messages": [{"role": "user", "content": "q"}]}\n', 1, "response"),
+    ('{"id": "a", "messages": [{"role": "user", "content": "q"}], "response": "  "}\n', 1, "response"),
+    ('{"id": "a", "messages": [{"role": "user", "content": "q"}], "response": 5}\n', 1, "response"),
+    ('{"id": "a", "messages": [{"role": "assistant", "content": "q"}], "response": "r"}\n', 1, "messages"),
+    ('{"id": "a", "query": "q", "response": "r"}\n{"id": "a", "query": "q2", "response": "r"}\n', 2, "id"),
+    ('[1, 2]\n', 1, None),
+])
+def test_bad_records_name_file_line_and_field(tmp_path, content, line, field):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError) as err:
+        load_records(path)
+    message = str(err.value)
+    assert str(path) in message and f"line {line}" in message
+    if field:
+        assert f"field '{field}" in message
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"id": "a", "query": "caf\xe9", "response": "r"}\n')
+    (tmp_path / "ragged.csv").write_text("id,query,response\na,q,r\nb,q\n")
+    (tmp_path / "data.txt").write_text("x")
+    for name, problem in [("empty.jsonl", "no records"), ("latin1.jsonl", "UTF-8"), ("ragged.csv", "line 3"),
+                          ("data.txt", "unknown format"), ("missing.jsonl", "no such file")]:
+        with pytest.raises(DataError, match=problem):
+            load_records(tmp_path / name)
+
+
+def test_missing_mapped_field(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"question": "q", "answer": "a", "id": "1"}\n')
+    with pytest.raises(DataError, match="line 1, field 'passage'"):
+        load_records(tmp_path / "d.jsonl", {"query": "question", "response": "answer", "context": "passage"})
+
+
+def test_prompt_puts_document_before_question_and_adds_instructions():
+    record = Record.model_validate(record_dicts()[0])
+    turns = prompt_messages(record)
+    assert turns[0]["role"] == "system" and REFUSAL in turns[0]["content"]
+    assert turns[-1] == {"role": "user", "content": "Document:\nThe sky is blue on a clear day.\n\n"
+                                                    "Question: What colour is the sky?"}
+
+
+def test_grounded_qa_recipe():
+    train, test = grounded_qa(DataConfig(n_train=60, n_test=30, seed=3))
+    assert len(train) == 60 and len(test) == 30
+    assert not {r.meta["title"] for r in train} & {r.meta["title"] for r in test}
+    assert not {r.id for r in train} & {r.id for r in test}
+    unanswerable = [r for r in train + test if not r.meta["answerable"]]
+    assert len(unanswerable) == 45
+    for r in unanswerable:
+        assert r.response == REFUSAL
+    from ssrtune.data import read_squad
+    squad = {q["id"]: q for q in read_squad()}
+    for r in unanswerable:
+        q = squad[r.id]
+        assert r.context != q["paragraph"]
+        assert not any(a.lower() in r.context.lower() for a in q["answers"] if len(a) > 3)
+    for r in train + test:
+        if r.meta["answerable"]:
+            assert r.context == squad[r.id]["paragraph"] and r.response in r.meta["answers"]
+    again, _ = grounded_qa(DataConfig(n_train=60, n_test=30, seed=3))
+    assert [r.id for r in again] == [r.id for r in train]

@@ -1,0 +1,38 @@
+"""The whole chain on the real embedded model (SmolLM2-135M-Instruct) and the grounded-qa recipe, a few examples."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ssrtune.config import load_config
+from ssrtune.pipeline import run
+from ssrtune.store import iter_jsonl, read_json
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def user_cache(monkeypatch):
+    # Share the converted model with `make demo` so the conversion happens once per machine.
+    monkeypatch.setenv("SSRTUNE_CACHE", os.environ.get("SSRTUNE_TEST_CACHE",
+                                                        str(Path.home() / ".cache" / "ssrtune")))
+
+
+def test_quickstart_chain_on_the_embedded_model(tmp_path, user_cache):
+    config = load_config(ROOT / "configs" / "quickstart.yaml", [
+        f"run_dir={tmp_path / 'run'}", "data.n_train=8", "data.n_test=6", "generate.max_new_tokens=24",
+        "evaluate.max_new_tokens=24", "train.batch_size=4", "train.max_length=384",
+    ])
+    report = run(config)
+    run_dir = tmp_path / "run"
+    assert report.exists() and "| ssr |" in report.read_text()
+    generations = list(iter_jsonl(run_dir / "generations.jsonl"))
+    assert len(generations) == 8 and all(g["response"] for g in generations)
+    for name in ("base", "sft", "ssr"):
+        metrics = read_json(run_dir / "eval" / name / "task.json")
+        assert metrics["n"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0
+    stats = read_json(run_dir / "train" / "ssr.stats.json")
+    assert sum(stats["shares"].values()) == pytest.approx(1.0)
+    assert read_json(run_dir / "models" / "ssr" / "ssrtune_train.json")["steps"] == 2

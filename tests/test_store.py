@@ -1,0 +1,40 @@
+import json
+import logging
+
+import pytest
+
+from ssrtune.store import RecordFile, StaleArtifactError, fingerprint
+
+
+def test_resume_keeps_records_and_refuses_duplicates(tmp_path):
+    out = RecordFile(tmp_path / "g.jsonl", "fp1")
+    out.append([{"id": "a", "x": 1}, {"id": "b", "x": 2}])
+    again = RecordFile(tmp_path / "g.jsonl", "fp1")
+    assert set(again.records) == {"a", "b"} and "a" in again
+    with pytest.raises(ValueError, match="already written"):
+        again.append([{"id": "a", "x": 3}])
+
+
+def test_torn_last_line_is_discarded_with_a_warning(tmp_path, caplog):
+    out = RecordFile(tmp_path / "g.jsonl", "fp")
+    out.append([{"id": "a"}])
+    with open(tmp_path / "g.jsonl", "a") as handle:
+        handle.write('{"id": "b", "resp')
+    with caplog.at_level(logging.WARNING):
+        again = RecordFile(tmp_path / "g.jsonl", "fp")
+    assert list(again.records) == ["a"] and "torn" in caplog.text
+    again.append([{"id": "b"}])
+    lines = (tmp_path / "g.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["a", "b"]
+
+
+def test_other_fingerprint_is_refused_unless_fresh(tmp_path):
+    RecordFile(tmp_path / "g.jsonl", "fp1").append([{"id": "a"}])
+    with pytest.raises(StaleArtifactError, match="--fresh"):
+        RecordFile(tmp_path / "g.jsonl", "fp2")
+    assert len(RecordFile(tmp_path / "g.jsonl", "fp2", fresh=True)) == 0
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})

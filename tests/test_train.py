@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from ssrtune.config import ModelConfig, TrainConfig
+from ssrtune.data import Record, prompt_messages
+from ssrtune.models import load_model, load_tokenizer
+from ssrtune.train import NoTrainableTokensError, left_pad_collator, to_dataset, train
+from tests.conftest import record_dicts
+
+
+def rows():
+    return [{"id": r["id"], "messages": prompt_messages(Record.model_validate(r)), "target": r["response"]}
+            for r in record_dicts()]
+
+
+def fit(tiny_model, tmp_path, **overrides):
+    config = TrainConfig(**{"epochs": 3, "batch_size": 3, "learning_rate": 3e-3, "bf16": False,
+                            "warmup_ratio": 0.0, **overrides})
+    model_config = ModelConfig(name=str(tiny_model))
+    out = tmp_path / "model"
+    return train(load_model(model_config), load_tokenizer(model_config), rows(), config, out), out
+
+
+def test_lora_training_learns_and_saves_an_adapter(tiny_model, tmp_path):
+    result, out = fit(tiny_model, tmp_path, epochs=10, save_steps=1000)
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    curve = result["loss_curve"]
+    assert result["lora"] and len(curve) >= 2 and curve[-1] < curve[0]
+    merged = load_model(ModelConfig(name=str(tiny_model)), adapter=out)
+    base = load_model(ModelConfig(name=str(tiny_model)))
+    assert any(not torch.equal(a, b) for a, b in zip(merged.state_dict().values(), base.state_dict().values()))
+
+
+def test_full_fine_tuning_saves_whole_weights(tiny_model, tmp_path):
+    result, out = fit(tiny_model, tmp_path, full=True, epochs=1, learning_rate=1e-3)
+    assert not result["lora"] and (out / "model.safetensors").exists()
+    assert load_model(ModelConfig(name=str(tiny_model)), adapter=out) is not None
+
+
+def test_labels_cover_exactly_the_answer_and_end_of_turn(tiny_model):
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model)))
+    trainer = SFTTrainer(model=load_model(ModelConfig(name=str(tiny_model))), processing_class=tokenizer,
+                         train_dataset=to_dataset(rows()),
+                         args=SFTConfig(output_dir="/tmp/unused", bf16=False, use_cpu=True, report_to="none"))
+    for example, row in zip(trainer.train_dataset, rows()):
+        trained = [t for t in example["labels"] if t != -100]
+        assert tokenizer.decode(trained) == row["target"] + "<|im_end|>\n"
+
+
+def test_answer_only_loss_matches_the_full_logits_loss(tiny_model):
+    """Our logits_to_keep loss on a left-padded batch equals the plain loss over all positions, right-padded."""
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model)))
+    model = load_model(ModelConfig(name=str(tiny_model)))
+    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=to_dataset(rows()),
+                         args=SFTConfig(output_dir="/tmp/unused", bf16=False, use_cpu=True, report_to="none"))
+    examples = list(trainer.train_dataset)
+    batch = left_pad_collator(tokenizer.pad_token_id)(examples)
+    from ssrtune.train import AnswerOnlySFTTrainer
+
+    ours = AnswerOnlySFTTrainer.compute_loss(trainer, model, dict(batch))
+    reference = 0.0
+    count = 0
+    for example in examples:
+        ids = torch.tensor([example["input_ids"]])
+        labels = torch.tensor([example["labels"]])
+        logits = model(input_ids=ids).logits[0, :-1]
+        target = labels[0, 1:]
+        mask = target != -100
+        reference += torch.nn.functional.cross_entropy(logits[mask], target[mask], reduction="sum")
+        count += int(mask.sum())
+    assert ours.item() == pytest.approx((reference / count).item(), rel=1e-4)
+
+
+def test_too_short_max_length_fails_loudly(tiny_model, tmp_path):
+    with pytest.raises(NoTrainableTokensError, match="max_length"):
+        fit(tiny_model, tmp_path, max_length=20)
+
+
+def test_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
+    _, out = fit(tiny_model, tmp_path, epochs=2, save_steps=2)
+    assert (out / "checkpoint-4").exists()
+    result, _ = fit(tiny_model, tmp_path, epochs=3, save_steps=2)
+    assert result["resumed_from"].endswith("checkpoint-4") and result["steps"] == 6
