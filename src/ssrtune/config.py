@@ -42,6 +42,20 @@ class DataConfig(Strict):
         return self
 
 
+class EndpointConfig(Strict):
+    """An OpenAI-compatible chat-completions server (OpenAI, vLLM serve, llama.cpp server, TGI)."""
+
+    base_url: str = Field(description="The API root, e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field(description="The model name the server knows.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="NAME of the environment variable holding the key; null for a server without one."
+    )
+    max_concurrency: int = Field(8, gt=0, description="Requests in flight at once.")
+    timeout_s: float = Field(60, gt=0, description="Per-request timeout (connect, and each read or write).")
+    max_retries: int = Field(4, ge=0, description="Retries of a request after a 429, 5xx, timeout or lost connection.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubled on each further retry.")
+
+
 class GenerateConfig(Strict):
     engine: Literal["transformers"] = "transformers"
     batch_size: int = Field(16, gt=0)
