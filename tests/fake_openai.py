@@ -2,7 +2,8 @@
 
 `server.handler(request_json) -> Behaviour` decides each reply: an answer, an HTTP error status, a hang, a
 closed connection, an invalid JSON body or a reply of the wrong shape. The server records every request it
-received (path, lower-cased headers, JSON body). It runs in a daemon thread; `stop()` ends it and releases hung handlers.
+received (path, lower-cased headers, JSON body). It runs in a daemon thread; `stop()` ends it and releases
+hung handlers.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class FakeOpenAI:
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length) or b"{}")
                 with fake._lock:
-                    fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": request})
+                    headers = {name.lower(): value for name, value in self.headers.items()}
+                    fake.requests.append({"path": self.path, "headers": headers, "json": request})
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:

@@ -1,10 +1,12 @@
 import logging
+import sys
 import threading
 
 import pytest
 
 from ssrtune.config import EndpointConfig
 from ssrtune.endpoint import ChatEndpoint, EndpointError, parse_reply
+from ssrtune.extras import MissingExtraError
 from tests import fake_openai as fake
 
 KEY = "sk-test-7f3a9c1e-not-a-real-key"
@@ -152,17 +154,8 @@ def test_key_never_appears_in_errors_or_logs(fake_openai, caplog):
 
 
 def test_missing_openai_package_says_how_to_install(fake_openai, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_openai(name, *args, **kwargs):
-        if name == "openai" or name.startswith("openai."):
-            raise ImportError("No module named 'openai'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_openai)
-    with pytest.raises(ImportError, match=r"ssrtune\[openai\]"):
+    monkeypatch.setitem(sys.modules, "openai", None)  # what `import openai` meets when it is not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'ssrtune\[openai\]'"):
         endpoint(fake_openai)
 
 

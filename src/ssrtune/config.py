@@ -57,10 +57,20 @@ class EndpointConfig(Strict):
 
 
 class GenerateConfig(Strict):
-    engine: Literal["transformers"] = "transformers"
+    engine: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="transformers (here), openai (any OpenAI-compatible server) or vllm (offline, GPU)."
+    )
+    endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
+    tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs to shard the model over.")
     batch_size: int = Field(16, gt=0)
     max_new_tokens: int = Field(48, gt=0)
     bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
+
+    @model_validator(mode="after")
+    def _endpoint_for_openai(self) -> GenerateConfig:
+        if (self.engine == "openai") != (self.endpoint is not None):
+            raise ValueError("`endpoint` is required by engine `openai`, and only by it")
+        return self
 
 
 class JudgeConfig(Strict):

@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ssrtune.config import EndpointConfig
+from ssrtune.extras import import_extra
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,6 @@ NO_KEY = "EMPTY"
 
 class EndpointError(Exception):
     """A request that failed for good: says what failed (status, timeout, bad JSON, wrong shape), never the key."""
-
-
-def _import_openai():
-    try:
-        import openai
-    except ImportError as err:
-        raise ImportError(
-            "talking to an OpenAI-compatible server needs the `openai` extra: pip install 'ssrtune[openai]'"
-        ) from err
-    return openai
 
 
 def _snippet(text: str, limit: int = 200) -> str:
@@ -67,7 +58,7 @@ def parse_reply(body: str) -> str:
 class ChatEndpoint:
     def __init__(self, config: EndpointConfig):
         self.config = config
-        self._openai = _import_openai()
+        self._openai = import_extra("openai", "openai", "talking to an OpenAI-compatible server")
         self._api_key()  # fail before any work when the variable is missing
 
     def _api_key(self) -> str:
