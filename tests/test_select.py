@@ -21,3 +21,13 @@ def test_ssr_uses_accepted_own_answers_and_gold_elsewhere():
 def test_unknown_method():
     with pytest.raises(ValueError, match="unknown method"):
         select_targets("dpo", [], {}, {})
+
+
+def test_an_example_without_an_own_answer_trains_on_gold():
+    # q2's generation request failed (no generation); a verdict left for it must not make it a self target.
+    records = [Record.model_validate(r) for r in record_dicts()[:3]]
+    generations = {"q1": {"response": "Blue."}}
+    judgments = {"q1": {"verdict": "accept"}, "q2": {"verdict": "accept"}}
+    rows = select_targets("ssr", records, generations, judgments)
+    assert [(r["id"], r["target"], r["source"]) for r in rows] == [
+        ("q1", "Blue.", "self"), ("q2", "Anna", "gold"), ("q3", "Three", "gold")]

@@ -42,11 +42,35 @@ class DataConfig(Strict):
         return self
 
 
+class EndpointConfig(Strict):
+    """An OpenAI-compatible chat-completions server (OpenAI, vLLM serve, llama.cpp server, TGI)."""
+
+    base_url: str = Field(description="The API root, e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field(description="The model name the server knows.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="NAME of the environment variable holding the key; null for a server without one."
+    )
+    max_concurrency: int = Field(8, gt=0, description="Requests in flight at once.")
+    timeout_s: float = Field(60, gt=0, description="Per-request timeout (connect, and each read or write).")
+    max_retries: int = Field(4, ge=0, description="Retries of a request after a 429, 5xx, timeout or lost connection.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubled on each further retry.")
+
+
 class GenerateConfig(Strict):
-    engine: Literal["transformers"] = "transformers"
+    engine: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="transformers (here), openai (any OpenAI-compatible server) or vllm (offline, GPU)."
+    )
+    endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
+    tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs to shard the model over.")
     batch_size: int = Field(16, gt=0)
     max_new_tokens: int = Field(48, gt=0)
     bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
+
+    @model_validator(mode="after")
+    def _endpoint_for_openai(self) -> GenerateConfig:
+        if (self.engine == "openai") != (self.endpoint is not None):
+            raise ValueError("`endpoint` is required by engine `openai`, and only by it")
+        return self
 
 
 class JudgeConfig(Strict):

@@ -15,7 +15,8 @@ from ssrtune import data as data_mod
 from ssrtune.config import RunConfig, dump_config
 from ssrtune.data import Record, load_records, prompt_messages, save_records
 from ssrtune.evaluate import score_example, task_metrics
-from ssrtune.generate import generate
+from ssrtune.endpoint import ChatEndpoint
+from ssrtune.generate import generate, generate_openai, generate_vllm
 from ssrtune.judge import JudgeInput, build_judge, judge_all, verdict_counts
 from ssrtune.models import load_model, load_tokenizer
 from ssrtune.select import select_targets, source_shares
@@ -47,24 +48,49 @@ def prepare_data(config: RunConfig, fresh: bool = False) -> tuple[list[Record], 
     return train_records, test_records
 
 
+def generations_fingerprint(config: RunConfig) -> str:
+    gen = config.generate
+    return fingerprint(model_fingerprint(config), file_digest(config.path / "data" / "train.jsonl"),
+                       gen.max_new_tokens, gen.engine, *([gen.endpoint.model] if gen.endpoint else []))
+
+
 def generate_stage(config: RunConfig, records: list[Record], fresh: bool = False) -> dict[str, dict]:
-    """The base model's own greedy answer to every training prompt: generations.jsonl."""
-    out = RecordFile(config.path / "generations.jsonl", fingerprint(
-        model_fingerprint(config), file_digest(config.path / "data" / "train.jsonl"),
-        config.generate.max_new_tokens, config.generate.engine), fresh=fresh)
+    """The base model's own greedy answer to every training prompt: generations.jsonl.
+
+    With the openai engine a prompt whose request failed for good gets no generation (its example trains on
+    gold); generations.failures.json lists them, and rerunning the stage retries exactly those.
+    """
+    gen = config.generate
+    out = RecordFile(config.path / "generations.jsonl", generations_fingerprint(config), fresh=fresh)
+    failures: dict[str, str] = {}
     if len(out) < len(records):
-        model, tokenizer = load_model(config.model), load_tokenizer(config.model)
-        generate(model, tokenizer, {r.id: prompt_messages(r) for r in records}, out, config.generate.batch_size,
-                 config.generate.max_new_tokens, config.generate.bf16, description="generate (train prompts)")
+        prompts = {r.id: prompt_messages(r) for r in records}
+        description = f"generate (train prompts, {gen.engine})"
+        if gen.engine == "openai":
+            failures = generate_openai(ChatEndpoint(gen.endpoint), prompts, out, gen.max_new_tokens, description)
+        elif gen.engine == "vllm":
+            generate_vllm(config.model, prompts, out, gen.max_new_tokens, gen.tensor_parallel_size, description)
+        else:
+            model, tokenizer = load_model(config.model), load_tokenizer(config.model)
+            generate(model, tokenizer, prompts, out, gen.batch_size, gen.max_new_tokens, gen.bf16, description)
+    write_json(config.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
+    if failures:
+        log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
+                    "answer, and rerunning retries them", len(failures), len(records), next(iter(failures.values())))
     return out.records
 
 
 def judge_stage(config: RunConfig, records: list[Record], generations: dict[str, dict],
                 fresh: bool = False) -> dict[str, dict]:
-    """The judge's verdict on every own answer: judgments.jsonl."""
+    """The judge's verdict on every own answer: judgments.jsonl.
+
+    Keyed to the generation settings rather than to the generations file: that file only ever grows under one
+    fingerprint, so a verdict stays valid when a resumed generation adds the answers that failed before. An
+    example without an own answer gets no verdict.
+    """
     out = RecordFile(config.path / "judgments.jsonl", fingerprint(
-        config.judge.model_dump(mode="json"), file_digest(config.path / "generations.jsonl")), fresh=fresh)
-    items = [JudgeInput.of(r, generations[r.id]["response"]) for r in records]
+        config.judge.model_dump(mode="json"), generations_fingerprint(config)), fresh=fresh)
+    items = [JudgeInput.of(r, generations[r.id]["response"]) for r in records if r.id in generations]
     judgments = judge_all(build_judge(config.judge), items, out)
     log.info("judge verdicts: %s", verdict_counts(judgments))
     return judgments

@@ -11,17 +11,17 @@ def select_targets(method: str, records: list[Record], generations: dict[str, di
                    judgments: dict[str, dict]) -> list[dict]:
     """Rows {id, messages, target, source} for `method`.
 
-    sft: gold everywhere. ssr: the model's own answer where the judge accepted it, gold elsewhere (a failed
-    judgment counts as not accepted). Every example is kept.
+    sft: gold everywhere. ssr: the model's own answer where the judge accepted it, gold elsewhere: a failed
+    judgment counts as not accepted, and an example without an own answer (its generation request failed)
+    uses gold. Every example is kept.
     """
     if method not in ("sft", "ssr"):
         raise ValueError(f"unknown method {method!r}")
     rows = []
     for record in records:
-        own_ok = method == "ssr" and judgments.get(record.id, {}).get("verdict") == "accept"
-        if own_ok and record.id not in generations:
-            raise KeyError(f"judgment for {record.id!r} has no generation")
-        target, source = (generations[record.id]["response"], "self") if own_ok else (record.response, "gold")
+        own = generations.get(record.id)
+        own_ok = method == "ssr" and own is not None and judgments.get(record.id, {}).get("verdict") == "accept"
+        target, source = (own["response"], "self") if own_ok else (record.response, "gold")
         rows.append({"id": record.id, "messages": prompt_messages(record), "target": target, "source": source})
     return rows
 
