@@ -11,7 +11,7 @@ import typer
 
 from ssrtune import pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
-from ssrtune.data import DataError
+from ssrtune.data import DataError, PromptTooLongError
 from ssrtune.store import StaleArtifactError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -115,6 +115,6 @@ def entry() -> None:
     """Console script: known user errors print one clear line, not a traceback."""
     try:
         app()
-    except (ConfigError, DataError, StaleArtifactError, FileNotFoundError) as err:
+    except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ssrtune import data as data_mod
 from ssrtune.config import RunConfig, dump_config
-from ssrtune.data import SYSTEM_PROMPT, Record, fit_prompt, load_records, save_records
+from ssrtune.data import Record, fit_prompt, load_records, save_records
 from ssrtune.evaluate import score_example, task_metrics
 from ssrtune.generate import generate
 from ssrtune.judge import REFUSAL_PATTERNS, JudgeInput, build_judge, judge_all, verdict_counts
@@ -45,7 +45,7 @@ def model_fingerprint(config: RunConfig) -> str:
 
 def prompt_fingerprint(config: RunConfig) -> str:
     """What shapes the prompts besides the model's chat template: our system prompt and the context limit."""
-    return fingerprint(SYSTEM_PROMPT, config.model.max_context)
+    return fingerprint(data_mod.SYSTEM_PROMPT, config.model.max_context)
 
 
 def fitted_prompts(config: RunConfig, stage: str, records: list[Record], tokenizer, max_tokens: int,
