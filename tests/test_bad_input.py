@@ -92,6 +92,14 @@ def test_parquet_with_a_wrong_type(tmp_path):
         load_records(tmp_path / "d.parquet")
 
 
+def test_corrupt_compressed_and_binary_files(tmp_path):
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(jsonl(GOOD, GOOD).encode())[:-12])
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really parquet")
+    for name in ("cut.jsonl.gz", "broken.parquet"):
+        with pytest.raises(DataError, match=rf"{name}: unreadable"):
+            load_records(tmp_path / name)
+
+
 def test_a_huge_line_loads_and_a_huge_broken_line_gives_a_short_error(tmp_path):
     huge = {"id": "big", "query": "q", "context": "word " * 2_000_000, "response": "r"}  # a 10 MB line
     (tmp_path / "huge.jsonl").write_text(jsonl(GOOD, huge))

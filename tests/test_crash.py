@@ -28,7 +28,7 @@ from tests.conftest import record_dicts
 
 SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-N_COPIES = 10  # 60 records
+N_COPIES = 6  # 36 records
 
 
 def many_records(path: Path) -> Path:
@@ -41,7 +41,7 @@ def make_config(folder: Path, tiny_model: Path, records: Path, **sections) -> Pa
     tree = {"name": "crash", "run_dir": str(folder / "run"), "methods": ["sft"],
             "model": {"name": str(tiny_model)},
             "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
-            "generate": {"batch_size": 1, "max_new_tokens": 16, "bf16": False},
+            "generate": {"batch_size": 1, "max_new_tokens": 8, "bf16": False},
             "train": {"epochs": 1, "batch_size": 2, "bf16": False, "save_steps": 2, "learning_rate": 1e-3},
             **sections}
     path = folder / "config.yaml"

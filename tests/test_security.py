@@ -96,8 +96,9 @@ def test_remote_code_in_a_model_folder_is_not_run(tiny_model, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
     marker = tmp_path / "remote-code-ran"
-    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
-                                    "from transformers import LlamaConfig as EvilConfig, LlamaForCausalLM as EvilModel\n")
+    (folder / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from transformers import LlamaConfig as EvilConfig, LlamaForCausalLM as EvilModel\n")
     config = json.loads((folder / "config.json").read_text())
     config.update(model_type="evil", auto_map={"AutoConfig": "evil.EvilConfig",
                                                "AutoModelForCausalLM": "evil.EvilModel"})
@@ -115,7 +116,7 @@ def test_pickled_weights_are_refused(tiny_model, tmp_path):
     shutil.copytree(tiny_model, folder)
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "pickle-ran"
-    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker)))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker), protocol=2))
     with pytest.raises(OSError):
         load_model(ModelConfig(name=str(folder)))
     assert not marker.exists()
@@ -138,7 +139,7 @@ def test_a_checkpoint_pickle_cannot_run_code_on_resume(tiny_model, tmp_path):
     checkpoint = out / "checkpoint-2"
     for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
         assert (checkpoint / name).exists()
-        (checkpoint / name).write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker)))
+        (checkpoint / name).write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker), protocol=2))
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         train(load_model(model_config), load_tokenizer(model_config), rows, config.model_copy(update={"epochs": 2}),
               out)

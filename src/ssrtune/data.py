@@ -111,7 +111,8 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 try:
                     line = raw_line.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    yield number, DataError(path, number, None, f"not UTF-8 text ({err.reason} at column {err.start + 1})")
+                    yield number, DataError(path, number, None,
+                                            f"not UTF-8 text ({err.reason} at column {err.start + 1})")
                     continue
                 if not line.strip():
                     continue
@@ -148,6 +149,17 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(path, None, None, "unknown format; use .jsonl, .json, .csv, .parquet or a dataset folder")
 
 
+def _readable_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """`_raw_rows`, with a library's error on a corrupt file (a cut .gz, a broken Parquet or dataset folder) turned
+    into a `DataError` naming the file."""
+    try:
+        yield from _raw_rows(path)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError) as err:
+        raise DataError(path, None, None, f"unreadable ({type(err).__name__}: {err})") from None
+
+
 def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Record:
     if not isinstance(raw, dict):
         raise DataError(path, line, None, f"expected an object, got {type(raw).__name__}")
@@ -181,7 +193,7 @@ def load_records(path: str | Path, fields: dict[str, str] | None = None,
         raise DataError(path, None, None, "no such file or folder")
     records: list[Record] = []
     seen: dict[str, int] = {}
-    for line, raw in _raw_rows(path):
+    for line, raw in _readable_rows(path):
         try:
             if isinstance(raw, DataError):
                 raise raw
@@ -196,7 +208,8 @@ def load_records(path: str | Path, fields: dict[str, str] | None = None,
         seen[record.id] = line
         records.append(record)
     if not records:
-        raise DataError(path, None, None, "holds no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
+        raise DataError(path, None, None,
+                        "holds no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
     return records
 
 
