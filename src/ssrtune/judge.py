@@ -72,7 +72,8 @@ def contained_answer(candidate: str, answers: list[str]) -> str | None:
 
 
 def is_refusal(text: str) -> bool:
-    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    # Whitespace collapsed: a refusal wrapped over two lines is still one.
+    text = " ".join(unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'").split())
     return bool(_REFUSAL_RE.search(text))
 
 
