@@ -36,3 +36,20 @@ def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_
         # LoRA B starts at zero, so agreeing after training means both took the same steps.
         torch.testing.assert_close(ddp[name], weight, rtol=1e-4, atol=1e-6)
     assert all(weight.abs().max() > 1e-4 for name, weight in one.items() if "lora_B" in name)
+
+
+def test_the_global_batch_must_split_evenly_across_processes():
+    from ssrtune.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="does not split evenly"):
+        load_config(None, ["train.batch_size=8", "train.num_processes=3"])
+
+
+def test_an_accelerate_config_file_replaces_the_plain_ddp_launch(tmp_path):
+    from ssrtune.distributed import launch_command
+
+    ddp = launch_command(RunConfig(train=TrainConfig(num_processes=2)), tmp_path / "rows.jsonl", tmp_path, tmp_path)
+    fsdp = launch_command(RunConfig(train=TrainConfig(num_processes=2, accelerate_config="fsdp.yaml")),
+                          tmp_path / "rows.jsonl", tmp_path, tmp_path)
+    assert "--multi_gpu" in ddp and "--config_file" not in ddp
+    assert fsdp[fsdp.index("--config_file") + 1] == "fsdp.yaml" and "--multi_gpu" not in fsdp
