@@ -100,7 +100,8 @@ def main() -> None:
     engine_answers = [records_out[i]["response"] for i in prompts]
 
     # Prefill alone: the same length-sorted batches, one new token each.
-    length = {i: len(tokenizer.apply_chat_template(p, add_generation_prompt=True)) for i, p in prompts.items()}
+    length = {i: len(tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False))
+              for i, p in prompts.items()}
     order = sorted(prompts, key=lambda i: length[i], reverse=True)
     start = time.perf_counter()
     for offset in range(0, len(order), batch_size):

@@ -28,7 +28,6 @@ def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_
     first, second = (set(ids) for ids in distributed["example_ids_per_rank"])
     assert not first & second and first | second == {row["id"] for row in data}
     assert len(single["example_ids_per_rank"]) == 1 and distributed["steps"] == single["steps"] == 3
-    assert distributed["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
     ddp = load_file(tmp_path / "ddp" / "adapter_model.safetensors")
     one = load_file(tmp_path / "single" / "adapter_model.safetensors")
     assert ddp.keys() == one.keys()
