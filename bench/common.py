@@ -36,14 +36,13 @@ def train_records(config: RunConfig, n: int) -> list[Record]:
 
 def machine() -> dict:
     """What the numbers came from, including how busy the machine was (other processes skew timings)."""
-    flags = ""
-    if Path("/proc/cpuinfo").exists():
-        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-            "torch": torch.__version__, "load_average_1min": os.getloadavg()[0]}
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = {key.strip(): value.strip() for key, value in
+              (line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)}
+    flags = fields.get("flags", "").split()
+    return {"cpu": fields.get("model name", platform.processor()), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "avx512_bf16": "avx512_bf16" in flags,
+            "amx_bf16": "amx_bf16" in flags, "torch": torch.__version__, "load_average_1min": os.getloadavg()[0]}
 
 
 class PeakRSS:
