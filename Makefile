@@ -21,5 +21,11 @@ demo: install
 test: install
 	$(PYTHON) -m pytest -q
 
+# The three benchmarks of docs/PERFORMANCE.md; each prints one line and writes bench/results/<name>.json.
+bench: install
+	$(PYTHON) bench/generate.py
+	$(PYTHON) bench/train.py
+	$(PYTHON) bench/pipeline.py
+
 clean:
 	rm -rf $(VENV) runs

@@ -69,3 +69,8 @@ def test_bad_config_and_bad_data_are_one_clear_line(tiny_model, records_file, tm
     broken.write_text(records_file.read_text() + '{"id": "z", "query": "q"}\n')
     bad = ssrtune("data", config, f"data.train_file={broken}")
     assert bad.returncode == 2 and "line 7, field 'response'" in bad.stderr
+
+
+def test_num_processes_option_reaches_the_training_config(tiny_model, records_file, tmp_path):
+    result = ssrtune("train", write_config(tmp_path, tiny_model, records_file), "--num-processes", 2)
+    assert result.returncode == 2 and "batch_size 3 does not split evenly across num_processes 2" in result.stderr

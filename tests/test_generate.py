@@ -2,7 +2,7 @@ from ssrtune.config import ModelConfig
 from ssrtune.data import Record, prompt_messages
 from ssrtune.generate import generate, generate_batch
 from ssrtune.models import load_model, load_tokenizer
-from ssrtune.store import RecordFile
+from ssrtune.store import RecordFile, iter_jsonl
 from tests.conftest import record_dicts
 
 
@@ -35,3 +35,15 @@ def test_generation_resumes_without_duplicates(tiny_model, tmp_path):
     fresh = generate(model, tokenizer, all_prompts, RecordFile(tmp_path / "h.jsonl", "fp"), batch_size=3,
                      max_new_tokens=6, bf16=False)
     assert {k: v["response"] for k, v in fresh.items()} == {k: v["response"] for k, v in records.items()}
+
+
+def test_batches_hold_prompts_of_similar_length_longest_first(tiny_model, tmp_path):
+    config = ModelConfig(name=str(tiny_model))
+    model, tokenizer = load_model(config), load_tokenizer(config)
+    all_prompts = prompts()
+    generate(model, tokenizer, all_prompts, RecordFile(tmp_path / "g.jsonl", "fp"), batch_size=2, max_new_tokens=2,
+             bf16=False)
+    written = [row["id"] for row in iter_jsonl(tmp_path / "g.jsonl")]
+    lengths = [len(tokenizer.apply_chat_template(all_prompts[i], add_generation_prompt=True, return_dict=False))
+               for i in written]
+    assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 1

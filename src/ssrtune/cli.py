@@ -86,9 +86,13 @@ def select(config: ConfigArg, overrides: Overrides = None) -> None:
 
 @app.command()
 def train(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
-          full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False) -> None:
+          full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+          num_processes: Annotated[Optional[int], typer.Option(
+              "--num-processes", help="Data-parallel processes (DDP through accelerate); same as "
+              "train.num_processes=N.")] = None) -> None:
     """Fine-tune one model per method on its selected targets."""
-    cfg = _config(config, overrides)
+    extra = [] if num_processes is None else [f"train.num_processes={num_processes}"]
+    cfg = _config(config, [*(overrides or []), *extra])
     if full:
         cfg.train.full = True
     records, generations, judgments = _judged(cfg)

@@ -111,6 +111,18 @@ class TrainConfig(Strict):
     seed: int = 0
     bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
     save_steps: int = Field(10, gt=0, description="Checkpoint interval, for resuming after a crash.")
+    num_processes: int = Field(1, gt=0, description=(
+        "Data-parallel training processes launched through `accelerate` (DDP); `batch_size` stays the global "
+        "batch, split evenly across them, so the result does not depend on this number."))
+    accelerate_config: str | None = Field(None, description=(
+        "An `accelerate config` file for multi-process training (e.g. FSDP or DeepSpeed on GPUs)."))
+
+    @model_validator(mode="after")
+    def _batch_splits_across_processes(self) -> TrainConfig:
+        if self.batch_size % self.num_processes:
+            raise ValueError(f"batch_size {self.batch_size} does not split evenly across "
+                             f"num_processes {self.num_processes}")
+        return self
 
 
 class EvaluateConfig(Strict):

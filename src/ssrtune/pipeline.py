@@ -14,6 +14,7 @@ from pathlib import Path
 from ssrtune import data as data_mod
 from ssrtune.config import RunConfig, dump_config
 from ssrtune.data import Record, fit_prompt, load_records, prompt_messages, save_records
+from ssrtune.distributed import launch
 from ssrtune.evaluate import score_example, task_metrics
 from ssrtune.endpoint import ChatEndpoint
 from ssrtune.generate import generate, generate_openai, generate_vllm
@@ -169,7 +170,9 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
     """Fine-tune the base model on `rows` into models/<method>/ (skipped when already done with these inputs)."""
     output_dir = config.path / "models" / method
     done_file = output_dir / "ssrtune_train.json"
-    wanted = fingerprint(model_fingerprint(config), config.train.model_dump(mode="json"),
+    # The number of processes splits the same global batch, so it does not change what is trained.
+    wanted = fingerprint(model_fingerprint(config),
+                         config.train.model_dump(mode="json", exclude={"num_processes", "accelerate_config"}),
                          file_digest(config.path / "train" / f"{method}.jsonl"))
     if fresh and output_dir.exists():
         shutil.rmtree(output_dir)
@@ -179,7 +182,10 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
     if done_file.exists():
         return output_dir
     write_json(marker, {"fingerprint": wanted})
-    result = train(load_model(config.model), load_tokenizer(config.model), rows, config.train, output_dir)
+    if config.train.num_processes > 1:
+        result = launch(config, config.path / "train" / f"{method}.jsonl", output_dir)
+    else:
+        result = train(load_model(config.model), load_tokenizer(config.model), rows, config.train, output_dir)
     write_json(done_file, result)
     return output_dir
 

@@ -35,11 +35,16 @@ def to_dataset(rows: list[dict]) -> Dataset:
     ])
 
 
-def left_pad_collator(pad_token_id: int):
+def left_pad_collator(pad_token_id: int, seen_ids: list[str] | None = None):
     """Left padding puts every row's answer at the end of the batch, so the loss needs logits only for the last
-    few positions (`logits_to_keep`); positions ids come from the mask so padding does not shift them."""
+    few positions (`logits_to_keep`); positions ids come from the mask so padding does not shift them.
+
+    The ids of the examples collated are appended to `seen_ids`: the record of which shard this process trained on.
+    """
 
     def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
+        if seen_ids is not None:
+            seen_ids.extend(e["id"] for e in examples)
         width = max(len(e["input_ids"]) for e in examples)
         input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
         labels = torch.full((len(examples), width), -100, dtype=torch.long)
@@ -64,6 +69,10 @@ class AnswerOnlySFTTrainer(SFTTrainer):
     padding the answers end every row, and `logits_to_keep` asks the model for just those positions. The loss is
     TRL's token-mean NLL over the same labels.
     """
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        self._signature_columns = [*self._signature_columns, "id"]  # the collator records which examples it saw
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -120,12 +129,13 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     return str(max(complete, key=lambda f: int(f.name.rsplit("-", 1)[1]))) if complete else None
 
 
-def sft_config(config: TrainConfig, output_dir: Path, num_processes: int = 1) -> SFTConfig:
+def sft_config(config: TrainConfig, output_dir: Path) -> SFTConfig:
     bf16 = bf16_supported() if config.bf16 is None else config.bf16
     return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
+        # The global batch is the configured one, whatever the number of processes: same steps, same result.
+        per_device_train_batch_size=config.batch_size // config.num_processes,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_ratio,
@@ -147,9 +157,9 @@ def sft_config(config: TrainConfig, output_dir: Path, num_processes: int = 1) ->
     )
 
 
-def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
-          output_dir: Path) -> dict:
-    """Fine-tune on `rows` ({id, messages, target}), resuming from the last checkpoint in `output_dir`."""
+def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
+                  output_dir: Path, seen_ids: list[str] | None = None) -> AnswerOnlySFTTrainer:
+    """The trainer for `rows` ({id, messages, target}), its data checked (see `check_trainable`)."""
     peft_config = None
     if not config.full:
         from peft import LoraConfig
@@ -163,16 +173,31 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list
         train_dataset=to_dataset(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
-        data_collator=left_pad_collator(tokenizer.pad_token_id),
+        data_collator=left_pad_collator(tokenizer.pad_token_id, seen_ids),
     )
     check_trainable(rows, trainer.train_dataset, tokenizer.eos_token_id)
+    return trainer
+
+
+def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
+          output_dir: Path) -> dict:
+    """Fine-tune on `rows` ({id, messages, target}), resuming from the last checkpoint in `output_dir`.
+
+    Under `accelerate launch` every process calls this on the same rows and trains on its own shard.
+    """
+    from accelerate.utils import gather_object
+
+    seen_ids: list[str] = []
+    trainer = build_trainer(model, tokenizer, rows, config, output_dir, seen_ids)
     checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {"train_loss": result.training_loss, "loss_curve": losses, "steps": trainer.state.global_step,
             "resumed_from": checkpoint, "lora": not config.full,
-            "runtime_s": result.metrics.get("train_runtime")}
+            "runtime_s": result.metrics.get("train_runtime"), "rank": trainer.args.process_index,
+            "example_ids_per_rank": gather_object([seen_ids])}

@@ -1,0 +1,59 @@
+"""Multi-process training: `accelerate launch` starts this module once per process, and the Trainer inside each
+process runs DDP on its shard of every global batch (gloo on CPU, NCCL on GPUs, or FSDP / DeepSpeed through an
+accelerate config file).
+
+The parent process has already written the training rows (train/<method>.jsonl), so the workers only train.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ssrtune.config import RunConfig
+from ssrtune.store import iter_jsonl, read_json, write_json
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_file: Path) -> list[str]:
+    train = config.train
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(train.num_processes),
+               "--num_machines", "1", "--main_process_port", str(free_port())]
+    if train.accelerate_config:
+        command += ["--config_file", train.accelerate_config]
+    else:
+        # torchrun under the hood; on a machine without GPUs every process trains on the CPU with gloo
+        command += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return command + ["-m", "ssrtune.distributed", config.model_dump_json(), str(rows_file), str(output_dir),
+                      str(result_file)]
+
+
+def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
+    """Train on `rows_file` with `config.train.num_processes` processes; the result of `train.train`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        result_file = Path(scratch) / "result.json"
+        subprocess.run(launch_command(config, rows_file, output_dir, result_file), check=True)
+        return read_json(result_file)
+
+
+def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:
+    from ssrtune.models import load_model, load_tokenizer
+    from ssrtune.train import train
+
+    config = RunConfig.model_validate_json(config_json)
+    rows = list(iter_jsonl(Path(rows_file)))
+    result = train(load_model(config.model), load_tokenizer(config.model), rows, config.train, Path(output_dir))
+    if result["rank"] == 0:
+        write_json(Path(result_file), result)
+
+
+if __name__ == "__main__":
+    worker(*sys.argv[1:])

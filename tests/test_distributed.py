@@ -1,0 +1,54 @@
+"""Two CPU processes (gloo) launched through accelerate train disjoint shards to the single-process weights."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ssrtune.config import ModelConfig, RunConfig, TrainConfig
+from ssrtune.distributed import launch
+from ssrtune.models import load_model, load_tokenizer
+from ssrtune.store import write_jsonl
+from ssrtune.train import train
+from tests.test_train import rows
+
+
+def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_model, tmp_path):
+    # 12 examples, a global batch of 4 (2 per process), one epoch: 3 optimizer steps on the same batches.
+    data = [{**row, "id": f"{row['id']}-{copy}"} for copy in range(2) for row in rows()]
+    write_jsonl(tmp_path / "rows.jsonl", data)
+    config = RunConfig(model=ModelConfig(name=str(tiny_model)), train=TrainConfig(
+        batch_size=4, epochs=1, learning_rate=3e-3, warmup_ratio=0.0, bf16=False, save_steps=1000,
+        num_processes=2))
+
+    distributed = launch(config, tmp_path / "rows.jsonl", tmp_path / "ddp")
+    model_config = ModelConfig(name=str(tiny_model))
+    single = train(load_model(model_config), load_tokenizer(model_config), data,
+                   config.train.model_copy(update={"num_processes": 1}), tmp_path / "single")
+
+    first, second = (set(ids) for ids in distributed["example_ids_per_rank"])
+    assert not first & second and first | second == {row["id"] for row in data}
+    assert len(single["example_ids_per_rank"]) == 1 and distributed["steps"] == single["steps"] == 3
+    ddp = load_file(tmp_path / "ddp" / "adapter_model.safetensors")
+    one = load_file(tmp_path / "single" / "adapter_model.safetensors")
+    assert ddp.keys() == one.keys()
+    for name, weight in one.items():
+        # LoRA B starts at zero, so agreeing after training means both took the same steps.
+        torch.testing.assert_close(ddp[name], weight, rtol=1e-4, atol=1e-6)
+    assert all(weight.abs().max() > 1e-4 for name, weight in one.items() if "lora_B" in name)
+
+
+def test_the_global_batch_must_split_evenly_across_processes():
+    from ssrtune.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="does not split evenly"):
+        load_config(None, ["train.batch_size=8", "train.num_processes=3"])
+
+
+def test_an_accelerate_config_file_replaces_the_plain_ddp_launch(tmp_path):
+    from ssrtune.distributed import launch_command
+
+    ddp = launch_command(RunConfig(train=TrainConfig(num_processes=2)), tmp_path / "rows.jsonl", tmp_path, tmp_path)
+    fsdp = launch_command(RunConfig(train=TrainConfig(num_processes=2, accelerate_config="fsdp.yaml")),
+                          tmp_path / "rows.jsonl", tmp_path, tmp_path)
+    assert "--multi_gpu" in ddp and "--config_file" not in ddp
+    assert fsdp[fsdp.index("--config_file") + 1] == "fsdp.yaml" and "--multi_gpu" not in fsdp
