@@ -6,15 +6,16 @@ whose inputs changed instead of refusing to mix old and new results.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import shutil
 from pathlib import Path
 
 from ssrtune import data as data_mod
+from ssrtune import suites
 from ssrtune.config import RunConfig, dump_config
 from ssrtune.data import Record, load_records, prompt_messages, save_records
-from ssrtune.evaluate import score_example, task_metrics
 from ssrtune.generate import generate
 from ssrtune.judge import JudgeInput, build_judge, judge_all, verdict_counts
 from ssrtune.models import load_model, load_tokenizer
@@ -101,21 +102,25 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
 
 
 def evaluate_stage(config: RunConfig, name: str, records: list[Record], fresh: bool = False) -> dict:
-    """Answer the held-out prompts with the base model (`base`) or a trained one, and score the answers."""
+    """Evaluate the base model (`base`) or a trained one on every configured suite: eval/<name>/<suite>.json.
+
+    The model is loaded once, and only if some suite has work left.
+    """
     folder = config.path / "eval" / name
     adapter = None if name == "base" else config.path / "models" / name
     model_fp = model_fingerprint(config) if adapter is None else file_digest(adapter / "ssrtune_train.json")
-    out = RecordFile(folder / "predictions.jsonl", fingerprint(
-        model_fp, file_digest(config.path / "data" / "test.jsonl"), config.evaluate.max_new_tokens), fresh=fresh)
-    if len(out) < len(records):
-        model, tokenizer = load_model(config.model, adapter), load_tokenizer(config.model)
-        generate(model, tokenizer, {r.id: prompt_messages(r) for r in records}, out, config.evaluate.batch_size,
-                 config.evaluate.max_new_tokens, config.generate.bf16, description=f"evaluate {name}")
-    rows = [score_example(r, out.records[r.id]["response"]) for r in records]
-    write_jsonl(folder / "scores.jsonl", rows)
-    metrics = task_metrics(rows)
-    write_json(folder / "task.json", metrics)
-    return metrics
+    load = functools.cache(lambda: (load_model(config.model, adapter), load_tokenizer(config.model)))
+    test_fp = file_digest(config.path / "data" / "test.jsonl")
+    results = {"task": suites.task_suite(config, folder, "task", records, test_fp, model_fp, load, fresh)}
+    if config.evaluate.ood:
+        ood = suites.ood_records(config)
+        results["ood"] = suites.task_suite(config, folder, "ood", ood, suites.records_fingerprint(ood), model_fp, load,
+                                           fresh)
+    for dataset in config.evaluate.datasets:
+        results[dataset.name] = suites.dataset_suite(config, folder, dataset, model_fp, load, fresh)
+    if config.evaluate.retention:
+        results["retention"] = suites.retention_suite(config, folder, model_fp, load, fresh)
+    return results
 
 
 def run(config: RunConfig, fresh: bool = False) -> Path:
