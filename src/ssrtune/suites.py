@@ -8,6 +8,7 @@ appended as they come, so an interrupted evaluation resumes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -109,13 +110,14 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadMo
             continue
         items = bench.stratified_sample(spec.load(), settings.limit, settings.seed)
         model, tokenizer = load()
+        start = time.perf_counter()
         if spec.generative:
             rows = retention.gsm8k(model, tokenizer, items, settings.gsm8k_shots, settings.gsm8k_max_new_tokens,
                                    batch, bf16)
         else:
             rows = retention.multiple_choice(model, tokenizer, items, batch, bf16, name)
         result["benchmarks"][name] = {"fingerprint": wanted, "n": len(rows), "split": spec.split,
-                                      "primary": spec.primary,
+                                      "primary": spec.primary, "seconds": round(time.perf_counter() - start, 1),
                                       **retention.summarise(rows, spec.metrics), "examples": rows}
         write_json(path, result)
     if settings.kl_prompts:
