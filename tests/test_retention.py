@@ -100,3 +100,43 @@ def test_kl_from_the_reference_equals_the_exact_kl_with_the_whole_vocabulary(tin
     assert kl_from_reference(other, reference, 2, False)["mean_kl"] == pytest.approx(exact, rel=1e-3)
     coarse = kl_from_reference(other, kl_reference(model, tok, prompts, 5, 4, 2, False), 2, False)["mean_kl"]
     assert 0 < coarse <= exact + 1e-9
+
+
+def test_lm_eval_backend_plumbing(tiny, monkeypatch):
+    """The harness can't fetch its data here: check the call and the conversion of its results, and the error."""
+    import sys
+    import types
+
+    from ssrtune.config import ConfigError
+    from ssrtune.retention import lm_eval_backend
+    from ssrtune.suites import from_lm_eval
+
+    model, tok = tiny
+    monkeypatch.setitem(sys.modules, "lm_eval", None)
+    with pytest.raises(ConfigError, match="pip install 'ssrtune\\[lm-eval\\]'"):
+        lm_eval_backend(model, tok, ["arc_easy"], 10, 4)
+
+    calls = {}
+
+    class HFLM:
+        def __init__(self, pretrained, tokenizer, batch_size):
+            calls["model"], calls["batch_size"] = pretrained, batch_size
+
+    def simple_evaluate(model, tasks, limit, log_samples):
+        calls["tasks"], calls["limit"] = tasks, limit
+        return {"results": {"arc_easy": {"alias": "arc_easy", "acc,none": 0.5, "acc_stderr,none": 0.1,
+                                         "acc_norm,none": 0.6, "acc_norm_stderr,none": 0.1}}}
+
+    harness = types.ModuleType("lm_eval")
+    harness.simple_evaluate = simple_evaluate
+    models_module = types.ModuleType("lm_eval.models")
+    huggingface = types.ModuleType("lm_eval.models.huggingface")
+    huggingface.HFLM = HFLM
+    monkeypatch.setitem(sys.modules, "lm_eval", harness)
+    monkeypatch.setitem(sys.modules, "lm_eval.models", models_module)
+    monkeypatch.setitem(sys.modules, "lm_eval.models.huggingface", huggingface)
+    raw = lm_eval_backend(model, tok, ["arc_easy"], 10, 4)
+    assert calls == {"model": model, "batch_size": 4, "tasks": ["arc_easy"], "limit": 10}
+    ours = from_lm_eval(raw)["arc_easy"]
+    assert ours["primary"] == "acc_norm" and ours["acc_norm"]["value"] == 0.6
+    assert ours["acc"]["ci95"] == pytest.approx([0.5 - 0.196, 0.5 + 0.196])
