@@ -384,13 +384,14 @@ def write_report(run_dir: Path | list[Path], out_dir: Path | None = None, consol
         (out_dir / "figures" / name).write_bytes(data)
     title = f"ssrtune report: {', '.join(p.name for p in run_dirs)}"
     markdown = f"# {title}\n\n" + "\n".join(t.markdown() for t in tables)
-    markdown += "\n## Figures\n\n" + "".join(f"![{n}](figures/{n})\n\n" for n in pngs)
+    if pngs:
+        markdown += "\n## Figures\n\n" + "".join(f"![{n}](figures/{n})\n\n" for n in pngs)
     write_text_atomic(out_dir / "report.md", markdown)
     images = "".join(f"<img alt='{n}' src='data:image/png;base64,{base64.b64encode(d).decode()}'>"
                      for n, d in pngs.items())
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            + "".join(t.html() for t in tables) + f"<h2>Figures</h2>{images}</body></html>\n")
+            + "".join(t.html() for t in tables) + (f"<h2>Figures</h2>{images}" if pngs else "") + "</body></html>\n")
     write_text_atomic(out_dir / "report.html", page)
     console = _console(console)
     for table in tables:

@@ -92,7 +92,8 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadMo
     settings = config.evaluate.retention
     path = folder / "retention.json"
     result = read_json(path) if path.exists() and not fresh else {}
-    result.setdefault("benchmarks", {})
+    # benchmarks dropped from the configuration leave the report
+    result["benchmarks"] = {k: v for k, v in result.get("benchmarks", {}).items() if k in settings.benchmarks}
     batch, bf16 = settings.batch_size, config.generate.bf16
     if settings.backend == "lm-eval":
         wanted = fingerprint(model_fp, settings.model_dump(mode="json"))
@@ -104,8 +105,8 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadMo
         return result
     for name in settings.benchmarks:
         spec = bench.benchmark(name)
-        wanted = fingerprint(model_fp, name, settings.limit, settings.seed,
-                             *( [settings.gsm8k_shots, settings.gsm8k_max_new_tokens] if spec.generative else []))
+        generation = (settings.gsm8k_shots, settings.gsm8k_max_new_tokens) if spec.generative else ()
+        wanted = fingerprint(model_fp, name, settings.limit, settings.seed, bf16, *generation)
         if result["benchmarks"].get(name, {}).get("fingerprint") == wanted:
             continue
         items = bench.stratified_sample(spec.load(), settings.limit, settings.seed)
@@ -122,7 +123,9 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadMo
         write_json(path, result)
     if settings.kl_prompts:
         result["kl"] = kl_suite(config, folder, model_fp, load, result.get("kl"))
-        write_json(path, result)
+    else:
+        result.pop("kl", None)
+    write_json(path, result)
     return result
 
 
