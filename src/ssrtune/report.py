@@ -96,13 +96,13 @@ def load_models(run_dirs: list[Path]) -> list[Model]:
         base = None
         for name in ["base"] + [m for m in read_yaml_methods(run_dir) if m != "base"]:
             folder = run_dir / "eval" / name
-            if not (folder / "task.json").exists():
+            if not any((folder / f"{suite}.json").exists() for suite in ("task", "ood", "retention")):
                 continue
             stats = _read(run_dir / "train" / f"{name}.stats.json")
             datasets = {p.stem: read_json(p) for p in sorted(folder.glob("*.json"))
                         if p.stem not in ("task", "ood", "retention")}
             model = Model(label=name if len(run_dirs) == 1 else f"{run_dir.name}/{name}", name=name, run=run_dir,
-                          task=read_json(folder / "task.json"), ood=_read(folder / "ood.json"),
+                          task=_read(folder / "task.json"), ood=_read(folder / "ood.json"),
                           retention=_read(folder / "retention.json"), datasets=datasets,
                           self_share=stats["shares"].get("self", 0.0) if stats else None,
                           shares=stats["shares"] if stats else None, base=base)
@@ -113,7 +113,7 @@ def load_models(run_dirs: list[Path]) -> list[Model]:
 
 def collect(run_dir: Path) -> list[dict]:
     """One row of task metrics per evaluated model: base first, then the methods in the run's order."""
-    return [{"model": m.name, **m.task, "self_share": m.self_share} for m in load_models([run_dir])]
+    return [{"model": m.name, **m.task, "self_share": m.self_share} for m in load_models([run_dir]) if m.task]
 
 
 def _cells(row: dict) -> list[str]:
