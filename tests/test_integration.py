@@ -24,6 +24,8 @@ def test_quickstart_chain_on_the_embedded_model(tmp_path, user_cache):
     config = load_config(ROOT / "configs" / "quickstart.yaml", [
         f"run_dir={tmp_path / 'run'}", "data.n_train=8", "data.n_test=6", "generate.max_new_tokens=24",
         "evaluate.max_new_tokens=24", "train.batch_size=4", "train.max_length=384",
+        "evaluate.ood.n=4", "evaluate.retention.limit=4", "evaluate.retention.kl_prompts=2",
+        "evaluate.retention.kl_max_new_tokens=8",
     ])
     report = run(config)
     run_dir = tmp_path / "run"
@@ -33,6 +35,9 @@ def test_quickstart_chain_on_the_embedded_model(tmp_path, user_cache):
     for name in ("base", "sft", "ssr"):
         metrics = read_json(run_dir / "eval" / name / "task.json")
         assert metrics["n"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0
+    retention = read_json(run_dir / "eval" / "ssr" / "retention.json")
+    assert all(b["n"] == 4 for b in retention["benchmarks"].values()) and retention["kl"]["mean_kl"] >= 0
+    assert "Retention of general ability" in report.read_text() and (run_dir / "report.html").exists()
     stats = read_json(run_dir / "train" / "ssr.stats.json")
     assert sum(stats["shares"].values()) == pytest.approx(1.0)
     assert read_json(run_dir / "models" / "ssr" / "ssrtune_train.json")["steps"] == 2

@@ -14,6 +14,7 @@ from ssrtune.config import ConfigError, RunConfig, load_config
 from ssrtune.data import DataError, PromptTooLongError
 from ssrtune.endpoint import EndpointError
 from ssrtune.extras import MissingExtraError
+from ssrtune.report import ReportError
 from ssrtune.store import StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -108,15 +109,17 @@ def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
     _, test_records = pipeline.prepare_data(cfg)
     for name in ["base", *cfg.methods]:
         pipeline.evaluate_stage(cfg, name, test_records, fresh)
-    report(cfg.path)
+    report([cfg.path])
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)]) -> None:
-    """Write report.md for a run directory and print its table."""
+def report(run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, help="Run directories.")],
+           out: Annotated[Optional[Path], typer.Option(help="Where the report goes (default: the one run).")] = None
+           ) -> None:
+    """Write report.md and report.html (with figures) for one or more runs and print the tables."""
     from ssrtune.report import write_report
 
-    typer.echo(f"report: {write_report(run_dir)}")
+    typer.echo(f"report: {write_report(run_dirs, out)}")
 
 
 def entry() -> None:
@@ -124,6 +127,6 @@ def entry() -> None:
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError) as err:
+            MissingExtraError, ReportError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

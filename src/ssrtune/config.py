@@ -125,9 +125,59 @@ class TrainConfig(Strict):
         return self
 
 
+RETENTION_BENCHMARKS = ["mmlu", "hellaswag", "arc_easy", "arc_challenge", "piqa", "winogrande", "boolq", "gsm8k"]
+
+
+class RetentionConfig(Strict):
+    """General ability kept after fine-tuning: benchmarks scored against the base model on the same documents."""
+
+    benchmarks: list[Literal["mmlu", "hellaswag", "arc_easy", "arc_challenge", "piqa", "winogrande", "boolq",
+                             "openbookqa", "sciq", "social_iqa", "gsm8k"]] = Field(
+        default_factory=lambda: list(RETENTION_BENCHMARKS))
+    limit: int | None = Field(200, gt=0, description="Questions per benchmark (seeded stratified sample); null = all.")
+    seed: int = 0
+    batch_size: int = Field(16, gt=0)
+    gsm8k_shots: int = Field(8, ge=0, le=8, description="Chain-of-thought exemplars before each GSM8K problem.")
+    gsm8k_max_new_tokens: int = Field(256, gt=0)
+    kl_prompts: int = Field(16, ge=0, description="General prompts for the KL from the base model; 0 = no KL.")
+    kl_prompts_file: str | None = Field(None, description="A text file of general prompts, one per line.")
+    kl_max_new_tokens: int = Field(64, gt=0)
+    kl_top_k: int = Field(256, gt=0, description="Base-model tokens kept per position; the rest form one bucket.")
+    backend: Literal["native", "lm-eval"] = Field("native", description="lm-eval: lm-evaluation-harness (online).")
+
+
+class OodConfig(Strict):
+    """Out-of-domain task: conversational grounded QA from CoQA, with unanswerable questions."""
+
+    recipe: Literal["coqa"] = "coqa"
+    n: int = Field(80, gt=0)
+    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    seed: int = 0
+
+
+class EvalDataset(Strict):
+    """A user's eval file in the record format, scored by a judge against its gold answers."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    file: str
+    fields: dict[str, str] = Field(default_factory=dict)
+    judge: JudgeConfig = Field(default_factory=grounded_qa_judge)
+
+
 class EvaluateConfig(Strict):
     batch_size: int = Field(16, gt=0)
     max_new_tokens: int = Field(48, gt=0)
+    retention: RetentionConfig | None = Field(None, description="Retention benchmarks; null = none.")
+    ood: OodConfig | None = Field(None, description="Out-of-domain task; null = none.")
+    datasets: list[EvalDataset] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EvaluateConfig:
+        names = [d.name for d in self.datasets]
+        reserved = {"task", "retention", "ood", "kl"}
+        if len(set(names)) != len(names) or reserved & set(names):
+            raise ValueError(f"evaluate.datasets: names must be unique and not one of {sorted(reserved)}")
+        return self
 
 
 class RunConfig(Strict):

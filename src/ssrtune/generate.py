@@ -42,11 +42,18 @@ def autocast(enabled: bool | None, device_type: str):
     return torch.autocast(device_type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-@torch.inference_mode()
 def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt],
                    max_new_tokens: int, bf16: bool | None = None) -> tuple[list[str], int]:
     """Greedy answers to a batch of chat prompts, and the number of tokens generated."""
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    return complete_batch(model, tokenizer, texts, max_new_tokens, bf16)
+
+
+@torch.inference_mode()
+def complete_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                   max_new_tokens: int, bf16: bool | None = None,
+                   stop_strings: list[str] | None = None) -> tuple[list[str], int]:
+    """Greedy continuations of a batch of raw texts (cut before the first stop string), and the token count."""
     # Left padding keeps every prompt's last token at the end, where generation continues.
     tokenizer.padding_side = "left"
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
@@ -54,10 +61,14 @@ def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
         output = model.generate(
             **batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            **({"stop_strings": stop_strings, "tokenizer": tokenizer} if stop_strings else {}),
         )
     new_tokens = output[:, batch["input_ids"].shape[1]:]
     n_tokens = int((new_tokens != tokenizer.pad_token_id).sum())
-    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True), n_tokens
+    answers = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    for stop in stop_strings or []:
+        answers = [a.split(stop)[0] for a in answers]
+    return answers, n_tokens
 
 
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: dict[str, Prompt],

@@ -6,20 +6,22 @@ whose inputs changed instead of refusing to mix old and new results.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import shutil
 from pathlib import Path
 
 from ssrtune import data as data_mod
+from ssrtune import suites
 from ssrtune.config import RunConfig, dump_config
-from ssrtune.data import Record, fit_prompt, load_records, prompt_messages, save_records
+from ssrtune.data import Record, load_records, prompt_messages, save_records
 from ssrtune.distributed import launch
-from ssrtune.evaluate import score_example, task_metrics
 from ssrtune.endpoint import ChatEndpoint
 from ssrtune.generate import generate, generate_openai, generate_vllm
 from ssrtune.judge import REFUSAL_PATTERNS, JudgeInput, build_judge, judge_all, verdict_counts
 from ssrtune.models import context_length, load_model, load_tokenizer, resolve
+from ssrtune.prompts import fitted_prompts, prompt_fingerprint
 from ssrtune.select import select_targets, source_shares
 from ssrtune.store import RecordFile, StaleArtifactError, fingerprint, read_json, write_json, write_jsonl
 from ssrtune.train import train
@@ -43,32 +45,6 @@ def model_fingerprint(config: RunConfig) -> str:
                 small = path.suffix in (".json", ".jinja", ".txt", ".model") and path.stat().st_size < 50_000_000
                 files[path.name] = file_digest(path) if small else path.stat().st_size
     return fingerprint(config.model.name, config.model.revision, files)
-
-
-def prompt_fingerprint(config: RunConfig) -> str:
-    """What shapes the prompts besides the model's chat template: our system prompt and the context limit."""
-    return fingerprint(data_mod.SYSTEM_PROMPT, config.model.max_context)
-
-
-def fitted_prompts(config: RunConfig, stage: str, records: list[Record], tokenizer, max_tokens: int,
-                   targets: dict[str, str] | None = None, reserve: int = 0) -> dict[str, list[dict]]:
-    """Each record's prompt under the truncation rule of `data.fit_prompt`; cut documents are counted in
-    truncation.json under `stage` and logged."""
-    prompts, cut = {}, {}
-    for record in records:
-        prompts[record.id], n_cut = fit_prompt(record, tokenizer, max_tokens,
-                                               None if targets is None else targets[record.id], reserve)
-        if n_cut:
-            cut[record.id] = n_cut
-    if cut:
-        log.warning("%s: %d of %d prompts had their document cut to fit %d tokens (%d tokens cut in all)",
-                    stage, len(cut), len(records), max_tokens, sum(cut.values()))
-    path = config.path / "truncation.json"
-    summary = read_json(path) if path.exists() else {}
-    summary[stage] = {"prompts": len(records), "truncated": len(cut), "tokens_cut": sum(cut.values()),
-                      "max_tokens": max_tokens, "ids": sorted(cut)}
-    write_json(path, summary)
-    return prompts
 
 
 def prepare_data(config: RunConfig, fresh: bool = False) -> tuple[list[Record], list[Record]]:
@@ -191,24 +167,25 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
 
 
 def evaluate_stage(config: RunConfig, name: str, records: list[Record], fresh: bool = False) -> dict:
-    """Answer the held-out prompts with the base model (`base`) or a trained one, and score the answers."""
+    """Evaluate the base model (`base`) or a trained one on every configured suite: eval/<name>/<suite>.json.
+
+    The model is loaded once, and only if some suite has work left.
+    """
     folder = config.path / "eval" / name
     adapter = None if name == "base" else config.path / "models" / name
     model_fp = model_fingerprint(config) if adapter is None else file_digest(adapter / "ssrtune_train.json")
-    out = RecordFile(folder / "predictions.jsonl", fingerprint(
-        model_fp, prompt_fingerprint(config), file_digest(config.path / "data" / "test.jsonl"),
-        config.evaluate.max_new_tokens), fresh=fresh)
-    if len(out) < len(records):
-        tokenizer = load_tokenizer(config.model)
-        prompts = fitted_prompts(config, f"eval/{name}", records, tokenizer, context_length(config.model),
-                                 reserve=config.evaluate.max_new_tokens)
-        generate(load_model(config.model, adapter), tokenizer, prompts, out, config.evaluate.batch_size,
-                 config.evaluate.max_new_tokens, config.generate.bf16, description=f"evaluate {name}")
-    rows = [score_example(r, out.records[r.id]["response"]) for r in records]
-    write_jsonl(folder / "scores.jsonl", rows)
-    metrics = task_metrics(rows)
-    write_json(folder / "task.json", metrics)
-    return metrics
+    load = functools.cache(lambda: (load_model(config.model, adapter), load_tokenizer(config.model)))
+    test_fp = file_digest(config.path / "data" / "test.jsonl")
+    results = {"task": suites.task_suite(config, folder, "task", records, test_fp, model_fp, load, fresh)}
+    if config.evaluate.ood:
+        ood = suites.ood_records(config)
+        results["ood"] = suites.task_suite(config, folder, "ood", ood, suites.records_fingerprint(ood), model_fp, load,
+                                           fresh)
+    for dataset in config.evaluate.datasets:
+        results[dataset.name] = suites.dataset_suite(config, folder, dataset, model_fp, load, fresh)
+    if config.evaluate.retention:
+        results["retention"] = suites.retention_suite(config, folder, model_fp, load, fresh)
+    return results
 
 
 def run(config: RunConfig, fresh: bool = False) -> Path:

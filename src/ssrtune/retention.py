@@ -1,0 +1,255 @@
+"""Retention of general ability: log-likelihood benchmarks, GSM8K, and drift from the base model.
+
+Written by hand rather than through lm-evaluation-harness because the harness fetches its data from the Hub at
+run time, which a machine without network (and our embedded default) cannot do; the scoring follows the
+harness's `multiple_choice` semantics, and the harness itself is an optional backend (`lm_eval_backend`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ssrtune.config import ConfigError
+from ssrtune.benchmarks import MathProblem, Question, gsm8k_exemplars, gsm8k_prompt
+from ssrtune.generate import autocast, complete_batch, generate_batch, progress_bar
+from ssrtune.stats import accuracy, mean
+from ssrtune.train import left_pad_collator
+
+Request = tuple[str, str]
+
+
+def encode_request(tokenizer: PreTrainedTokenizerBase, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Context and continuation tokens as the harness makes them: trailing spaces of the context move to the
+    continuation, and the continuation's tokens are those the whole text adds after the context's."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return whole[:len(context_ids)], whole[len(context_ids):]
+
+
+def max_length(model: PreTrainedModel) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 2048))
+
+
+@torch.inference_mode()
+def distributions(model: PreTrainedModel, sequences: list[list[int]], n_last: list[int], batch_size: int,
+                  bf16: bool | None, description: str = "score") -> Iterator[tuple[int, torch.Tensor]]:
+    """For each sequence, the model's log-probabilities (float32, [n_last, vocab]) predicting its last `n_last`
+    tokens, yielded batch by batch as (index, tensor).
+
+    Sequences that need the same input (e.g. a context followed by one-token answers "A".."D") are run once.
+    Left padding puts every scored position at the end, so the model projects only those through its LM head.
+    """
+    limit = max_length(model)
+    inputs: dict[tuple[int, ...], list[int]] = {}
+    for index, (sequence, n) in enumerate(zip(sequences, n_last)):
+        if not 0 < n < len(sequence):
+            raise ValueError(f"sequence {index}: can't score the last {n} of {len(sequence)} tokens")
+        inputs.setdefault(tuple(sequence[:-1][-limit:]), []).append(index)
+    order = sorted(inputs, key=len, reverse=True)
+    collate = left_pad_collator(0)
+    with progress_bar(description) as bar:
+        task = bar.add_task(description, total=len(sequences), rate="")
+        for start in range(0, len(order), batch_size):
+            keys = order[start: start + batch_size]
+            keep = [max(n_last[i] for i in inputs[k]) for k in keys]
+            batch = collate([{"input_ids": list(k), "labels": list(k)} for k in keys])
+            batch.pop("labels")
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            with autocast(bf16, model.device.type):
+                logits = model(**batch, use_cache=False, logits_to_keep=max(keep)).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for row, key in enumerate(keys):
+                for index in inputs[key]:
+                    yield index, logprobs[row, logprobs.shape[1] - n_last[index]:]
+                bar.update(task, advance=len(inputs[key]))
+
+
+def loglikelihoods(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, requests: list[Request],
+                   batch_size: int, bf16: bool | None, description: str = "score") -> list[tuple[float, bool]]:
+    """(log-likelihood of the continuation given the context, whether greedy decoding would produce it)."""
+    encoded = [encode_request(tokenizer, c, x) for c, x in requests]
+    sequences = [c + x for c, x in encoded]
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+    for index, logprobs in distributions(model, sequences, [len(x) for _, x in encoded], batch_size, bf16,
+                                         description):
+        target = torch.tensor(encoded[index][1], device=logprobs.device)
+        ll = float(logprobs.gather(-1, target[:, None]).sum())
+        out[index] = (ll, bool((logprobs.argmax(-1) == target).all()))
+    return out
+
+
+def score_questions(questions: list[Question], lls: list[tuple[float, bool]]) -> list[dict]:
+    """Per-question predictions: acc picks the highest log-likelihood, acc_norm divides it by the length of the
+    choice text in characters first (the harness's acc_norm)."""
+    rows, offset = [], 0
+    for q in questions:
+        scores = [ll for ll, _ in lls[offset: offset + len(q.requests)]]
+        offset += len(q.requests)
+        normed = [s / max(1, len(c)) for s, c in zip(scores, q.choices)]
+        pred = max(range(len(scores)), key=scores.__getitem__)
+        pred_norm = max(range(len(normed)), key=normed.__getitem__)
+        rows.append({"id": q.id, "gold": q.gold, "lls": scores, "pred": pred, "pred_norm": pred_norm,
+                     "acc": pred == q.gold, "acc_norm": pred_norm == q.gold, "gold_ll": scores[q.gold]})
+    return rows
+
+
+def multiple_choice(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, questions: list[Question],
+                    batch_size: int, bf16: bool | None, name: str) -> list[dict]:
+    requests = [r for q in questions for r in q.requests]
+    return score_questions(questions, loglikelihoods(model, tokenizer, requests, batch_size, bf16, name))
+
+
+def summarise(rows: list[dict], metrics: tuple[str, ...]) -> dict:
+    out = {m: accuracy([bool(r[m]) for r in rows]) for m in metrics}
+    out["gold_ll"] = mean([r["gold_ll"] for r in rows])
+    return out
+
+
+# --- GSM8K ------------------------------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"-?[\d,]*\.?\d+")
+
+
+def final_number(text: str) -> str | None:
+    """The last number in the text, without thousands separators or a trailing zero fraction ("1,000.00" -> 1000),
+    like the harness's flexible-extract filter."""
+    numbers = _NUMBER.findall(text)
+    if not numbers:
+        return None
+    value = numbers[-1].replace(",", "")
+    if "." in value:
+        value = value.rstrip("0").rstrip(".")
+    return value or "0"
+
+
+def gsm8k(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: list[MathProblem], shots: int,
+          max_new_tokens: int, batch_size: int, bf16: bool | None) -> list[dict]:
+    """Greedy chain-of-thought answers with `shots` exemplars; correct when the final number equals the gold one.
+    The gold worked answer's log-likelihood is kept too, as a finer measure of drift."""
+    exemplars = gsm8k_exemplars()[:shots]
+    prompts = [gsm8k_prompt(p.question, exemplars) for p in problems]
+    lls = loglikelihoods(model, tokenizer, [(t, f" {p.solution}") for t, p in zip(prompts, problems)], batch_size,
+                         bf16, "gsm8k gold")
+    answers: list[str] = []
+    with progress_bar("gsm8k") as bar:
+        task = bar.add_task("gsm8k", total=len(prompts), rate="")
+        for start in range(0, len(prompts), batch_size):
+            batch, _ = complete_batch(model, tokenizer, prompts[start: start + batch_size], max_new_tokens, bf16,
+                                      stop_strings=["Question:", "\n\n"])
+            answers += batch
+            bar.update(task, advance=len(batch))
+    rows = []
+    for p, answer, (ll, _) in zip(problems, answers, lls):
+        predicted = final_number(answer)
+        rows.append({"id": p.id, "prediction": answer.strip(), "extracted": predicted, "gold": p.answer,
+                     "exact_match": predicted == final_number(p.answer), "gold_ll": ll})
+    return rows
+
+
+# --- drift from the base model on general prompts ---------------------------------------------------------------
+
+GENERAL_PROMPTS = [
+    "Write a short poem about the sea.",
+    "Explain how a rainbow forms.",
+    "Give me three tips for a good night's sleep.",
+    "What is the difference between weather and climate?",
+    "Write a Python function that reverses a string.",
+    "Summarise the story of Cinderella in two sentences.",
+    "How do I make a cup of tea?",
+    "Why do leaves change colour in autumn?",
+    "Write a polite email declining a meeting invitation.",
+    "What are the main causes of inflation?",
+    "Describe a cat to someone who has never seen one.",
+    "List five fruits that are high in vitamin C.",
+    "What is 15 multiplied by 12? Explain your steps.",
+    "Translate 'good morning, how are you?' into French.",
+    "Suggest a name for a small bakery and explain why.",
+    "What should I pack for a weekend hiking trip?",
+]
+
+
+def kl_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                 max_new_tokens: int, top_k: int, batch_size: int, bf16: bool | None) -> dict[str, torch.Tensor]:
+    """The base model's greedy responses to general prompts and, at every response position, its top-k next-token
+    log-probabilities and the log of the remaining mass, stored so that each fine-tuned model is compared
+    without loading the base model beside it."""
+    chats = [[{"role": "user", "content": p}] for p in prompts]
+    responses: list[str] = []
+    for start in range(0, len(chats), batch_size):
+        responses += generate_batch(model, tokenizer, chats[start: start + batch_size], max_new_tokens, bf16)[0]
+    sequences, n_last = [], []
+    for chat, response in zip(chats, responses):
+        prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(response.strip() + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
+        sequences.append(prompt_ids + response_ids)
+        n_last.append(len(response_ids))
+    ids, logps, tails = [None] * len(sequences), [None] * len(sequences), [None] * len(sequences)
+    for index, logprobs in distributions(model, sequences, n_last, batch_size, bf16, "kl reference"):
+        top = logprobs.topk(min(top_k, logprobs.shape[-1]), dim=-1)
+        ids[index], logps[index] = top.indices.to(torch.int32), top.values
+        tails[index] = _log1mexp(torch.logsumexp(top.values.double(), dim=-1)).float()
+    return {"sequence": torch.tensor([t for s in sequences for t in s], dtype=torch.int32),
+            "sequence_length": torch.tensor([len(s) for s in sequences], dtype=torch.int32),
+            "n_scored": torch.tensor(n_last, dtype=torch.int32),
+            "top_ids": torch.cat(ids), "top_logprobs": torch.cat(logps), "tail_logprob": torch.cat(tails)}
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, clamped away from log(0) when the top-k hold all the mass."""
+    return torch.log(-torch.expm1(x.clamp(max=-1e-12)))
+
+
+def coarse_kl(p_top: torch.Tensor, p_tail: torch.Tensor, q_top: torch.Tensor, q_tail: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) per position from log-probabilities of the same top-k tokens plus one bucket for all the others.
+
+    This is the KL of the distributions coarsened to k + 1 outcomes: a lower bound on the full KL, and equal
+    to it when k is the whole vocabulary (log-sum inequality).
+    """
+    p_top, p_tail, q_top, q_tail = (t.double() for t in (p_top, p_tail, q_top, q_tail))
+    return (p_top.exp() * (p_top - q_top)).sum(-1) + p_tail.exp() * (p_tail - q_tail)
+
+
+def kl_from_reference(model: PreTrainedModel, reference: dict[str, torch.Tensor], batch_size: int,
+                      bf16: bool | None) -> dict:
+    """Mean KL(base || model) per response token over the base model's responses, and per prompt."""
+    lengths = reference["sequence_length"].tolist()
+    n_scored = reference["n_scored"].tolist()
+    flat = reference["sequence"].tolist()
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    sequences = [flat[s: s + n] for s, n in zip(starts, lengths)]
+    offsets = [sum(n_scored[:i]) for i in range(len(n_scored))]
+    per_prompt: list[float] = [0.0] * len(sequences)
+    total = 0.0
+    for index, logprobs in distributions(model, sequences, n_scored, batch_size, bf16, "kl"):
+        rows = slice(offsets[index], offsets[index] + n_scored[index])
+        top_ids = reference["top_ids"][rows].long().to(logprobs.device)
+        q_top = logprobs.gather(-1, top_ids)
+        q_tail = _log1mexp(torch.logsumexp(q_top.double(), dim=-1))
+        kl = coarse_kl(reference["top_logprobs"][rows], reference["tail_logprob"][rows], q_top, q_tail).clamp(min=0)
+        per_prompt[index] = float(kl.mean())
+        total += float(kl.sum())
+    return {"mean_kl": total / sum(n_scored), "per_prompt": per_prompt, "n_prompts": len(sequences),
+            "n_tokens": sum(n_scored), "top_k": int(reference["top_ids"].shape[-1])}
+
+
+def lm_eval_backend(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[str],
+                    limit: int | None, batch_size: int) -> dict:
+    """lm-evaluation-harness on the same model object, for machines that reach the harness's data."""
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+    except ImportError as err:
+        raise ConfigError("evaluate.retention.backend=lm-eval needs lm-evaluation-harness: "
+                          "pip install 'ssrtune[lm-eval]'") from err
+    results = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size),
+                                      tasks=tasks, limit=limit, log_samples=False)
+    return {name: {k: v for k, v in values.items() if isinstance(v, (int, float))}
+            for name, values in results["results"].items()}

@@ -1,0 +1,189 @@
+"""Evaluation suites of one model (base or fine-tuned), each written to eval/<model>/<suite>.json.
+
+Suites: `task` (the held-out split, the paper's metrics), `ood` (conversational grounded QA from CoQA, same
+metrics), one per user dataset (judged), and `retention` (benchmarks and drift from the base model). Every
+suite records a fingerprint of its model and settings and is skipped when already done with them; answers are
+appended as they come, so an interrupted evaluation resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from ssrtune import benchmarks as bench
+from ssrtune import retention
+from ssrtune.config import EvalDataset, RunConfig
+from ssrtune.data import Record, conversational_qa, load_records, save_records
+from ssrtune.evaluate import score_example, task_metrics
+from ssrtune.generate import generate
+from ssrtune.judge import JudgeInput, build_judge, verdict_counts
+from ssrtune.models import context_length
+from ssrtune.prompts import fitted_prompts, prompt_fingerprint
+from ssrtune.store import RecordFile, fingerprint, read_json, write_json, write_jsonl
+
+LoadModel = Callable[[], tuple]  # () -> (model, tokenizer), loaded on first use
+
+
+def records_fingerprint(records: list[Record]) -> str:
+    return fingerprint([r.model_dump(mode="json") for r in records])
+
+
+def answers(config: RunConfig, folder: Path, file: str, records: list[Record], data_fp: str, model_fp: str,
+            load: LoadModel, fresh: bool, description: str) -> dict[str, dict]:
+    """The model's greedy answers to every record's prompt, resumable in `folder/file`."""
+    out = RecordFile(folder / file, fingerprint(model_fp, prompt_fingerprint(config), data_fp,
+                                                config.evaluate.max_new_tokens), fresh=fresh)
+    if len(out) < len(records):
+        model, tokenizer = load()
+        prompts = fitted_prompts(config, f"eval/{folder.name}/{file}", records, tokenizer,
+                                 context_length(config.model), reserve=config.evaluate.max_new_tokens)
+        generate(model, tokenizer, prompts, out, config.evaluate.batch_size, config.evaluate.max_new_tokens,
+                 config.generate.bf16, description=description)
+    return out.records
+
+
+def task_suite(config: RunConfig, folder: Path, suite: str, records: list[Record], data_fp: str, model_fp: str,
+               load: LoadModel, fresh: bool) -> dict:
+    """Grounded QA with unanswerable questions, scored with the paper's metrics (in domain and out of domain)."""
+    predictions = answers(config, folder, "predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl",
+                          records, data_fp, model_fp, load, fresh, f"evaluate {folder.name} ({suite})")
+    rows = [score_example(r, predictions[r.id]["response"]) for r in records]
+    metrics = task_metrics(rows)
+    if suite == "task":  # the in-domain suite keeps its original layout: task.json + scores.jsonl
+        write_jsonl(folder / "scores.jsonl", rows)
+        write_json(folder / "task.json", metrics)
+    else:
+        write_json(folder / f"{suite}.json", {**metrics, "examples": rows})
+    return metrics
+
+
+def ood_records(config: RunConfig) -> list[Record]:
+    """The out-of-domain set, built once per setting into data/ood.jsonl."""
+    path, meta = config.path / "data" / "ood.jsonl", config.path / "data" / "ood.meta.json"
+    wanted = fingerprint(config.evaluate.ood.model_dump(mode="json"))
+    if path.exists() and meta.exists() and read_json(meta)["fingerprint"] == wanted:
+        return load_records(path)
+    records = conversational_qa(config.evaluate.ood)
+    save_records(path, records)
+    write_json(meta, {"fingerprint": wanted, "n": len(records)})
+    return records
+
+
+def dataset_suite(config: RunConfig, folder: Path, dataset: EvalDataset, model_fp: str, load: LoadModel,
+                  fresh: bool) -> dict:
+    """A user's eval file: the model answers, the configured judge decides against the gold answers."""
+    records = load_records(dataset.file, dataset.fields)
+    predictions = answers(config, folder, f"{dataset.name}.predictions.jsonl", records, records_fingerprint(records),
+                          model_fp, load, fresh, f"evaluate {folder.name} ({dataset.name})")
+    items = [JudgeInput.of(r, predictions[r.id]["response"]) for r in records]
+    judgments = build_judge(dataset.judge).judge(items)
+    rows = [{"id": i.id, "prediction": i.candidate, "gold": i.gold, **asdict(j)} for i, j in zip(items, judgments)]
+    counts = verdict_counts({r["id"]: r for r in rows})
+    result = {"n": len(rows), "verdicts": counts, "accuracy": counts["accept"] / len(rows), "examples": rows}
+    write_json(folder / f"{dataset.name}.json", result)
+    return result
+
+
+def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadModel, fresh: bool) -> dict:
+    """Benchmarks on a seeded sample of each (the same documents for every model), and the KL from the base model.
+
+    Written after each benchmark, so an interrupted evaluation resumes with the next one.
+    """
+    settings = config.evaluate.retention
+    path = folder / "retention.json"
+    result = read_json(path) if path.exists() and not fresh else {}
+    # benchmarks dropped from the configuration leave the report
+    result["benchmarks"] = {k: v for k, v in result.get("benchmarks", {}).items() if k in settings.benchmarks}
+    batch, bf16 = settings.batch_size, config.generate.bf16
+    if settings.backend == "lm-eval":
+        wanted = fingerprint(model_fp, settings.model_dump(mode="json"))
+        if result.get("fingerprint") != wanted:
+            model, tokenizer = load()
+            raw = retention.lm_eval_backend(model, tokenizer, settings.benchmarks, settings.limit, batch)
+            result = {"fingerprint": wanted, "backend": "lm-eval", "benchmarks": from_lm_eval(raw)}
+            write_json(path, result)
+        return result
+    for name in settings.benchmarks:
+        spec = bench.benchmark(name)
+        generation = (settings.gsm8k_shots, settings.gsm8k_max_new_tokens) if spec.generative else ()
+        wanted = fingerprint(model_fp, name, settings.limit, settings.seed, bf16, *generation)
+        if result["benchmarks"].get(name, {}).get("fingerprint") == wanted:
+            continue
+        items = bench.stratified_sample(spec.load(), settings.limit, settings.seed)
+        model, tokenizer = load()
+        start = time.perf_counter()
+        if spec.generative:
+            rows = retention.gsm8k(model, tokenizer, items, settings.gsm8k_shots, settings.gsm8k_max_new_tokens,
+                                   batch, bf16)
+        else:
+            rows = retention.multiple_choice(model, tokenizer, items, batch, bf16, name)
+        result["benchmarks"][name] = {"fingerprint": wanted, "n": len(rows), "split": spec.split,
+                                      "primary": spec.primary, "seconds": round(time.perf_counter() - start, 1),
+                                      **retention.summarise(rows, spec.metrics), "examples": rows}
+        write_json(path, result)
+    if settings.kl_prompts:
+        result["kl"] = kl_suite(config, folder, model_fp, load, result.get("kl"))
+    else:
+        result.pop("kl", None)
+    write_json(path, result)
+    return result
+
+
+def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadModel, previous: dict | None) -> dict:
+    """The base model writes the reference (its responses and next-token distributions); every other model is
+    measured against it."""
+    settings = config.evaluate.retention
+    prompts = general_prompts(config)
+    reference_path = folder.parent / "base" / "kl_reference.safetensors"
+    if folder.name == "base":
+        reference_fp = fingerprint(model_fp, prompts, settings.kl_max_new_tokens, settings.kl_top_k,
+                                   config.generate.bf16)
+        if not (reference_path.exists() and previous and previous.get("reference") == reference_fp):
+            model, tokenizer = load()
+            save_file(retention.kl_reference(model, tokenizer, prompts, settings.kl_max_new_tokens, settings.kl_top_k,
+                                             settings.batch_size, config.generate.bf16), reference_path)
+        return {"reference": reference_fp, "mean_kl": 0.0, "n_prompts": len(prompts)}
+    if not reference_path.exists():
+        raise FileNotFoundError(f"{reference_path}: evaluate the base model first (its responses are the reference)")
+    base = read_json(folder.parent / "base" / "retention.json").get("kl", {})
+    wanted = fingerprint(model_fp, base.get("reference"))
+    if previous and previous.get("fingerprint") == wanted:
+        return previous
+    model, _ = load()
+    kl = retention.kl_from_reference(model, load_file(reference_path), settings.batch_size, config.generate.bf16)
+    return {"fingerprint": wanted, **kl}
+
+
+def general_prompts(config: RunConfig) -> list[str]:
+    settings = config.evaluate.retention
+    if settings.kl_prompts_file:
+        lines = Path(settings.kl_prompts_file).read_text(encoding="utf-8").splitlines()
+        prompts = [line.strip() for line in lines if line.strip()]
+    else:
+        prompts = retention.GENERAL_PROMPTS
+    return prompts[: settings.kl_prompts]
+
+
+LM_EVAL_METRICS = {"acc,none": "acc", "acc_norm,none": "acc_norm", "exact_match,flexible-extract": "exact_match"}
+
+
+def from_lm_eval(results: dict[str, dict]) -> dict[str, dict]:
+    """The harness's result dict in our layout (no per-example rows: the harness keeps them)."""
+    out = {}
+    for task, values in results.items():
+        metrics = {}
+        for key, ours in LM_EVAL_METRICS.items():
+            if key in values:
+                se = values.get(key.replace(",", "_stderr,", 1), 0.0)
+                metrics[ours] = {"value": values[key], "stderr": se,
+                                 "ci95": [values[key] - 1.96 * se, values[key] + 1.96 * se]}
+        if metrics:
+            known = bench.BENCHMARKS.get(task)
+            primary = known.primary if known and known.primary in metrics else next(iter(metrics))
+            out[task] = {"split": "lm-eval", "primary": primary, **metrics}
+    return out
