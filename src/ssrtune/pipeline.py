@@ -12,12 +12,13 @@ import shutil
 from pathlib import Path
 
 from ssrtune import data as data_mod
-from ssrtune.config import RunConfig, dump_config
+from ssrtune.config import JudgeConfig, RunConfig, dump_config
 from ssrtune.data import Record, load_records, prompt_messages, save_records
 from ssrtune.evaluate import score_example, task_metrics
 from ssrtune.generate import generate
-from ssrtune.judge import JudgeInput, build_judge, judge_all, verdict_counts
+from ssrtune.judge import JudgeInput, build_judge, judge_all, judge_fingerprint, verdict_counts
 from ssrtune.models import load_model, load_tokenizer
+from ssrtune.prompt_templates import PARAPHRASE_TEMPLATE, REWRITE_TEMPLATE, render, template_text
 from ssrtune.select import select_targets, source_shares
 from ssrtune.store import RecordFile, StaleArtifactError, fingerprint, read_json, write_json, write_jsonl
 from ssrtune.train import train
@@ -59,24 +60,75 @@ def generate_stage(config: RunConfig, records: list[Record], fresh: bool = False
     return out.records
 
 
-def judge_stage(config: RunConfig, records: list[Record], generations: dict[str, dict],
-                fresh: bool = False) -> dict[str, dict]:
-    """The judge's verdict on every own answer: judgments.jsonl."""
-    out = RecordFile(config.path / "judgments.jsonl", fingerprint(
-        config.judge.model_dump(mode="json"), file_digest(config.path / "generations.jsonl")), fresh=fresh)
-    items = [JudgeInput.of(r, generations[r.id]["response"]) for r in records]
-    judgments = judge_all(build_judge(config.judge), items, out)
-    log.info("judge verdicts: %s", verdict_counts(judgments))
+def artifact_fingerprint(path: Path) -> str:
+    """The settings fingerprint a `RecordFile` was written under: stable while the file grows by resuming."""
+    return read_json(path.with_name(path.name + ".meta.json"))["fingerprint"]
+
+
+def judge_candidates(config: RunConfig, judge: JudgeConfig, records: list[Record], candidates: dict[str, dict],
+                     candidates_file: Path, out_path: Path, fresh: bool = False) -> dict[str, dict]:
+    """Judge the candidate answers (records of the RecordFile `candidates_file`) against the gold answers.
+
+    The verdicts are cached in `out_path` under a fingerprint of the judge (settings and prompt templates), the
+    task data and the candidates' settings: rerunning costs nothing, and a changed template or input is caught.
+    """
+    out = RecordFile(out_path, fingerprint(judge_fingerprint(judge), file_digest(config.path / "data" / "train.jsonl"),
+                                           artifact_fingerprint(candidates_file)), fresh=fresh)
+    items = [JudgeInput.of(r, candidates[r.id]["response"]) for r in records if r.id in candidates]
+    judgments = judge_all(build_judge(judge), items, out)
+    log.info("%s: %s", out_path.name, verdict_counts(judgments))
     return judgments
 
 
+def judge_stage(config: RunConfig, records: list[Record], generations: dict[str, dict],
+                fresh: bool = False) -> dict[str, dict]:
+    """The judge's verdict on every own answer: judgments.jsonl."""
+    return judge_candidates(config, config.judge, records, generations, config.path / "generations.jsonl",
+                            config.path / "judgments.jsonl", fresh)
+
+
+RESTATEMENTS = {  # method -> (artifact name, shipped template, the GenerateConfig key of the user's template)
+    "s3ft": ("paraphrases", PARAPHRASE_TEMPLATE, "paraphrase_template"),
+    "sdft": ("rewrites", REWRITE_TEMPLATE, "rewrite_template"),
+}
+
+
+def restate_stage(config: RunConfig, method: str, records: list[Record], judgments: dict[str, dict],
+                  fresh: bool = False) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The base model's restatements of the gold answers and the judge's verdicts on them.
+
+    s3ft paraphrases the gold answer where the own answer was not accepted (paraphrases.jsonl); sdft rewrites
+    every gold answer (rewrites.jsonl). Both are judged like own answers (<name>.judgments.jsonl).
+    """
+    name, default, template_key = RESTATEMENTS[method]
+    template = template_text(getattr(config.generate, template_key), default)
+    wanted = [r for r in records if method == "sdft" or judgments.get(r.id, {}).get("verdict") != "accept"]
+    path = config.path / f"{name}.jsonl"
+    out = RecordFile(path, fingerprint(model_fingerprint(config), file_digest(config.path / "data" / "train.jsonl"),
+                                       config.generate.max_new_tokens, config.generate.engine, template), fresh=fresh)
+    prompts = {r.id: [{"role": "user", "content": render(
+        template, instruction="\n\n".join(m["content"] for m in prompt_messages(r)), query=r.query,
+        context=r.context or "", gold=r.response)}] for r in wanted if r.id not in out}
+    if prompts:
+        model, tokenizer = load_model(config.model), load_tokenizer(config.model)
+        generate(model, tokenizer, prompts, out, config.generate.batch_size, config.generate.max_new_tokens,
+                 config.generate.bf16, description=f"{method}: {name}")
+    verdicts = judge_candidates(config, config.judge, records, out.records, path,
+                                config.path / f"{name}.judgments.jsonl", fresh)
+    return out.records, verdicts
+
+
 def select_stage(config: RunConfig, method: str, records: list[Record], generations: dict[str, dict],
-                 judgments: dict[str, dict]) -> list[dict]:
-    """The training set of `method`: train/<method>.jsonl, and its share of each target source."""
-    rows = select_targets(method, records, generations, judgments)
+                 judgments: dict[str, dict], fresh: bool = False) -> list[dict]:
+    """The training set of `method`: train/<method>.jsonl (dropped examples included, with no target), and its
+    share of each target source."""
+    restated, restated_judgments = (restate_stage(config, method, records, judgments, fresh)
+                                    if method in RESTATEMENTS else ({}, {}))
+    rows = select_targets(method, records, generations, judgments, restated, restated_judgments)
     write_jsonl(config.path / "train" / f"{method}.jsonl", rows)
     stats = {"method": method, "n": len(rows), "shares": source_shares(rows),
-             "judge": verdict_counts(judgments) if method != "sft" else None}
+             "judge": verdict_counts(judgments) if method != "sft" else None,
+             "judge_restated": verdict_counts(restated_judgments) if restated_judgments else None}
     write_json(config.path / "train" / f"{method}.stats.json", stats)
     return rows
 
@@ -95,7 +147,8 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
     if done_file.exists():
         return output_dir
     write_json(marker, {"fingerprint": wanted})
-    result = train(load_model(config.model), load_tokenizer(config.model), rows, config.train, output_dir)
+    kept = [r for r in rows if r["source"] != "dropped"]
+    result = train(load_model(config.model), load_tokenizer(config.model), kept, config.train, output_dir)
     write_json(done_file, result)
     return output_dir
 
@@ -128,7 +181,7 @@ def run(config: RunConfig, fresh: bool = False) -> Path:
     generations = generate_stage(config, train_records, fresh)
     judgments = judge_stage(config, train_records, generations, fresh)
     for method in config.methods:
-        rows = select_stage(config, method, train_records, generations, judgments)
+        rows = select_stage(config, method, train_records, generations, judgments, fresh)
         train_stage(config, method, rows, fresh)
     for name in ["base", *config.methods]:
         evaluate_stage(config, name, test_records, fresh)

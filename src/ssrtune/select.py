@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import get_args
 
+from ssrtune.config import Method
 from ssrtune.data import Record, prompt_messages
 
+OWN_ANSWER_METHODS = ("ssr", "s3ft", "self_only")
+RESTATING_METHODS = ("s3ft", "sdft")  # methods that train on the base model's restatement of the gold answer
 
-def select_targets(method: str, records: list[Record], generations: dict[str, dict],
-                   judgments: dict[str, dict]) -> list[dict]:
-    """Rows {id, messages, target, source} for `method`.
 
-    sft: gold everywhere. ssr: the model's own answer where the judge accepted it, gold elsewhere (a failed
-    judgment counts as not accepted). Every example is kept.
+def select_targets(method: str, records: list[Record], generations: dict[str, dict], judgments: dict[str, dict],
+                   restated: dict[str, dict] | None = None,
+                   restated_judgments: dict[str, dict] | None = None) -> list[dict]:
+    """Rows {id, messages, target, source} for `method`; source is self, paraphrase, gold or dropped.
+
+    sft: gold everywhere. ssr: the model's own answer where the judge accepted it, gold elsewhere. s3ft: the own
+    answer where accepted, else the model's paraphrase of the gold (`restated`) where accepted, else gold. sdft:
+    the model's rewrite of the gold (`restated`) where accepted, else gold. self_only: the own answer where
+    accepted; the other examples are dropped (target None). A failed judgment counts as not accepted.
     """
-    if method not in ("sft", "ssr"):
+    if method not in get_args(Method):
         raise ValueError(f"unknown method {method!r}")
+    tries = [(generations, judgments, "self")] if method in OWN_ANSWER_METHODS else []
+    if method in RESTATING_METHODS:
+        tries.append((restated or {}, restated_judgments or {}, "paraphrase"))
     rows = []
     for record in records:
-        own_ok = method == "ssr" and judgments.get(record.id, {}).get("verdict") == "accept"
-        if own_ok and record.id not in generations:
-            raise KeyError(f"judgment for {record.id!r} has no generation")
-        target, source = (generations[record.id]["response"], "self") if own_ok else (record.response, "gold")
+        target, source = (None, "dropped") if method == "self_only" else (record.response, "gold")
+        for answers, verdicts, label in tries:
+            if verdicts.get(record.id, {}).get("verdict") == "accept":
+                if record.id not in answers:
+                    raise KeyError(f"judgment for {record.id!r} has no {label} answer")
+                target, source = answers[record.id]["response"], label
+                break
         rows.append({"id": record.id, "messages": prompt_messages(record), "target": target, "source": source})
     return rows
 
