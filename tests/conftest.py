@@ -71,3 +71,13 @@ def records_file(tmp_path) -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # Tests never write to the user's cache, except the integration tests, which opt back in.
     monkeypatch.setenv("SSRTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture()
+def fake_openai():
+    """A fake OpenAI-compatible server on 127.0.0.1 (see tests/fake_openai.py), stopped at the test's end."""
+    from tests.fake_openai import FakeOpenAI
+
+    server = FakeOpenAI()
+    yield server
+    server.stop()

@@ -51,6 +51,16 @@ def test_restating_methods_and_self_only():
     assert [r["source"] for r in select_targets("sdft", records, generations, judgments)] == ["gold"] * 3
 
 
-def test_accepted_answer_that_is_missing_is_an_error():
-    with pytest.raises(KeyError, match="q1"):
-        select_targets("sdft", three_records(), {}, {}, {}, {"q1": {"verdict": "accept"}})
+def test_a_missing_restatement_uses_gold():
+    rows = select_targets("sdft", three_records(), {}, {}, {}, {"q1": {"verdict": "accept"}})
+    assert [r["source"] for r in rows] == ["gold"] * 3
+
+
+def test_an_example_without_an_own_answer_trains_on_gold():
+    # q2's generation request failed (no generation); a verdict left for it must not make it a self target.
+    records = [Record.model_validate(r) for r in record_dicts()[:3]]
+    generations = {"q1": {"response": "Blue."}}
+    judgments = {"q1": {"verdict": "accept"}, "q2": {"verdict": "accept"}}
+    rows = select_targets("ssr", records, generations, judgments)
+    assert [(r["id"], r["target"], r["source"]) for r in rows] == [
+        ("q1", "Blue.", "self"), ("q2", "Anna", "gold"), ("q3", "Three", "gold")]

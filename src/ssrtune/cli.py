@@ -12,7 +12,9 @@ import typer
 from ssrtune import pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
 from ssrtune.data import DataError
-from ssrtune.store import StaleArtifactError
+from ssrtune.endpoint import EndpointError
+from ssrtune.extras import MissingExtraError
+from ssrtune.store import StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fine-tune language models with Selective Self-Rehearsal.")
@@ -52,7 +54,9 @@ def generate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
     """Generate the base model's own answers to the training prompts."""
     cfg = _config(config, overrides)
     train_records, _ = pipeline.prepare_data(cfg)
-    typer.echo(f"{len(pipeline.generate_stage(cfg, train_records, fresh))} generations")
+    n = len(pipeline.generate_stage(cfg, train_records, fresh))
+    n_failed = read_json(cfg.path / "generations.failures.json")["n_failed"]
+    typer.echo(f"{n} generations" + (f", {n_failed} failed (rerun to retry them)" if n_failed else ""))
 
 
 def _judged(cfg: RunConfig, fresh: bool = False):
@@ -146,6 +150,6 @@ def entry() -> None:
     """Console script: known user errors print one clear line, not a traceback."""
     try:
         app()
-    except (ConfigError, DataError, StaleArtifactError, FileNotFoundError) as err:
+    except (ConfigError, DataError, StaleArtifactError, FileNotFoundError, EndpointError, MissingExtraError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

@@ -46,8 +46,26 @@ class DataConfig(Strict):
         return self
 
 
+class EndpointConfig(Strict):
+    """An OpenAI-compatible chat-completions server (OpenAI, vLLM serve, llama.cpp server, TGI)."""
+
+    base_url: str = Field(description="The API root, e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field(description="The model name the server knows.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="NAME of the environment variable holding the key; null for a server without one."
+    )
+    max_concurrency: int = Field(8, gt=0, description="Requests in flight at once.")
+    timeout_s: float = Field(60, gt=0, description="Per-request timeout (connect, and each read or write).")
+    max_retries: int = Field(4, ge=0, description="Retries of a request after a 429, 5xx, timeout or lost connection.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubled on each further retry.")
+
+
 class GenerateConfig(Strict):
-    engine: Literal["transformers"] = "transformers"
+    engine: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="transformers (here), openai (any OpenAI-compatible server) or vllm (offline, GPU)."
+    )
+    endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
+    tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs to shard the model over.")
     batch_size: int = Field(16, gt=0)
     max_new_tokens: int = Field(48, gt=0)
     bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
@@ -55,6 +73,12 @@ class GenerateConfig(Strict):
                                             "gold answer; null = the shipped ssrtune/templates/paraphrase.jinja.")
     rewrite_template: str | None = Field(None, description="sdft: a Jinja template file for rewriting the gold "
                                          "answer; null = the shipped ssrtune/templates/rewrite.jinja.")
+
+    @model_validator(mode="after")
+    def _endpoint_for_openai(self) -> GenerateConfig:
+        if (self.engine == "openai") != (self.endpoint is not None):
+            raise ValueError("`endpoint` is required by engine `openai`, and only by it")
+        return self
 
 
 class JudgeConfig(Strict):
@@ -80,12 +104,17 @@ class JudgeConfig(Strict):
     verdict_words: tuple[str, str] = Field(("Yes", "No"), description="llm: the words for accept and reject.")
     batch_size: int = Field(8, gt=0, description="llm: items per forward pass (local) or per request wave.")
     bf16: bool | None = Field(None, description="llm, local: bf16 autocast; null = where the hardware supports it.")
+    endpoint: EndpointConfig | None = Field(None, description="llm, endpoint backend: the server.")
     max_tokens: int = Field(8, gt=0, description="llm, endpoint: the longest reply asked for.")
 
     @model_validator(mode="after")
     def _children(self) -> JudgeConfig:
         if (self.kind in ("all", "any")) != bool(self.judges):
             raise ValueError("`judges` is required by `all` / `any`, and only by them")
+        if (self.kind == "llm" and self.backend == "endpoint") != (self.endpoint is not None):
+            raise ValueError("`endpoint` is required by an `llm` judge with backend `endpoint`, and only by it")
+        if self.kind == "llm" and self.backend == "endpoint" and self.model_fields_set & {"model", "bf16"}:
+            raise ValueError("`model` / `bf16` are for the local backend; the endpoint's model is `endpoint.model`")
         if (self.kind == "regex") != (self.pattern is not None):
             raise ValueError("`pattern` is required by `regex`, and only by it")
         if self.pattern is not None:
@@ -98,7 +127,8 @@ class JudgeConfig(Strict):
         # A setting given to a judge that ignores it is almost surely a mistake in the YAML.
         used_by = {"threshold": ("token_f1", "recall", "llm"), "tolerance": ("numeric",), "ignore_case": ("regex",),
                    "skip_refusals": ANSWER_KINDS, "backend": ("llm",), "model": ("llm",), "template": ("llm",),
-                   "verdict_words": ("llm",), "batch_size": ("llm",), "bf16": ("llm",), "max_tokens": ("llm",)}
+                   "verdict_words": ("llm",), "batch_size": ("llm",), "bf16": ("llm",), "max_tokens": ("llm",),
+                   "endpoint": ("llm",)}
         for key in sorted(self.model_fields_set & used_by.keys()):
             if self.kind not in used_by[key]:
                 raise ValueError(f"`{key}` does not apply to a `{self.kind}` judge (only to {', '.join(used_by[key])})")

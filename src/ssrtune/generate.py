@@ -1,4 +1,10 @@
-"""Batched greedy generation with the transformers engine, resumable through a `RecordFile`."""
+"""Greedy generation, resumable through a `RecordFile`, by one of three engines.
+
+transformers: batched here, on CPU or GPU. openai: any OpenAI-compatible server (vLLM serve, llama.cpp server,
+TGI). vllm: vLLM's offline engine on GPUs. Every engine answers the same chat prompts greedily and appends the
+same records {id, response}, so a run can switch engine between stages and a resumed run picks up where any
+engine stopped.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,19 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ssrtune.models import bf16_supported
+from ssrtune.config import ModelConfig
+from ssrtune.endpoint import ChatEndpoint, EndpointError
+from ssrtune.extras import import_extra
+from ssrtune.models import bf16_supported, resolve
 from ssrtune.store import RecordFile
 
 Prompt = list[dict[str, str]]
+
+# Server requests per written chunk, in rounds of `max_concurrency`: the slowest request of a chunk idles the
+# other workers, so a chunk spans several rounds; a crash loses at most one chunk.
+ENDPOINT_ROUNDS_PER_CHUNK = 8
+# vLLM schedules its own batches within a chunk; chunks only bound what a crash loses.
+VLLM_CHUNK = 1024
 
 
 def progress_bar(description: str) -> Progress:
@@ -67,4 +82,53 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             elapsed = time.perf_counter() - start
             done = offset + len(ids)
             bar.update(task, advance=len(ids), rate=f"{done / elapsed:.2f} ex/s {n_tokens / elapsed:.0f} tok/s")
+    return out.records
+
+
+def rate(done: int, start: float) -> str:
+    return f"{done / (time.perf_counter() - start):.2f} ex/s"
+
+
+def generate_openai(endpoint: ChatEndpoint, prompts: dict[str, Prompt], out: RecordFile, max_new_tokens: int,
+                    description: str = "generate") -> dict[str, str]:
+    """Answer every prompt not yet in `out` through an OpenAI-compatible server, greedily; returns the failures.
+
+    A request that failed for good (see `ssrtune.endpoint`) is not written: the failures come back as
+    {id: what failed}, and the next run retries exactly those.
+    """
+    todo = [i for i in prompts if i not in out]
+    chunk = ENDPOINT_ROUNDS_PER_CHUNK * endpoint.config.max_concurrency
+    failures: dict[str, str] = {}
+    start = time.perf_counter()
+    with progress_bar(description) as bar:
+        task = bar.add_task(description, total=len(prompts), completed=len(prompts) - len(todo), rate="")
+        for offset in range(0, len(todo), chunk):
+            ids = todo[offset: offset + chunk]
+            answers = endpoint.complete([prompts[i] for i in ids], max_new_tokens, temperature=0.0)
+            out.append({"id": i, "response": a.strip()} for i, a in zip(ids, answers) if isinstance(a, str))
+            failures.update((i, str(a)) for i, a in zip(ids, answers) if isinstance(a, EndpointError))
+            bar.update(task, advance=len(ids), rate=f"{rate(offset + len(ids), start)}, {len(failures)} failed")
+    return failures
+
+
+def generate_vllm(model: ModelConfig, prompts: dict[str, Prompt], out: RecordFile, max_new_tokens: int,
+                  tensor_parallel_size: int = 1, description: str = "generate") -> dict[str, dict]:
+    """Answer every prompt not yet in `out` with vLLM's offline engine, greedily, through the model's chat
+    template (`LLM.chat`); returns all records of `out`."""
+    vllm = import_extra("vllm", "vllm", "the vllm engine")
+    todo = [i for i in prompts if i not in out]
+    if not todo:
+        return out.records
+    source = resolve(model.name)
+    llm = vllm.LLM(model=source, revision=model.revision if source == model.name else None,
+                   trust_remote_code=model.trust_remote_code, tensor_parallel_size=tensor_parallel_size)
+    greedy = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    start = time.perf_counter()
+    with progress_bar(description) as bar:
+        task = bar.add_task(description, total=len(prompts), completed=len(prompts) - len(todo), rate="")
+        for offset in range(0, len(todo), VLLM_CHUNK):
+            ids = todo[offset: offset + VLLM_CHUNK]
+            outputs = llm.chat([prompts[i] for i in ids], sampling_params=greedy, use_tqdm=False)
+            out.append({"id": i, "response": o.outputs[0].text.strip()} for i, o in zip(ids, outputs))
+            bar.update(task, advance=len(ids), rate=rate(offset + len(ids), start))
     return out.records

@@ -1,18 +1,20 @@
 """The `llm` judge: a language model compares the candidate with the gold answer, guided by a prompt template.
 
 The local backend reads the verdict from the log-probabilities of the two verdict words right after the prompt,
-so there is no free text to parse and a whole batch is one forward pass.
+so there is no free text to parse and a whole batch is one forward pass. The endpoint backend asks an
+OpenAI-compatible server and parses its reply strictly: anything but one verdict word is a failed verdict.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ssrtune.config import JudgeConfig
-from ssrtune.judge import Judge, JudgeInput, Judgment
+from ssrtune.judge import Judge, JudgeInput, Judgment, Verdict
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, render, template_text
 
 
@@ -99,5 +101,56 @@ class LocalLLMJudge(Judge):
         return out
 
 
+_THINKING = re.compile(r"^\s*<think>.*?</think>", re.S)  # the reasoning block some models write first
+_DECORATION = "*_`\"' \t\n"
+
+
+def parse_verdict(reply: str, words: tuple[str, str]) -> Verdict | None:
+    """accept / reject when the reply is exactly one verdict word, else None.
+
+    Only decoration is forgiven: case, surrounding whitespace, quotes, markdown emphasis, one trailing full
+    stop or exclamation mark, and a leading <think>...</think> block. "Yes, but..." or "Verdict: Yes" is not a
+    verdict: guessing at free text is how a judge silently flips.
+    """
+    text = _THINKING.sub("", reply).strip(_DECORATION)
+    if text[-1:] in (".", "!"):
+        text = text[:-1].strip(_DECORATION)
+    lowered = text.casefold()
+    if lowered == words[0].strip().casefold():
+        return "accept"
+    if lowered == words[1].strip().casefold():
+        return "reject"
+    return None
+
+
+class EndpointLLMJudge(Judge):
+    """Ask an OpenAI-compatible server; a failed request or an unparseable reply is a failed verdict (the
+    example then uses gold, and the failure is counted), never an exception."""
+
+    def __init__(self, config: JudgeConfig, endpoint=None):
+        self.config = config
+        self.template = template_text(config.template, JUDGE_TEMPLATE)
+        self.endpoint = endpoint
+
+    def judge(self, items: list[JudgeInput]) -> list[Judgment]:
+        from ssrtune.endpoint import ChatEndpoint, EndpointError
+
+        # Built on first use: a rerun whose verdicts are all cached needs neither the server nor the key.
+        self.endpoint = self.endpoint or ChatEndpoint(self.config.endpoint)
+        words = self.config.verdict_words
+        replies = self.endpoint.complete(
+            [[{"role": "user", "content": judge_prompt(self.template, item, words)}] for item in items],
+            max_tokens=self.config.max_tokens, temperature=0.0)
+        out = []
+        for reply in replies:
+            if isinstance(reply, EndpointError):
+                out.append(Judgment("failed", f"endpoint: {reply}"))
+                continue
+            verdict = parse_verdict(reply, words)
+            out.append(Judgment(verdict, f"reply {reply.strip()[:80]!r}", float(verdict == "accept"))
+                       if verdict else Judgment("failed", f"unparseable reply {reply.strip()[:200]!r}"))
+        return out
+
+
 def build_llm_judge(config: JudgeConfig) -> Judge:
-    return LocalLLMJudge(config)
+    return EndpointLLMJudge(config) if config.backend == "endpoint" else LocalLLMJudge(config)

@@ -15,7 +15,8 @@ from ssrtune import data as data_mod
 from ssrtune.config import JudgeConfig, RunConfig, dump_config
 from ssrtune.data import Record, load_records, prompt_messages, save_records
 from ssrtune.evaluate import score_example, task_metrics
-from ssrtune.generate import generate
+from ssrtune.endpoint import ChatEndpoint
+from ssrtune.generate import generate, generate_openai, generate_vllm
 from ssrtune.judge import JudgeInput, build_judge, judge_all, judge_fingerprint, verdict_counts
 from ssrtune.models import load_model, load_tokenizer
 from ssrtune.prompt_templates import PARAPHRASE_TEMPLATE, REWRITE_TEMPLATE, render, template_text
@@ -48,15 +49,43 @@ def prepare_data(config: RunConfig, fresh: bool = False) -> tuple[list[Record], 
     return train_records, test_records
 
 
-def generate_stage(config: RunConfig, records: list[Record], fresh: bool = False) -> dict[str, dict]:
-    """The base model's own greedy answer to every training prompt: generations.jsonl."""
-    out = RecordFile(config.path / "generations.jsonl", fingerprint(
-        model_fingerprint(config), file_digest(config.path / "data" / "train.jsonl"),
-        config.generate.max_new_tokens, config.generate.engine), fresh=fresh)
-    if len(out) < len(records):
+def generations_fingerprint(config: RunConfig) -> str:
+    gen = config.generate
+    return fingerprint(model_fingerprint(config), file_digest(config.path / "data" / "train.jsonl"),
+                       gen.max_new_tokens, gen.engine, *([gen.endpoint.model] if gen.endpoint else []))
+
+
+def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: RecordFile,
+                     description: str) -> dict[str, str]:
+    """Greedy answers of the base model to the prompts not yet in `out`, with the configured engine; returns the
+    prompts whose endpoint requests failed for good (id -> error)."""
+    gen = config.generate
+    prompts = {i: p for i, p in prompts.items() if i not in out}
+    if not prompts:
+        return {}
+    description = f"{description} ({gen.engine})"
+    if gen.engine == "openai":
+        return generate_openai(ChatEndpoint(gen.endpoint), prompts, out, gen.max_new_tokens, description)
+    if gen.engine == "vllm":
+        generate_vllm(config.model, prompts, out, gen.max_new_tokens, gen.tensor_parallel_size, description)
+    else:
         model, tokenizer = load_model(config.model), load_tokenizer(config.model)
-        generate(model, tokenizer, {r.id: prompt_messages(r) for r in records}, out, config.generate.batch_size,
-                 config.generate.max_new_tokens, config.generate.bf16, description="generate (train prompts)")
+        generate(model, tokenizer, prompts, out, gen.batch_size, gen.max_new_tokens, gen.bf16, description)
+    return {}
+
+
+def generate_stage(config: RunConfig, records: list[Record], fresh: bool = False) -> dict[str, dict]:
+    """The base model's own greedy answer to every training prompt: generations.jsonl.
+
+    With the openai engine a prompt whose request failed for good gets no generation (its example trains on
+    gold); generations.failures.json lists them, and rerunning the stage retries exactly those.
+    """
+    out = RecordFile(config.path / "generations.jsonl", generations_fingerprint(config), fresh=fresh)
+    failures = generate_answers(config, {r.id: prompt_messages(r) for r in records}, out, "generate train prompts")
+    write_json(config.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
+    if failures:
+        log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
+                    "answer, and rerunning retries them", len(failures), len(records), next(iter(failures.values())))
     return out.records
 
 
@@ -82,7 +111,12 @@ def judge_candidates(config: RunConfig, judge: JudgeConfig, records: list[Record
 
 def judge_stage(config: RunConfig, records: list[Record], generations: dict[str, dict],
                 fresh: bool = False) -> dict[str, dict]:
-    """The judge's verdict on every own answer: judgments.jsonl."""
+    """The judge's verdict on every own answer: judgments.jsonl.
+
+    Keyed to the generation settings rather than to the generations file: that file only ever grows under one
+    fingerprint, so a verdict stays valid when a resumed generation adds the answers that failed before. An
+    example without an own answer gets no verdict.
+    """
     return judge_candidates(config, config.judge, records, generations, config.path / "generations.jsonl",
                             config.path / "judgments.jsonl", fresh)
 
@@ -104,15 +138,13 @@ def restate_stage(config: RunConfig, method: str, records: list[Record], judgmen
     template = template_text(getattr(config.generate, template_key), default)
     wanted = [r for r in records if method == "sdft" or judgments.get(r.id, {}).get("verdict") != "accept"]
     path = config.path / f"{name}.jsonl"
-    out = RecordFile(path, fingerprint(model_fingerprint(config), file_digest(config.path / "data" / "train.jsonl"),
-                                       config.generate.max_new_tokens, config.generate.engine, template), fresh=fresh)
+    out = RecordFile(path, fingerprint(generations_fingerprint(config), template), fresh=fresh)
     prompts = {r.id: [{"role": "user", "content": render(
         template, instruction="\n\n".join(m["content"] for m in prompt_messages(r)), query=r.query,
-        context=r.context or "", gold=r.response)}] for r in wanted if r.id not in out}
-    if prompts:
-        model, tokenizer = load_model(config.model), load_tokenizer(config.model)
-        generate(model, tokenizer, prompts, out, config.generate.batch_size, config.generate.max_new_tokens,
-                 config.generate.bf16, description=f"{method}: {name}")
+        context=r.context or "", gold=r.response)}] for r in wanted}
+    failures = generate_answers(config, prompts, out, f"{method}: {name}")
+    if failures:
+        log.warning("%s: %d prompts got no answer from the endpoint; their examples use gold", name, len(failures))
     verdicts = judge_candidates(config, config.judge, records, out.records, path,
                                 config.path / f"{name}.judgments.jsonl", fresh)
     return out.records, verdicts

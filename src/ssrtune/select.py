@@ -20,7 +20,8 @@ def select_targets(method: str, records: list[Record], generations: dict[str, di
     sft: gold everywhere. ssr: the model's own answer where the judge accepted it, gold elsewhere. s3ft: the own
     answer where accepted, else the model's paraphrase of the gold (`restated`) where accepted, else gold. sdft:
     the model's rewrite of the gold (`restated`) where accepted, else gold. self_only: the own answer where
-    accepted; the other examples are dropped (target None). A failed judgment counts as not accepted.
+    accepted; the other examples are dropped (target None). A failed judgment counts as not accepted, and so
+    does a verdict on an answer that is missing (its generation request failed).
     """
     if method not in get_args(Method):
         raise ValueError(f"unknown method {method!r}")
@@ -31,9 +32,7 @@ def select_targets(method: str, records: list[Record], generations: dict[str, di
     for record in records:
         target, source = (None, "dropped") if method == "self_only" else (record.response, "gold")
         for answers, verdicts, label in tries:
-            if verdicts.get(record.id, {}).get("verdict") == "accept":
-                if record.id not in answers:
-                    raise KeyError(f"judgment for {record.id!r} has no {label} answer")
+            if record.id in answers and verdicts.get(record.id, {}).get("verdict") == "accept":
                 target, source = answers[record.id]["response"], label
                 break
         rows.append({"id": record.id, "messages": prompt_messages(record), "target": target, "source": source})
