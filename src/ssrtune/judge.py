@@ -283,7 +283,7 @@ def judge_fingerprint(config: JudgeConfig) -> str:
     return fingerprint(config.model_dump(mode="json"), templates(config))
 
 
-def judge_all(judge: Judge, items: list[JudgeInput], out: RecordFile, batch_size: int = 64) -> dict[str, dict]:
+def judge_all(judge: Judge, items: list[JudgeInput], out: RecordFile, batch_size: int = 16) -> dict[str, dict]:
     """Judge every item not yet in `out`, appending verdicts batch by batch; returns all records of `out`."""
     from ssrtune.generate import progress_bar
 

@@ -178,8 +178,10 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
         raise StaleArtifactError(f"{output_dir} was trained with other data or settings; rerun with --fresh")
     if done_file.exists():
         return output_dir
-    write_json(marker, {"fingerprint": wanted})
     kept = [r for r in rows if r["source"] != "dropped"]
+    if not kept:
+        raise ValueError(f"{method}: every example was dropped (the judge accepted no own answer); nothing to train")
+    write_json(marker, {"fingerprint": wanted})
     result = train(load_model(config.model), load_tokenizer(config.model), kept, config.train, output_dir)
     write_json(done_file, result)
     return output_dir
