@@ -74,14 +74,14 @@ def judge(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) 
 
 
 @app.command()
-def select(config: ConfigArg, overrides: Overrides = None) -> None:
+def select(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Build each method's training targets and print the share of each target source."""
     from ssrtune.select import source_shares
 
     cfg = _config(config, overrides)
     records, generations, judgments = _judged(cfg)
     for method in cfg.methods:
-        shares = source_shares(pipeline.select_stage(cfg, method, records, generations, judgments))
+        shares = source_shares(pipeline.select_stage(cfg, method, records, generations, judgments, fresh))
         others = ", ".join(f"{source} {share:.1%}" for source, share in shares.items())
         typer.echo(f"{method}: {len(records)} examples, {shares.get('self', 0.0):.1%} self targets ({others})")
 
@@ -95,7 +95,7 @@ def train(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
         cfg.train.full = True
     records, generations, judgments = _judged(cfg)
     for method in cfg.methods:
-        rows = pipeline.select_stage(cfg, method, records, generations, judgments)
+        rows = pipeline.select_stage(cfg, method, records, generations, judgments, fresh)
         typer.echo(f"{method}: {pipeline.train_stage(cfg, method, rows, fresh)}")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ssrtune import data as data_mod
 from ssrtune.config import JudgeConfig, RunConfig, dump_config
-from ssrtune.data import Record, load_records, prompt_messages, save_records
+from ssrtune.data import DataError, Record, load_records, prompt_messages, save_records
 from ssrtune.evaluate import score_example, task_metrics
 from ssrtune.endpoint import ChatEndpoint
 from ssrtune.generate import generate, generate_openai, generate_vllm
@@ -180,7 +180,8 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
         return output_dir
     kept = [r for r in rows if r["source"] != "dropped"]
     if not kept:
-        raise ValueError(f"{method}: every example was dropped (the judge accepted no own answer); nothing to train")
+        raise DataError(config.path / "train" / f"{method}.jsonl", None, None,
+                        "every example was dropped (the judge accepted no own answer): nothing to train on")
     write_json(marker, {"fingerprint": wanted})
     result = train(load_model(config.model), load_tokenizer(config.model), kept, config.train, output_dir)
     write_json(done_file, result)
