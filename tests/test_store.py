@@ -38,3 +38,23 @@ def test_other_fingerprint_is_refused_unless_fresh(tmp_path):
 def test_fingerprint_is_stable_and_sensitive():
     assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_records_without_their_fingerprint_are_refused(tmp_path):
+    RecordFile(tmp_path / "g.jsonl", "fp1").append([{"id": "a"}])
+    (tmp_path / "g.jsonl.meta.json").unlink()
+    with pytest.raises(StaleArtifactError, match="no fingerprint"):
+        RecordFile(tmp_path / "g.jsonl", "fp1")
+    assert len(RecordFile(tmp_path / "g.jsonl", "fp1", fresh=True)) == 0
+
+
+def test_a_kill_inside_a_batch_write_keeps_its_whole_records(tmp_path):
+    out = RecordFile(tmp_path / "g.jsonl", "fp")
+    out.append([{"id": "a"}])
+    # a batch of three whose write stopped inside the third record
+    with open(tmp_path / "g.jsonl", "a") as handle:
+        handle.write('{"id": "b"}\n{"id": "c"}\n{"id": "d", "x"')
+    again = RecordFile(tmp_path / "g.jsonl", "fp")
+    assert list(again.records) == ["a", "b", "c"]
+    again.append([{"id": "d"}])
+    assert [json.loads(line)["id"] for line in (tmp_path / "g.jsonl").read_text().splitlines()] == list("abcd")

@@ -11,7 +11,7 @@ import typer
 
 from ssrtune import pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
-from ssrtune.data import DataError
+from ssrtune.data import DataError, PromptTooLongError
 from ssrtune.endpoint import EndpointError
 from ssrtune.extras import MissingExtraError
 from ssrtune.store import StaleArtifactError, read_json
@@ -150,6 +150,7 @@ def entry() -> None:
     """Console script: known user errors print one clear line, not a traceback."""
     try:
         app()
-    except (ConfigError, DataError, StaleArtifactError, FileNotFoundError, EndpointError, MissingExtraError) as err:
+    except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
+            MissingExtraError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

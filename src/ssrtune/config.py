@@ -24,6 +24,9 @@ class ModelConfig(Strict):
     name: str = Field("smollm2-135m-instruct", description="Built-in name, Hub id, local folder or .gguf file.")
     revision: str | None = None
     trust_remote_code: bool = False
+    max_context: int | None = Field(
+        None, gt=16, description="Longest prompt plus answer, in tokens; null = the model's max_position_embeddings. "
+                                 "Longer documents are cut (docs/RELIABILITY.md).")
 
 
 class DataConfig(Strict):
@@ -38,6 +41,9 @@ class DataConfig(Strict):
     unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0)
     test_article_fraction: float = Field(0.3, gt=0.0, lt=1.0)
     seed: int = 0
+    on_error: Literal["raise", "skip"] = Field(
+        "raise", description="A bad row in the data files: stop with its file, line and field, or skip it (counted "
+                             "in data/data.meta.json and reported).")
 
     @model_validator(mode="after")
     def _recipe_or_files(self) -> DataConfig:
@@ -163,7 +169,8 @@ class EvaluateConfig(Strict):
 
 
 class RunConfig(Strict):
-    name: str = "quickstart"
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="A plain folder name (no `/`, no `..`): the run writes only under runs/<name>.")
     run_dir: str | None = Field(None, description="Defaults to runs/<name>.")
     methods: list[Method] = Field(default_factory=lambda: list(METHODS))
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import importlib.util
+import io
 import json
 import random
 import re
@@ -47,6 +49,8 @@ class Record(BaseModel):
     def _ends_with_user(cls, messages: list[Message]) -> list[Message]:
         if messages[-1].role != "user":
             raise ValueError("the last message must be the user's query")
+        if not messages[-1].content.strip():
+            raise ValueError("the user's query is blank")
         return messages
 
     @field_validator("response")
@@ -72,8 +76,20 @@ class DataError(ValueError):
 # --- loading ---------------------------------------------------------------------------------------------------
 
 
+def _decoded(path: Path, data: bytes) -> str:
+    """The UTF-8 text of a whole file (less a byte order mark); a bad byte is located by its line."""
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise DataError(path, line, None, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
 def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line or row number, raw row) for each row of a JSONL, JSON, CSV, Parquet file or HF dataset folder."""
+    """(line or row number, raw row or the row's `DataError`) for each row of a JSONL, JSON, CSV, Parquet file or
+    HF dataset folder. Problems of one row are yielded, so that the caller decides to raise or skip; problems of
+    the whole file are raised."""
     if path.is_dir():
         from datasets import load_from_disk
 
@@ -87,17 +103,26 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     opener = gzip.open if path.suffix == ".gz" else open
     if suffix in (".jsonl", ".jsonl.gz"):
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
+        # Bytes, decoded line by line, so that a non-UTF-8 line is reported (or skipped) as that line.
+        with opener(path, "rb") as handle:
+            for number, raw_line in enumerate(handle, start=1):
+                if number == 1:  # editors on Windows start UTF-8 files with a byte order mark
+                    raw_line = raw_line.removeprefix(codecs.BOM_UTF8)
+                try:
+                    line = raw_line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield number, DataError(path, number, None,
+                                            f"not UTF-8 text ({err.reason} at column {err.start + 1})")
+                    continue
                 if not line.strip():
                     continue
                 try:
                     yield number, json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise DataError(path, number, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
+                    yield number, DataError(path, number, None, f"invalid JSON ({err.msg} at column {err.colno})")
     elif suffix == ".json":
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
+            rows = json.loads(_decoded(path, path.read_bytes()))
         except json.JSONDecodeError as err:
             raise DataError(path, err.lineno, None, f"invalid JSON ({err.msg})") from None
         if isinstance(rows, dict) and isinstance(rows.get("data"), list):
@@ -106,18 +131,33 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataError(path, None, None, "a JSON file must hold a list of records (or {'data': [...]})")
         yield from enumerate(rows, start=1)
     elif suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
+        reader = csv.DictReader(io.StringIO(_decoded(path, path.read_bytes()), newline=""))
+        try:
             for row in reader:
                 if None in row or None in row.values():
-                    raise DataError(path, reader.line_num, None, "row has a different number of cells than the header")
-                yield reader.line_num, row
+                    yield reader.line_num, DataError(path, reader.line_num, None,
+                                                     "row has a different number of cells than the header")
+                else:
+                    yield reader.line_num, row
+        except csv.Error as err:
+            raise DataError(path, reader.line_num, None, f"unreadable CSV ({err})") from None
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
         yield from enumerate(pq.read_table(path).to_pylist(), start=1)
     else:
         raise DataError(path, None, None, "unknown format; use .jsonl, .json, .csv, .parquet or a dataset folder")
+
+
+def _readable_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """`_raw_rows`, with a library's error on a corrupt file (a cut .gz, a broken Parquet or dataset folder) turned
+    into a `DataError` naming the file."""
+    try:
+        yield from _raw_rows(path)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError) as err:
+        raise DataError(path, None, None, f"unreadable ({type(err).__name__}: {err})") from None
 
 
 def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Record:
@@ -142,24 +182,34 @@ def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Recor
         raise DataError(path, line, field, first["msg"]) from None
 
 
-def load_records(path: str | Path, fields: dict[str, str] | None = None) -> list[Record]:
-    """Load and validate every record of a file; the first bad one raises `DataError` naming file, line, field."""
+def load_records(path: str | Path, fields: dict[str, str] | None = None,
+                 skipped: list[DataError] | None = None) -> list[Record]:
+    """Load and validate every record of a file. A bad row raises `DataError` naming file, line and field, unless
+    `skipped` is given: then bad rows (unparsable line, invalid record, duplicate id) are left out and their errors
+    appended to it, for the caller to count and report (`data.on_error: skip`). Problems of the whole file (missing,
+    unknown format, no records) always raise."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, None, None, "no such file or folder")
     records: list[Record] = []
     seen: dict[str, int] = {}
-    try:
-        for line, raw in _raw_rows(path):
+    for line, raw in _readable_rows(path):
+        try:
+            if isinstance(raw, DataError):
+                raise raw
             record = _to_record(raw, fields or {}, path, line)
             if record.id in seen:
                 raise DataError(path, line, "id", f"duplicate id {record.id!r} (first on line {seen[record.id]})")
-            seen[record.id] = line
-            records.append(record)
-    except UnicodeDecodeError as err:
-        raise DataError(path, None, None, f"not UTF-8 text (byte {err.start}: {err.reason})") from None
+        except DataError as err:
+            if skipped is None:
+                raise err from None
+            skipped.append(err)
+            continue
+        seen[record.id] = line
+        records.append(record)
     if not records:
-        raise DataError(path, None, None, "holds no records")
+        raise DataError(path, None, None,
+                        "holds no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
     return records
 
 
@@ -182,6 +232,50 @@ def prompt_messages(record: Record) -> list[dict[str, str]]:
     if record.context:
         turns[-1] = {"role": "user", "content": f"Document:\n{record.context}\n\nQuestion: {record.query}"}
     return turns
+
+
+class PromptTooLongError(ValueError):
+    pass
+
+
+def _n_tokens(tokenizer, messages: list[dict[str, str]], completion: str | None) -> int:
+    if completion is None:
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                 return_dict=False))
+    # As TRL tokenizes a prompt/completion pair: the whole conversation, answer and end of turn included.
+    return len(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": completion}],
+                                             tokenize=True, return_dict=False))
+
+
+def fit_prompt(record: Record, tokenizer, max_tokens: int, completion: str | None = None,
+               reserve: int = 0) -> tuple[list[dict[str, str]], int]:
+    """`prompt_messages(record)` cut to fit `max_tokens`, and the number of document tokens cut (0 if it fits).
+
+    The one truncation rule, used alike by generation, training and evaluation: only the document is cut, keeping
+    its beginning; the system prompt, the question and the gold answer are never cut. Generation keeps `reserve`
+    tokens free for the new answer; training counts its `completion` (the target) whole, end of turn included.
+    A record whose prompt and answer don't fit even with the document cut to one token is an error: truncating it
+    would teach or ask something else.
+    """
+    messages = prompt_messages(record)
+    excess = _n_tokens(tokenizer, messages, completion) + reserve - max_tokens
+    if excess <= 0:
+        return messages, 0
+    document = tokenizer(record.context or "", add_special_tokens=False)["input_ids"]
+    keep = len(document) - excess
+    while keep >= 1:
+        shorter = record.model_copy(update={"context": tokenizer.decode(document[:keep])})
+        messages = prompt_messages(shorter)
+        # Decoding and re-encoding a cut text can merge tokens differently: check, and cut further if needed.
+        excess = _n_tokens(tokenizer, messages, completion) + reserve - max_tokens
+        if excess <= 0:
+            return messages, len(document) - keep
+        keep -= excess
+    raise PromptTooLongError(
+        f"record {record.id!r}: the prompt without its document{' and the answer' if completion is not None else ''}"
+        f" need more than {max_tokens - reserve} tokens (train.max_length or the model's context); "
+        "raise the limit or shorten the question"
+    )
 
 
 # --- the built-in grounded-qa recipe ----------------------------------------------------------------------------
@@ -270,7 +364,14 @@ def grounded_qa(config: DataConfig) -> tuple[list[Record], list[Record]]:
     return splits["train"], splits["test"]
 
 
-def prepare(config: DataConfig) -> tuple[list[Record], list[Record]]:
+def prepare(config: DataConfig, skipped: dict[str, list[DataError]] | None = None) -> tuple[list[Record], list[Record]]:
+    """Train and test records of the configured recipe or files. With `data.on_error: skip`, the bad rows of each
+    file are left out and listed in `skipped` under "train" and "test"."""
     if config.recipe == "grounded-qa":
         return grounded_qa(config)
-    return load_records(config.train_file, config.fields), load_records(config.test_file, config.fields)
+    if config.on_error == "raise":
+        return load_records(config.train_file, config.fields), load_records(config.test_file, config.fields)
+    skipped = {} if skipped is None else skipped
+    skipped["train"], skipped["test"] = [], []
+    return (load_records(config.train_file, config.fields, skipped["train"]),
+            load_records(config.test_file, config.fields, skipped["test"]))

@@ -68,7 +68,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     Prompts are sorted by length so that a batch holds prompts of similar length and little padding.
     """
     todo = [i for i in prompts if i not in out]
-    lengths = {i: len(tokenizer.apply_chat_template(prompts[i], tokenize=True, add_generation_prompt=True))
+    lengths = {i: len(tokenizer.apply_chat_template(prompts[i], tokenize=True, add_generation_prompt=True,
+                                                  return_dict=False))
                for i in todo}
     todo.sort(key=lambda i: lengths[i], reverse=True)
     start, n_tokens = time.perf_counter(), 0

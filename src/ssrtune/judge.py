@@ -115,7 +115,8 @@ def final_number(text: str) -> float | None:
 
 
 def is_refusal(text: str) -> bool:
-    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    # Whitespace collapsed: a refusal wrapped over two lines is still one.
+    text = " ".join(unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'").split())
     return bool(_REFUSAL_RE.search(text))
 
 
@@ -273,14 +274,15 @@ def build_judge(config: JudgeConfig) -> Judge:
 
 
 def judge_fingerprint(config: JudgeConfig) -> str:
-    """The judge's settings and the text of every prompt template it uses: a changed template re-judges."""
+    """The judge's settings, the text of every prompt template it uses (a changed template re-judges) and the
+    refusal phrases the rules match."""
     from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
 
     def templates(node: JudgeConfig) -> list[str]:
         own = [template_text(node.template, JUDGE_TEMPLATE)] if node.kind == "llm" else []
         return own + [t for child in node.judges for t in templates(child)]
 
-    return fingerprint(config.model_dump(mode="json"), templates(config))
+    return fingerprint(config.model_dump(mode="json"), templates(config), REFUSAL_PATTERNS)
 
 
 def judge_all(judge: Judge, items: list[JudgeInput], out: RecordFile, batch_size: int = 16) -> dict[str, dict]:

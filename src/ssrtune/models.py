@@ -97,6 +97,20 @@ def load_model(config: ModelConfig, adapter: Path | None = None) -> PreTrainedMo
     return model
 
 
+def context_length(config: ModelConfig) -> int:
+    """The longest prompt plus answer the model takes: `model.max_context`, or the model's position limit."""
+    if config.max_context is not None:
+        return config.max_context
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(resolve(config.name), revision=config.revision,
+                                              trust_remote_code=config.trust_remote_code)
+    limit = getattr(model_config.get_text_config(), "max_position_embeddings", None)
+    if limit is None:
+        raise ValueError(f"model {config.name!r} states no max_position_embeddings; set model.max_context")
+    return int(limit)
+
+
 def bf16_supported() -> bool:
     """bf16 on this device: CUDA with bf16, or a CPU with native bf16 instructions (fp32 emulation is slower)."""
     if torch.cuda.is_available():

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from ssrtune import data as data_mod
 from ssrtune.config import JudgeConfig, RunConfig, dump_config
-from ssrtune.data import DataError, Record, load_records, prompt_messages, save_records
+from ssrtune.data import DataError, Record, fit_prompt, load_records, prompt_messages, save_records
 from ssrtune.evaluate import score_example, task_metrics
 from ssrtune.endpoint import ChatEndpoint
 from ssrtune.generate import generate, generate_openai, generate_vllm
 from ssrtune.judge import JudgeInput, build_judge, judge_all, judge_fingerprint, verdict_counts
-from ssrtune.models import load_model, load_tokenizer
+from ssrtune.models import context_length, load_model, load_tokenizer, resolve
 from ssrtune.prompt_templates import PARAPHRASE_TEMPLATE, REWRITE_TEMPLATE, render, template_text
 from ssrtune.select import select_targets, source_shares
 from ssrtune.store import RecordFile, StaleArtifactError, fingerprint, read_json, write_json, write_jsonl
@@ -32,27 +32,72 @@ def file_digest(path: Path) -> str:
 
 
 def model_fingerprint(config: RunConfig) -> str:
-    return fingerprint(config.model.name, config.model.revision)
+    """The model's identity: name and revision, and for a local folder its configuration, tokenizer and chat
+    template files (hashed) and the names and sizes of its weight files (hashing gigabytes of weights at every
+    stage would cost more than it protects; a retrained folder of the same shapes keeps its fingerprint)."""
+    folder = Path(resolve(config.model.name))
+    files = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                small = path.suffix in (".json", ".jinja", ".txt", ".model") and path.stat().st_size < 50_000_000
+                files[path.name] = file_digest(path) if small else path.stat().st_size
+    return fingerprint(config.model.name, config.model.revision, files)
+
+
+def prompt_fingerprint(config: RunConfig) -> str:
+    """What shapes the prompts besides the model's chat template: our system prompt and the context limit."""
+    return fingerprint(data_mod.SYSTEM_PROMPT, config.model.max_context)
+
+
+def fitted_prompts(config: RunConfig, stage: str, records: list[Record], tokenizer, max_tokens: int,
+                   targets: dict[str, str] | None = None, reserve: int = 0) -> dict[str, list[dict]]:
+    """Each record's prompt under the truncation rule of `data.fit_prompt`; cut documents are counted in
+    truncation.json under `stage` and logged."""
+    prompts, cut = {}, {}
+    for record in records:
+        prompts[record.id], n_cut = fit_prompt(record, tokenizer, max_tokens,
+                                               None if targets is None else targets[record.id], reserve)
+        if n_cut:
+            cut[record.id] = n_cut
+    if cut:
+        log.warning("%s: %d of %d prompts had their document cut to fit %d tokens (%d tokens cut in all)",
+                    stage, len(cut), len(records), max_tokens, sum(cut.values()))
+    path = config.path / "truncation.json"
+    summary = read_json(path) if path.exists() else {}
+    summary[stage] = {"prompts": len(records), "truncated": len(cut), "tokens_cut": sum(cut.values()),
+                      "max_tokens": max_tokens, "ids": sorted(cut)}
+    write_json(path, summary)
+    return prompts
 
 
 def prepare_data(config: RunConfig, fresh: bool = False) -> tuple[list[Record], list[Record]]:
-    """Normalise the task data into data/train.jsonl and data/test.jsonl (once per data configuration)."""
+    """Normalise the task data into data/train.jsonl and data/test.jsonl (once per data configuration and files)."""
     folder = config.path / "data"
     meta = folder / "data.meta.json"
-    wanted = fingerprint(config.data.model_dump(mode="json"))
+    inputs = [Path(f) for f in (config.data.train_file, config.data.test_file) if f and config.data.recipe is None]
+    wanted = fingerprint(config.data.model_dump(mode="json"),
+                         [file_digest(f) if f.is_file() else str(f) for f in inputs if f.exists()])
     if not fresh and meta.exists() and read_json(meta)["fingerprint"] == wanted:
         return load_records(folder / "train.jsonl"), load_records(folder / "test.jsonl")
-    train_records, test_records = data_mod.prepare(config.data)
+    skipped: dict[str, list] = {}
+    train_records, test_records = data_mod.prepare(config.data, skipped)
+    for split, errors in skipped.items():
+        if errors:
+            log.warning("data: skipped %d bad %s row(s) (data.on_error: skip); first: %s", len(errors), split,
+                        errors[0])
     save_records(folder / "train.jsonl", train_records)
     save_records(folder / "test.jsonl", test_records)
-    write_json(meta, {"fingerprint": wanted, "n_train": len(train_records), "n_test": len(test_records)})
+    write_json(meta, {"fingerprint": wanted, "n_train": len(train_records), "n_test": len(test_records),
+                      "skipped": {split: [str(e) for e in errors] for split, errors in skipped.items()}})
     return train_records, test_records
 
 
 def generations_fingerprint(config: RunConfig) -> str:
     gen = config.generate
-    return fingerprint(model_fingerprint(config), file_digest(config.path / "data" / "train.jsonl"),
-                       gen.max_new_tokens, gen.engine, *([gen.endpoint.model] if gen.endpoint else []))
+    return fingerprint(model_fingerprint(config), prompt_fingerprint(config),
+                       file_digest(config.path / "data" / "train.jsonl"), gen.max_new_tokens, gen.engine,
+                       *([gen.endpoint.model] if gen.endpoint else []))
 
 
 def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: RecordFile,
@@ -81,7 +126,15 @@ def generate_stage(config: RunConfig, records: list[Record], fresh: bool = False
     gold); generations.failures.json lists them, and rerunning the stage retries exactly those.
     """
     out = RecordFile(config.path / "generations.jsonl", generations_fingerprint(config), fresh=fresh)
-    failures = generate_answers(config, {r.id: prompt_messages(r) for r in records}, out, "generate train prompts")
+    failures: dict[str, str] = {}
+    if len(out) < len(records):
+        if config.generate.engine == "openai":
+            # The server's tokenizer is not ours to count with: it gets the whole prompt and enforces its own limit.
+            prompts = {r.id: prompt_messages(r) for r in records}
+        else:
+            prompts = fitted_prompts(config, "generate", records, load_tokenizer(config.model),
+                                     context_length(config.model), reserve=config.generate.max_new_tokens)
+        failures = generate_answers(config, prompts, out, "generate train prompts")
     write_json(config.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
     if failures:
         log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
@@ -125,6 +178,8 @@ RESTATEMENTS = {  # method -> (artifact name, shipped template, the GenerateConf
     "s3ft": ("paraphrases", PARAPHRASE_TEMPLATE, "paraphrase_template"),
     "sdft": ("rewrites", REWRITE_TEMPLATE, "rewrite_template"),
 }
+# Tokens kept free for a restating template's own wording, beside the task prompt, the gold answer and the reply.
+TEMPLATE_RESERVE = 128
 
 
 def restate_stage(config: RunConfig, method: str, records: list[Record], judgments: dict[str, dict],
@@ -139,9 +194,16 @@ def restate_stage(config: RunConfig, method: str, records: list[Record], judgmen
     wanted = [r for r in records if method == "sdft" or judgments.get(r.id, {}).get("verdict") != "accept"]
     path = config.path / f"{name}.jsonl"
     out = RecordFile(path, fingerprint(generations_fingerprint(config), template), fresh=fresh)
+    todo = [r for r in wanted if r.id not in out]
+    if config.generate.engine == "openai" or not todo:
+        task_prompts = {r.id: prompt_messages(r) for r in todo}
+    else:  # the task prompt, its document cut by the one truncation rule so that the whole request fits
+        task_prompts = fitted_prompts(config, name, todo, load_tokenizer(config.model), context_length(config.model),
+                                      targets={r.id: r.response for r in todo},
+                                      reserve=config.generate.max_new_tokens + TEMPLATE_RESERVE)
     prompts = {r.id: [{"role": "user", "content": render(
-        template, instruction="\n\n".join(m["content"] for m in prompt_messages(r)), query=r.query,
-        context=r.context or "", gold=r.response)}] for r in wanted}
+        template, instruction="\n\n".join(m["content"] for m in task_prompts[r.id]), query=r.query,
+        context=r.context or "", gold=r.response)}] for r in todo}
     failures = generate_answers(config, prompts, out, f"{method}: {name}")
     if failures:
         log.warning("%s: %d prompts got no answer from the endpoint; their examples use gold", name, len(failures))
@@ -157,6 +219,14 @@ def select_stage(config: RunConfig, method: str, records: list[Record], generati
     restated, restated_judgments = (restate_stage(config, method, records, judgments, fresh)
                                     if method in RESTATEMENTS else ({}, {}))
     rows = select_targets(method, records, generations, judgments, restated, restated_judgments)
+    # The prompts are cut here, where the targets are known, so train/<method>.jsonl is exactly what is trained on.
+    by_id = {r.id: r for r in records}
+    limit = min(config.train.max_length, context_length(config.model))
+    kept = [row for row in rows if row["target"] is not None]
+    prompts = fitted_prompts(config, f"train/{method}", [by_id[row["id"]] for row in kept],
+                             load_tokenizer(config.model), limit, targets={row["id"]: row["target"] for row in kept})
+    for row in kept:
+        row["messages"] = prompts[row["id"]]
     write_jsonl(config.path / "train" / f"{method}.jsonl", rows)
     stats = {"method": method, "n": len(rows), "shares": source_shares(rows),
              "judge": verdict_counts(judgments) if method != "sft" else None,
@@ -194,10 +264,13 @@ def evaluate_stage(config: RunConfig, name: str, records: list[Record], fresh: b
     adapter = None if name == "base" else config.path / "models" / name
     model_fp = model_fingerprint(config) if adapter is None else file_digest(adapter / "ssrtune_train.json")
     out = RecordFile(folder / "predictions.jsonl", fingerprint(
-        model_fp, file_digest(config.path / "data" / "test.jsonl"), config.evaluate.max_new_tokens), fresh=fresh)
+        model_fp, prompt_fingerprint(config), file_digest(config.path / "data" / "test.jsonl"),
+        config.evaluate.max_new_tokens), fresh=fresh)
     if len(out) < len(records):
-        model, tokenizer = load_model(config.model, adapter), load_tokenizer(config.model)
-        generate(model, tokenizer, {r.id: prompt_messages(r) for r in records}, out, config.evaluate.batch_size,
+        tokenizer = load_tokenizer(config.model)
+        prompts = fitted_prompts(config, f"eval/{name}", records, tokenizer, context_length(config.model),
+                                 reserve=config.evaluate.max_new_tokens)
+        generate(load_model(config.model, adapter), tokenizer, prompts, out, config.evaluate.batch_size,
                  config.evaluate.max_new_tokens, config.generate.bf16, description=f"evaluate {name}")
     rows = [score_example(r, out.records[r.id]["response"]) for r in records]
     write_jsonl(folder / "scores.jsonl", rows)

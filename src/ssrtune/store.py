@@ -74,6 +74,10 @@ class RecordFile:
         if fresh:
             self.path.unlink(missing_ok=True)
             self.meta_path.unlink(missing_ok=True)
+        if self.path.exists() and self.path.stat().st_size and not self.meta_path.exists():
+            # The sidecar is written before the first record, so records without one were not made by this run.
+            raise StaleArtifactError(f"{self.path} has records but no fingerprint ({self.meta_path.name}); "
+                                     "rerun with --fresh to discard them")
         if self.path.exists() and self.meta_path.exists():
             old = read_json(self.meta_path).get("fingerprint")
             if old != fingerprint:

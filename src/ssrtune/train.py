@@ -6,6 +6,7 @@ assistant turn, the completion is the assistant turn, and TRL masks everything o
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTConfig, SFTTrainer
 
 from ssrtune.config import TrainConfig
@@ -101,6 +102,24 @@ def check_trainable(rows: list[dict], dataset: Dataset, eos_token_id: int) -> No
         )
 
 
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint the Trainer finished writing, or None.
+
+    The Trainer writes a checkpoint's files one by one, trainer_state.json last, straight into checkpoint-<step>/;
+    a crash while saving leaves a newer folder without a readable state, which `get_last_checkpoint` would pick
+    and resuming would fail on.
+    """
+    complete = []
+    for folder in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("ignoring the incomplete checkpoint %s (interrupted while saving)", folder)
+            continue
+        complete.append(folder)
+    return str(max(complete, key=lambda f: int(f.name.rsplit("-", 1)[1]))) if complete else None
+
+
 def sft_config(config: TrainConfig, output_dir: Path, num_processes: int = 1) -> SFTConfig:
     bf16 = bf16_supported() if config.bf16 is None else config.bf16
     return SFTConfig(
@@ -147,7 +166,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list
         data_collator=left_pad_collator(tokenizer.pad_token_id),
     )
     check_trainable(rows, trainer.train_dataset, tokenizer.eos_token_id)
-    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
+    checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
