@@ -180,3 +180,15 @@ def test_exact_accepts_itself_under_any_decoration(answer):
 @given(st.integers(min_value=-10**12, max_value=10**12), st.sampled_from(["{:,}", "{}", "{:,}.00"]))
 def test_final_number_reads_formatted_integers(number, pattern):
     assert final_number(f"The total is {pattern.format(number)}.") == number
+
+
+def test_judge_all_refuses_an_answer_that_changed_under_its_verdict(tmp_path):
+    from ssrtune.store import StaleArtifactError
+
+    judge = build_judge(grounded_qa_judge())
+    judge_all(judge, [item("Saint Bernadette", id="1")], RecordFile(tmp_path / "j.jsonl", "fp"))
+    grown = judge_all(judge, [item("Saint Bernadette", id="1"), item("Lourdes", id="2")],
+                      RecordFile(tmp_path / "j.jsonl", "fp"))
+    assert [grown[i]["verdict"] for i in ("1", "2")] == ["accept", "reject"]
+    with pytest.raises(StaleArtifactError, match="--fresh"):
+        judge_all(judge, [item("Lourdes", id="1")], RecordFile(tmp_path / "j.jsonl", "fp"))

@@ -15,7 +15,7 @@ from typing import Literal
 
 from ssrtune.config import JudgeConfig
 from ssrtune.data import Record
-from ssrtune.store import RecordFile, fingerprint
+from ssrtune.store import RecordFile, StaleArtifactError, fingerprint
 
 Verdict = Literal["accept", "reject", "failed"]
 
@@ -289,6 +289,13 @@ def judge_all(judge: Judge, items: list[JudgeInput], out: RecordFile, batch_size
     """Judge every item not yet in `out`, appending verdicts batch by batch; returns all records of `out`."""
     from ssrtune.generate import progress_bar
 
+    # Each verdict keeps a hash of the answer it judged: answers added by a resumed generation are judged, but an
+    # answer that changed under a verdict is refused rather than silently kept.
+    changed = [item.id for item in items if item.id in out
+               and out.records[item.id].get("candidate_fp", fingerprint(item.candidate)) != fingerprint(item.candidate)]
+    if changed:
+        raise StaleArtifactError(f"{out.path}: {len(changed)} answers changed since they were judged (e.g. "
+                                 f"{changed[0]!r}); rerun with --fresh to judge them again")
     todo = [item for item in items if item.id not in out]
     if not todo:
         return out.records
@@ -296,7 +303,8 @@ def judge_all(judge: Judge, items: list[JudgeInput], out: RecordFile, batch_size
         task = bar.add_task("judge", total=len(items), completed=len(items) - len(todo), rate="")
         for start in range(0, len(todo), batch_size):
             batch = todo[start: start + batch_size]
-            out.append({"id": item.id, **asdict(j)} for item, j in zip(batch, judge.judge(batch)))
+            out.append({"id": item.id, **asdict(j), "candidate_fp": fingerprint(item.candidate)}
+                       for item, j in zip(batch, judge.judge(batch)))
             bar.update(task, advance=len(batch))
     return out.records
 
