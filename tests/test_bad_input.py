@@ -161,7 +161,7 @@ def test_edited_data_file_is_not_reused_silently(tmp_path):
 @pytest.mark.parametrize("tree, path", [
     ({"judge": {"kind": "all", "judges": [{"kind": "refusal"}, {"kind": "contains", "skip_refusal": True}]}},
      "judge.judges.1.skip_refusal"),
-    ({"judge": {"kind": "any", "judges": [{"kind": "regex"}]}}, "judge.judges.0.kind"),
+    ({"judge": {"kind": "any", "judges": [{"kind": "regexp"}]}}, "judge.judges.0.kind"),
     ({"train": {"lora_target_modules": 5}}, "train.lora_target_modules"),
     ({"model": {"trust_remote_code": "perhaps"}}, "model.trust_remote_code"),
     ({"data": {"fields": {"query": 3}}}, "data.fields.query"),

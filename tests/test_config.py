@@ -1,6 +1,6 @@
 import pytest
 
-from ssrtune.config import ConfigError, load_config
+from ssrtune.config import ConfigError, load_config, load_judge_config
 
 
 def test_defaults_are_the_quickstart_task():
@@ -38,3 +38,49 @@ def test_combining_judge_needs_children():
 def test_override_needs_equals_sign():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["train.epochs"])
+
+
+def test_every_judge_kind_from_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "methods: [sft, ssr, s3ft, sdft, self_only]\n"
+        "judge:\n  kind: any\n  judges:\n"
+        "    - {kind: exact}\n    - {kind: token_f1, threshold: 0.6}\n    - {kind: recall, threshold: 1.0}\n"
+        "    - {kind: numeric, tolerance: 0.01}\n    - {kind: regex, pattern: 'answer: (.*)', ignore_case: false}\n"
+        "    - {kind: llm, model: {name: some/model}, template: my.jinja, verdict_words: [CORRECT, INCORRECT]}\n")
+    config = load_config(path)
+    assert config.methods == ["sft", "ssr", "s3ft", "sdft", "self_only"]
+    kinds = [j.kind for j in config.judge.judges]
+    assert kinds == ["exact", "token_f1", "recall", "numeric", "regex", "llm"]
+    assert config.judge.judges[5].verdict_words == ("CORRECT", "INCORRECT")
+
+
+@pytest.mark.parametrize("judge,message", [
+    ("{kind: regex}", "`pattern` is required"),
+    ("{kind: regex, pattern: '(unclosed'}", "not a valid regular expression"),
+    ("{kind: contains, pattern: x}", "`pattern` is required by `regex`, and only by it"),
+    ("{kind: exact, threshold: 0.3}", "`threshold` does not apply to a `exact` judge"),
+    ("{kind: refusal, skip_refusals: false}", "`skip_refusals` does not apply"),
+    ("{kind: llm, verdict_words: ['Yes', 'yes']}", "two different"),
+    ("{kind: llm, verdict_words: [Yes, No]}", r"judge\.verdict_words\.0"),  # YAML reads unquoted Yes as true
+    ("{kind: token_f1, threshold: 1.5}", "threshold"),
+    ("{kind: llm, backend: cloud}", "backend"),
+    ("{kind: all, judges: [{kind: recall, tolerance: 1}]}", "`tolerance` does not apply"),
+])
+def test_bad_judge_settings_are_named(judge, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"judge={judge}"])
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ConfigError, match="methods"):
+        load_config(None, ["methods=[ssr, dpo]"])
+
+
+def test_judge_file(tmp_path):
+    path = tmp_path / "judge.yaml"
+    path.write_text("kind: llm\nthreshold: 0.7\n")
+    assert load_judge_config(path).threshold == 0.7
+    path.write_text("kind: llm\nthreshhold: 0.7\n")
+    with pytest.raises(ConfigError, match=f"{path}.*\n.*threshhold"):
+        load_judge_config(path)

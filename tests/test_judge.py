@@ -1,8 +1,10 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ssrtune.config import JudgeConfig, grounded_qa_judge
 from ssrtune.data import REFUSAL
-from ssrtune.judge import JudgeInput, build_judge, is_refusal, judge_all, normalise
+from ssrtune.judge import JudgeInput, build_judge, final_number, is_refusal, judge_all, normalise, token_f1
 from ssrtune.store import RecordFile
 
 
@@ -82,3 +84,111 @@ def test_judge_all_is_resumable(tmp_path):
     assert sorted(records) == ["0", "1", "2", "3", "4"]
     assert len((tmp_path / "j.jsonl").read_text().splitlines()) == 5
     assert records["3"]["verdict"] == "accept" and "rationale" in records["3"]
+
+
+# --- the answer-matching rules ----------------------------------------------------------------------------------
+
+def verdicts(config: JudgeConfig, items) -> list[str]:
+    return [j.verdict for j in build_judge(config).judge(items)]
+
+
+def test_exact_ignores_case_punctuation_articles_and_unicode_forms():
+    config = JudgeConfig(kind="exact")
+    assert verdicts(config, [
+        item("saint  bernadette!"), item("The Saint-Bernadette."), item("ＳＡＩＮＴ Bernadette"),
+        item("Saint Bernadette Soubirous"), item(""), item("Zoë", gold="zoe\u0308"),
+    ]) == ["accept", "accept", "accept", "reject", "reject", "accept"]
+
+
+def test_gold_without_words_fails_instead_of_matching_everything():
+    # a gold answer of punctuation only normalises to nothing: the rule can't decide, so the example uses gold
+    for kind in ("exact", "contains", "token_f1", "recall"):
+        assert verdicts(JudgeConfig(kind=kind), [item("anything", gold="?!")]) == ["failed"], kind
+
+
+@pytest.mark.parametrize("kind,threshold,expected", [
+    ("token_f1", 0.5, ["accept", "accept", "reject", "reject"]),
+    ("token_f1", 0.9, ["accept", "reject", "reject", "reject"]),
+    ("recall", 0.5, ["accept", "accept", "accept", "reject"]),
+    ("recall", 1.0, ["accept", "reject", "accept", "reject"]),
+])
+def test_token_scores_with_thresholds(kind, threshold, expected):
+    items = [
+        item("Saint Bernadette"),                                          # f1 1, recall 1
+        item("saint bernadette", gold="Saint Bernadette Soubirous"),       # f1 0.8, recall 2/3
+        item("It was, in the end, saint Bernadette who appeared to them"),  # f1 ~0.33, recall 1
+        item("nobody", gold="Saint Bernadette"),                           # 0
+    ]
+    assert verdicts(JudgeConfig(kind=kind, threshold=threshold), items) == expected
+
+
+def test_token_f1_by_hand_and_scores_recorded():
+    assert token_f1("x b c", ["b c d e"]) == pytest.approx(2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4))
+    assert token_f1("", ["b"]) == 0.0 and token_f1("x", [""]) == 0.0
+    judgment = build_judge(JudgeConfig(kind="token_f1")).judge([item("Saint Bernadette")])[0]
+    assert judgment.score == 1.0 and "token_f1 1.000" in judgment.rationale
+
+
+@pytest.mark.parametrize("text,number", [
+    ("The answer is 1,234.", 1234.0), ("#### 72", 72.0), ("She paid $1,000,000.50 in total", 1000000.5),
+    ("It fell to -3 degrees", -3.0), ("from 1990-1995", 1995.0), ("Natalia sold 48/2 = 24 clips\n#### 24", 24.0),
+    ("\u2212 7 is not a number but \u22127 is", -7.0), ("１２ apples", 12.0), ("٧٢", 72.0),
+    ("1,2345", 2345.0), ("no digits here", None), ("", None), ("#### 5 and later 6", 5.0),
+])
+def test_final_number(text, number):
+    assert final_number(text) == number
+
+
+def test_numeric_judge_gsm8k_style():
+    gold = "She sold 48 + 24 = 72 clips.\n#### 72"
+    config = JudgeConfig(kind="numeric")
+    assert verdicts(config, [item("So the answer is 72.", gold=gold), item("72.0", gold=gold),
+                             item("It is 71", gold=gold), item("seventy-two", gold=gold),
+                             item("That costs 12,500 dollars", gold="12500"), item("12", gold="no number"),
+                             ]) == ["accept", "accept", "reject", "reject", "accept", "failed"]
+    assert verdicts(JudgeConfig(kind="numeric", tolerance=0.5), [item("3.4", gold="3")]) == ["accept"]
+
+
+def test_regex_judge_with_and_without_a_group():
+    found = JudgeConfig(kind="regex", pattern=r"answer:\s*(.+)$")
+    assert verdicts(found, [item("Answer: the Saint Bernadette"), item("answer: Lourdes"),
+                            item("Saint Bernadette")]) == ["accept", "reject", "reject"]
+    shape = JudgeConfig(kind="regex", pattern=r"^\d{4}$", ignore_case=False)
+    assert verdicts(shape, [item("1858"), item("in 1858"), item("１８５８")]) == ["accept", "reject", "accept"]
+
+
+def test_answer_rules_leave_gold_refusals_to_the_refusal_judge():
+    for kind in ("exact", "token_f1", "recall", "numeric"):
+        assert verdicts(JudgeConfig(kind=kind), [item("anything", gold=REFUSAL)]) == ["accept"]
+        assert verdicts(JudgeConfig(kind=kind, skip_refusals=False), [item("7", gold=REFUSAL)]) != ["accept"]
+
+
+@given(st.text(max_size=40))
+def test_normalise_is_idempotent_and_ignores_case_and_spacing(text):
+    once = normalise(text)
+    assert normalise(once) == once
+    assert normalise(text.lower()) == once
+    assert normalise(f"  {text}\t") == once and "  " not in once
+
+
+@given(st.text(min_size=1, max_size=30).filter(lambda t: normalise(t)))
+def test_exact_accepts_itself_under_any_decoration(answer):
+    decorated = f"  The {answer.lower()}!!  "
+    assert verdicts(JudgeConfig(kind="exact", skip_refusals=False), [item(decorated, gold=answer)]) == ["accept"]
+
+
+@given(st.integers(min_value=-10**12, max_value=10**12), st.sampled_from(["{:,}", "{}", "{:,}.00"]))
+def test_final_number_reads_formatted_integers(number, pattern):
+    assert final_number(f"The total is {pattern.format(number)}.") == number
+
+
+def test_judge_all_refuses_an_answer_that_changed_under_its_verdict(tmp_path):
+    from ssrtune.store import StaleArtifactError
+
+    judge = build_judge(grounded_qa_judge())
+    judge_all(judge, [item("Saint Bernadette", id="1")], RecordFile(tmp_path / "j.jsonl", "fp"))
+    grown = judge_all(judge, [item("Saint Bernadette", id="1"), item("Lourdes", id="2")],
+                      RecordFile(tmp_path / "j.jsonl", "fp"))
+    assert [grown[i]["verdict"] for i in ("1", "2")] == ["accept", "reject"]
+    with pytest.raises(StaleArtifactError, match="--fresh"):
+        judge_all(judge, [item("Lourdes", id="1")], RecordFile(tmp_path / "j.jsonl", "fp"))

@@ -23,6 +23,39 @@ def test_unknown_method():
         select_targets("dpo", [], {}, {})
 
 
+def three_records():
+    return [Record.model_validate(r) for r in record_dicts()[:3]]
+
+
+def test_restating_methods_and_self_only():
+    records = three_records()
+    generations = {"q1": {"response": "Blue, clearly."}, "q2": {"response": "Bob"}, "q3": {"response": "3"}}
+    judgments = {"q1": {"verdict": "accept"}, "q2": {"verdict": "reject"}, "q3": {"verdict": "failed"}}
+    paraphrases = {"q2": {"response": "It was Anna."}, "q3": {"response": "Two cats."}}
+    paraphrase_judgments = {"q2": {"verdict": "accept"}, "q3": {"verdict": "reject"}}
+    s3ft = select_targets("s3ft", records, generations, judgments, paraphrases, paraphrase_judgments)
+    assert [(r["target"], r["source"]) for r in s3ft] == [("Blue, clearly.", "self"), ("It was Anna.", "paraphrase"),
+                                                          ("Three", "gold")]
+    rewrites = {"q1": {"response": "Blue."}, "q2": {"response": "Anna wrote it."}, "q3": {"response": "Three."}}
+    rewrite_judgments = {"q1": {"verdict": "accept"}, "q2": {"verdict": "failed"}, "q3": {"verdict": "accept"}}
+    sdft = select_targets("sdft", records, generations, judgments, rewrites, rewrite_judgments)
+    assert [(r["target"], r["source"]) for r in sdft] == [("Blue.", "paraphrase"), ("Anna", "gold"),
+                                                          ("Three.", "paraphrase")]
+    self_only = select_targets("self_only", records, generations, judgments)
+    assert [(r["target"], r["source"]) for r in self_only] == [("Blue, clearly.", "self"), (None, "dropped"),
+                                                               (None, "dropped")]
+    assert source_shares(self_only) == {"dropped": 2 / 3, "self": 1 / 3}
+    # without restatements, s3ft is ssr and sdft is sft
+    assert select_targets("s3ft", records, generations, judgments) == select_targets("ssr", records, generations,
+                                                                                     judgments)
+    assert [r["source"] for r in select_targets("sdft", records, generations, judgments)] == ["gold"] * 3
+
+
+def test_a_missing_restatement_uses_gold():
+    rows = select_targets("sdft", three_records(), {}, {}, {}, {"q1": {"verdict": "accept"}})
+    assert [r["source"] for r in rows] == ["gold"] * 3
+
+
 def test_an_example_without_an_own_answer_trains_on_gold():
     # q2's generation request failed (no generation); a verdict left for it must not make it a self target.
     records = [Record.model_validate(r) for r in record_dicts()[:3]]

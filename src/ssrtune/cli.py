@@ -75,14 +75,16 @@ def judge(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) 
 
 
 @app.command()
-def select(config: ConfigArg, overrides: Overrides = None) -> None:
-    """Build each method's training targets and print the share of self targets."""
+def select(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
+    """Build each method's training targets and print the share of each target source."""
+    from ssrtune.select import source_shares
+
     cfg = _config(config, overrides)
     records, generations, judgments = _judged(cfg)
     for method in cfg.methods:
-        rows = pipeline.select_stage(cfg, method, records, generations, judgments)
-        share = sum(r["source"] == "self" for r in rows) / len(rows)
-        typer.echo(f"{method}: {len(rows)} examples, {share:.1%} self targets")
+        shares = source_shares(pipeline.select_stage(cfg, method, records, generations, judgments, fresh))
+        others = ", ".join(f"{source} {share:.1%}" for source, share in shares.items())
+        typer.echo(f"{method}: {len(records)} examples, {shares.get('self', 0.0):.1%} self targets ({others})")
 
 
 @app.command()
@@ -98,7 +100,7 @@ def train(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
         cfg.train.full = True
     records, generations, judgments = _judged(cfg)
     for method in cfg.methods:
-        rows = pipeline.select_stage(cfg, method, records, generations, judgments)
+        rows = pipeline.select_stage(cfg, method, records, generations, judgments, fresh)
         typer.echo(f"{method}: {pipeline.train_stage(cfg, method, rows, fresh)}")
 
 
@@ -110,6 +112,35 @@ def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
     for name in ["base", *cfg.methods]:
         pipeline.evaluate_stage(cfg, name, test_records, fresh)
     report([cfg.path])
+
+
+@app.command("judge-audit")
+def judge_audit(
+    config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
+    judge: Annotated[Optional[Path], typer.Option(help="YAML file of the judge to audit (what a config's `judge:` "
+                                                  "holds); default: the run's judge.", exists=True, dir_okay=False)] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="JSONL file of {id, label: accept|reject} for the run's own "
+                                                   "answers.", exists=True, dir_okay=False)] = None,
+    against: Annotated[Optional[Path], typer.Option(help="YAML file of a reference judge; default (without "
+                                                    "--labels): the run's judge.", exists=True, dir_okay=False)] = None,
+    name: Annotated[Optional[str], typer.Option(help="Report name: audit/<name>.json and .md.")] = None,
+) -> None:
+    """Compare a judge with labels or with another judge on the run's own answers."""
+    from ssrtune.audit import run_audit
+    from ssrtune.config import load_judge_config
+
+    cfg = _config(config, overrides)
+    if labels is not None and against is not None:
+        raise typer.BadParameter("give --labels or --against, not both")
+    audited = load_judge_config(judge) if judge else cfg.judge
+    reference = labels or (load_judge_config(against) if against else cfg.judge)
+    if reference == audited:
+        raise typer.BadParameter("the judge would be compared with itself; give --judge, --labels or --against")
+    reference_file = labels or against
+    name = name or f"{judge.stem if judge else 'run-judge'}-vs-{reference_file.stem if reference_file else 'run-judge'}"
+    json_path, md_path, _ = run_audit(cfg, audited, reference, name, fresh)
+    typer.echo(md_path.read_text(encoding="utf-8"))
+    typer.echo(f"audit: {json_path}, {md_path}")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,6 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 METHODS = ("sft", "ssr")
+Method = Literal["sft", "ssr", "s3ft", "sdft", "self_only"]
+RULE_KINDS = ("refusal", "contains", "exact", "token_f1", "recall", "numeric", "regex")
+ANSWER_KINDS = ("contains", "exact", "token_f1", "recall", "numeric", "regex")  # compare with the gold answer
 
 
 class Strict(BaseModel):
@@ -71,6 +75,10 @@ class GenerateConfig(Strict):
     batch_size: int = Field(16, gt=0)
     max_new_tokens: int = Field(48, gt=0)
     bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
+    paraphrase_template: str | None = Field(None, description="s3ft: a Jinja template file for paraphrasing the "
+                                            "gold answer; null = the shipped ssrtune/templates/paraphrase.jinja.")
+    rewrite_template: str | None = Field(None, description="sdft: a Jinja template file for rewriting the gold "
+                                         "answer; null = the shipped ssrtune/templates/rewrite.jinja.")
 
     @model_validator(mode="after")
     def _endpoint_for_openai(self) -> GenerateConfig:
@@ -80,14 +88,56 @@ class GenerateConfig(Strict):
 
 
 class JudgeConfig(Strict):
-    kind: Literal["refusal", "contains", "all", "any"]
+    """One judge. Rules: refusal, contains, exact, token_f1, recall, numeric, regex; `all` / `any` compose
+    children; `llm` asks a language model (a local one by log-probabilities, or an OpenAI-compatible endpoint)."""
+
+    kind: Literal["refusal", "contains", "exact", "token_f1", "recall", "numeric", "regex", "all", "any", "llm"]
     judges: list[JudgeConfig] = Field(default_factory=list, description="Children of `all` / `any`.")
-    skip_refusals: bool = Field(True, description="contains: accept when the gold answer is a refusal.")
+    skip_refusals: bool = Field(True, description="Answer-matching rules (contains, exact, token_f1, recall, "
+                                "numeric, regex): accept when the gold answer is a refusal, leaving that case "
+                                "to a `refusal` judge.")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="token_f1 / recall: the least score accepted; "
+                             "llm: the least probability of the accept word.")
+    tolerance: float = Field(1e-6, ge=0.0, description="numeric: the largest absolute difference accepted.")
+    pattern: str | None = Field(None, description="regex: searched in the candidate; with a group, the group "
+                                "must equal a gold answer (normalised), without one a match accepts.")
+    ignore_case: bool = Field(True, description="regex: case-insensitive matching.")
+    backend: Literal["local", "endpoint"] = Field("local", description="llm: a local Hugging Face model decides "
+                                                  "by log-probabilities, or an OpenAI-compatible endpoint replies.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="llm, local backend: the judge model.")
+    template: str | None = Field(None, description="llm: a Jinja prompt template file; null = the shipped "
+                                 "ssrtune/templates/judge.jinja.")
+    verdict_words: tuple[str, str] = Field(("Yes", "No"), description="llm: the words for accept and reject.")
+    batch_size: int = Field(8, gt=0, description="llm: items per forward pass (local) or per request wave.")
+    bf16: bool | None = Field(None, description="llm, local: bf16 autocast; null = where the hardware supports it.")
+    endpoint: EndpointConfig | None = Field(None, description="llm, endpoint backend: the server.")
+    max_tokens: int = Field(8, gt=0, description="llm, endpoint: the longest reply asked for.")
 
     @model_validator(mode="after")
     def _children(self) -> JudgeConfig:
         if (self.kind in ("all", "any")) != bool(self.judges):
             raise ValueError("`judges` is required by `all` / `any`, and only by them")
+        if (self.kind == "llm" and self.backend == "endpoint") != (self.endpoint is not None):
+            raise ValueError("`endpoint` is required by an `llm` judge with backend `endpoint`, and only by it")
+        if self.kind == "llm" and self.backend == "endpoint" and self.model_fields_set & {"model", "bf16"}:
+            raise ValueError("`model` / `bf16` are for the local backend; the endpoint's model is `endpoint.model`")
+        if (self.kind == "regex") != (self.pattern is not None):
+            raise ValueError("`pattern` is required by `regex`, and only by it")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as err:
+                raise ValueError(f"`pattern` is not a valid regular expression: {err}") from None
+        if len({w.strip().lower() for w in self.verdict_words}) != 2 or not all(w.strip() for w in self.verdict_words):
+            raise ValueError("`verdict_words` must be two different non-blank words")
+        # A setting given to a judge that ignores it is almost surely a mistake in the YAML.
+        used_by = {"threshold": ("token_f1", "recall", "llm"), "tolerance": ("numeric",), "ignore_case": ("regex",),
+                   "skip_refusals": ANSWER_KINDS, "backend": ("llm",), "model": ("llm",), "template": ("llm",),
+                   "verdict_words": ("llm",), "batch_size": ("llm",), "bf16": ("llm",), "max_tokens": ("llm",),
+                   "endpoint": ("llm",)}
+        for key in sorted(self.model_fields_set & used_by.keys()):
+            if self.kind not in used_by[key]:
+                raise ValueError(f"`{key}` does not apply to a `{self.kind}` judge (only to {', '.join(used_by[key])})")
         return self
 
 
@@ -184,7 +234,7 @@ class RunConfig(Strict):
     name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="A plain folder name (no `/`, no `..`): the run writes only under runs/<name>.")
     run_dir: str | None = Field(None, description="Defaults to runs/<name>.")
-    methods: list[Literal["sft", "ssr"]] = Field(default_factory=lambda: list(METHODS))
+    methods: list[Method] = Field(default_factory=lambda: list(METHODS))
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
@@ -230,11 +280,28 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
-        lines = [f"{path or 'config'}: invalid configuration"]
-        for e in err.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  {where}: {e['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(_validation_message(path, err)) from None
+
+
+def load_judge_config(path: str | Path) -> JudgeConfig:
+    """A judge on its own, in a YAML file holding what a run config's `judge:` section holds."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+    try:
+        return JudgeConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_validation_message(path, err)) from None
+
+
+def _validation_message(path: Path | str | None, err: ValidationError) -> str:
+    lines = [f"{path or 'config'}: invalid configuration"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
 
 
 def dump_config(config: RunConfig, path: Path) -> None:

@@ -46,10 +46,11 @@ def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
 
 def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:
     from ssrtune.models import load_model, load_tokenizer
+    from ssrtune.select import trained_rows
     from ssrtune.train import train
 
     config = RunConfig.model_validate_json(config_json)
-    rows = list(iter_jsonl(Path(rows_file)))
+    rows = trained_rows(list(iter_jsonl(Path(rows_file))))
     result = train(load_model(config.model), load_tokenizer(config.model), rows, config.train, Path(output_dir))
     if result["rank"] == 0:
         write_json(Path(result_file), result)

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 
 from ssrtune.data import Record
-from ssrtune.judge import contained_answer, is_refusal, normalise
-
-
-def token_recall(prediction: str, answers: list[str]) -> float:
-    """Share of the gold answer's tokens found in the prediction (multiset), best over the gold alternatives."""
-    predicted = Counter(normalise(prediction).split())
-    best = 0.0
-    for answer in answers:
-        gold = Counter(normalise(answer).split())
-        if gold:
-            best = max(best, sum((gold & predicted).values()) / sum(gold.values()))
-    return best
+from ssrtune.judge import contained_answer, is_refusal, token_recall
 
 
 def score_example(record: Record, prediction: str) -> dict:

@@ -14,15 +14,16 @@ from pathlib import Path
 
 from ssrtune import data as data_mod
 from ssrtune import suites
-from ssrtune.config import RunConfig, dump_config
-from ssrtune.data import Record, load_records, prompt_messages, save_records
+from ssrtune.config import JudgeConfig, RunConfig, dump_config
+from ssrtune.data import DataError, Record, load_records, prompt_messages, save_records
 from ssrtune.distributed import launch
 from ssrtune.endpoint import ChatEndpoint
 from ssrtune.generate import generate, generate_openai, generate_vllm
-from ssrtune.judge import REFUSAL_PATTERNS, JudgeInput, build_judge, judge_all, verdict_counts
+from ssrtune.judge import JudgeInput, build_judge, judge_all, judge_fingerprint, verdict_counts
 from ssrtune.models import context_length, load_model, load_tokenizer, resolve
 from ssrtune.prompts import fitted_prompts, prompt_fingerprint
-from ssrtune.select import select_targets, source_shares
+from ssrtune.prompt_templates import PARAPHRASE_TEMPLATE, REWRITE_TEMPLATE, render, template_text
+from ssrtune.select import select_targets, source_shares, trained_rows
 from ssrtune.store import RecordFile, StaleArtifactError, fingerprint, read_json, write_json, write_jsonl
 from ssrtune.train import train
 
@@ -76,35 +77,66 @@ def generations_fingerprint(config: RunConfig) -> str:
                        *([gen.endpoint.model] if gen.endpoint else []))
 
 
+def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: RecordFile,
+                     description: str) -> dict[str, str]:
+    """Greedy answers of the base model to the prompts not yet in `out`, with the configured engine; returns the
+    prompts whose endpoint requests failed for good (id -> error)."""
+    gen = config.generate
+    prompts = {i: p for i, p in prompts.items() if i not in out}
+    if not prompts:
+        return {}
+    description = f"{description} ({gen.engine})"
+    if gen.engine == "openai":
+        return generate_openai(ChatEndpoint(gen.endpoint), prompts, out, gen.max_new_tokens, description)
+    if gen.engine == "vllm":
+        generate_vllm(config.model, prompts, out, gen.max_new_tokens, gen.tensor_parallel_size, description)
+    else:
+        model, tokenizer = load_model(config.model), load_tokenizer(config.model)
+        generate(model, tokenizer, prompts, out, gen.batch_size, gen.max_new_tokens, gen.bf16, description)
+    return {}
+
+
 def generate_stage(config: RunConfig, records: list[Record], fresh: bool = False) -> dict[str, dict]:
     """The base model's own greedy answer to every training prompt: generations.jsonl.
 
     With the openai engine a prompt whose request failed for good gets no generation (its example trains on
     gold); generations.failures.json lists them, and rerunning the stage retries exactly those.
     """
-    gen = config.generate
     out = RecordFile(config.path / "generations.jsonl", generations_fingerprint(config), fresh=fresh)
     failures: dict[str, str] = {}
     if len(out) < len(records):
-        description = f"generate (train prompts, {gen.engine})"
-        if gen.engine == "openai":
+        if config.generate.engine == "openai":
             # The server's tokenizer is not ours to count with: it gets the whole prompt and enforces its own limit.
             prompts = {r.id: prompt_messages(r) for r in records}
-            failures = generate_openai(ChatEndpoint(gen.endpoint), prompts, out, gen.max_new_tokens, description)
         else:
-            tokenizer = load_tokenizer(config.model)
-            prompts = fitted_prompts(config, "generate", records, tokenizer, context_length(config.model),
-                                     reserve=gen.max_new_tokens)
-            if gen.engine == "vllm":
-                generate_vllm(config.model, prompts, out, gen.max_new_tokens, gen.tensor_parallel_size, description)
-            else:
-                generate(load_model(config.model), tokenizer, prompts, out, gen.batch_size, gen.max_new_tokens,
-                         gen.bf16, description)
+            prompts = fitted_prompts(config, "generate", records, load_tokenizer(config.model),
+                                     context_length(config.model), reserve=config.generate.max_new_tokens)
+        failures = generate_answers(config, prompts, out, "generate train prompts")
     write_json(config.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
     if failures:
         log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
                     "answer, and rerunning retries them", len(failures), len(records), next(iter(failures.values())))
     return out.records
+
+
+def artifact_fingerprint(path: Path) -> str:
+    """The settings fingerprint a `RecordFile` was written under: stable while the file grows by resuming."""
+    return read_json(path.with_name(path.name + ".meta.json"))["fingerprint"]
+
+
+def judge_candidates(config: RunConfig, judge: JudgeConfig, records: list[Record], candidates: dict[str, dict],
+                     candidates_file: Path, out_path: Path, fresh: bool = False) -> dict[str, dict]:
+    """Judge the candidate answers (records of the RecordFile `candidates_file`) against the gold answers.
+
+    The verdicts are cached in `out_path` under a fingerprint of the judge (settings and prompt templates), the
+    task data and the candidates' settings: rerunning costs nothing, and a changed template or input is caught.
+    """
+    out = RecordFile(out_path, fingerprint(judge_fingerprint(judge), file_digest(config.path / "data" / "train.jsonl"),
+                                           artifact_fingerprint(candidates_file)), fresh=fresh)
+    items = [JudgeInput.of(r, candidates[r.id]["response"]) for r in records if r.id in candidates]
+    judgments = judge_all(build_judge(judge), items, out)
+    log.info("%s: %s", out_path.name, verdict_counts(judgments))
+    return judgments
 
 
 def judge_stage(config: RunConfig, records: list[Record], generations: dict[str, dict],
@@ -115,29 +147,67 @@ def judge_stage(config: RunConfig, records: list[Record], generations: dict[str,
     fingerprint, so a verdict stays valid when a resumed generation adds the answers that failed before. An
     example without an own answer gets no verdict.
     """
-    out = RecordFile(config.path / "judgments.jsonl", fingerprint(
-        config.judge.model_dump(mode="json"), REFUSAL_PATTERNS, file_digest(config.path / "data" / "train.jsonl"),
-        generations_fingerprint(config)), fresh=fresh)
-    items = [JudgeInput.of(r, generations[r.id]["response"]) for r in records if r.id in generations]
-    judgments = judge_all(build_judge(config.judge), items, out)
-    log.info("judge verdicts: %s", verdict_counts(judgments))
-    return judgments
+    return judge_candidates(config, config.judge, records, generations, config.path / "generations.jsonl",
+                            config.path / "judgments.jsonl", fresh)
+
+
+RESTATEMENTS = {  # method -> (artifact name, shipped template, the GenerateConfig key of the user's template)
+    "s3ft": ("paraphrases", PARAPHRASE_TEMPLATE, "paraphrase_template"),
+    "sdft": ("rewrites", REWRITE_TEMPLATE, "rewrite_template"),
+}
+# Tokens kept free for a restating template's own wording, beside the task prompt, the gold answer and the reply.
+TEMPLATE_RESERVE = 128
+
+
+def restate_stage(config: RunConfig, method: str, records: list[Record], judgments: dict[str, dict],
+                  fresh: bool = False) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The base model's restatements of the gold answers and the judge's verdicts on them.
+
+    s3ft paraphrases the gold answer where the own answer was not accepted (paraphrases.jsonl); sdft rewrites
+    every gold answer (rewrites.jsonl). Both are judged like own answers (<name>.judgments.jsonl).
+    """
+    name, default, template_key = RESTATEMENTS[method]
+    template = template_text(getattr(config.generate, template_key), default)
+    wanted = [r for r in records if method == "sdft" or judgments.get(r.id, {}).get("verdict") != "accept"]
+    path = config.path / f"{name}.jsonl"
+    out = RecordFile(path, fingerprint(generations_fingerprint(config), template), fresh=fresh)
+    todo = [r for r in wanted if r.id not in out]
+    if config.generate.engine == "openai" or not todo:
+        task_prompts = {r.id: prompt_messages(r) for r in todo}
+    else:  # the task prompt, its document cut by the one truncation rule so that the whole request fits
+        task_prompts = fitted_prompts(config, name, todo, load_tokenizer(config.model), context_length(config.model),
+                                      targets={r.id: r.response for r in todo},
+                                      reserve=config.generate.max_new_tokens + TEMPLATE_RESERVE)
+    prompts = {r.id: [{"role": "user", "content": render(
+        template, instruction="\n\n".join(m["content"] for m in task_prompts[r.id]), query=r.query,
+        context=r.context or "", gold=r.response)}] for r in todo}
+    failures = generate_answers(config, prompts, out, f"{method}: {name}")
+    if failures:
+        log.warning("%s: %d prompts got no answer from the endpoint; their examples use gold", name, len(failures))
+    verdicts = judge_candidates(config, config.judge, records, out.records, path,
+                                config.path / f"{name}.judgments.jsonl", fresh)
+    return out.records, verdicts
 
 
 def select_stage(config: RunConfig, method: str, records: list[Record], generations: dict[str, dict],
-                 judgments: dict[str, dict]) -> list[dict]:
-    """The training set of `method`: train/<method>.jsonl, and its share of each target source."""
-    rows = select_targets(method, records, generations, judgments)
+                 judgments: dict[str, dict], fresh: bool = False) -> list[dict]:
+    """The training set of `method`: train/<method>.jsonl (dropped examples included, with no target), and its
+    share of each target source."""
+    restated, restated_judgments = (restate_stage(config, method, records, judgments, fresh)
+                                    if method in RESTATEMENTS else ({}, {}))
+    rows = select_targets(method, records, generations, judgments, restated, restated_judgments)
     # The prompts are cut here, where the targets are known, so train/<method>.jsonl is exactly what is trained on.
     by_id = {r.id: r for r in records}
     limit = min(config.train.max_length, context_length(config.model))
-    prompts = fitted_prompts(config, f"train/{method}", [by_id[row["id"]] for row in rows],
-                             load_tokenizer(config.model), limit, targets={row["id"]: row["target"] for row in rows})
-    for row in rows:
+    kept = trained_rows(rows)
+    prompts = fitted_prompts(config, f"train/{method}", [by_id[row["id"]] for row in kept],
+                             load_tokenizer(config.model), limit, targets={row["id"]: row["target"] for row in kept})
+    for row in kept:
         row["messages"] = prompts[row["id"]]
     write_jsonl(config.path / "train" / f"{method}.jsonl", rows)
     stats = {"method": method, "n": len(rows), "shares": source_shares(rows),
-             "judge": verdict_counts(judgments) if method != "sft" else None}
+             "judge": verdict_counts(judgments) if method != "sft" else None,
+             "judge_restated": verdict_counts(restated_judgments) if restated_judgments else None}
     write_json(config.path / "train" / f"{method}.stats.json", stats)
     return rows
 
@@ -157,11 +227,15 @@ def train_stage(config: RunConfig, method: str, rows: list[dict], fresh: bool = 
         raise StaleArtifactError(f"{output_dir} was trained with other data or settings; rerun with --fresh")
     if done_file.exists():
         return output_dir
+    kept = trained_rows(rows)
+    if not kept:
+        raise DataError(config.path / "train" / f"{method}.jsonl", None, None,
+                        "every example was dropped (the judge accepted no own answer): nothing to train on")
     write_json(marker, {"fingerprint": wanted})
     if config.train.num_processes > 1:
         result = launch(config, config.path / "train" / f"{method}.jsonl", output_dir)
     else:
-        result = train(load_model(config.model), load_tokenizer(config.model), rows, config.train, output_dir)
+        result = train(load_model(config.model), load_tokenizer(config.model), kept, config.train, output_dir)
     write_json(done_file, result)
     return output_dir
 
@@ -198,7 +272,7 @@ def run(config: RunConfig, fresh: bool = False) -> Path:
     generations = generate_stage(config, train_records, fresh)
     judgments = judge_stage(config, train_records, generations, fresh)
     for method in config.methods:
-        rows = select_stage(config, method, train_records, generations, judgments)
+        rows = select_stage(config, method, train_records, generations, judgments, fresh)
         train_stage(config, method, rows, fresh)
     for name in ["base", *config.methods]:
         evaluate_stage(config, name, test_records, fresh)

@@ -1,0 +1,102 @@
+"""The local LLM judge on the tiny random model: the verdict-word scoring, the threshold, the template."""
+
+import pytest
+import torch
+
+from ssrtune.config import JudgeConfig, ModelConfig
+from ssrtune.judge import JudgeInput, build_judge, judge_fingerprint
+from ssrtune.llm_judge import LocalLLMJudge, continuation_logprobs
+from ssrtune.models import load_model, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    config = ModelConfig(name=str(tiny_model))
+    return config, load_model(config), load_tokenizer(config)
+
+
+def items(n=5):
+    return [JudgeInput(f"q{i}", f"Who wrote letter {i}?", "The letter was written by Anna in Paris." * (i + 1),
+                       "Anna", ["Anna", "Bob", "The sky is blue"][i % 3], ["Anna"]) for i in range(n)]
+
+
+def direct_logprob(model, tokenizer, prompt: str, continuation: str) -> float:
+    """log P(continuation | prompt) from one unpadded forward pass over prompt + continuation."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    cont_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + cont_ids])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    return sum(logprobs[len(prompt_ids) - 1 + t, c].item() for t, c in enumerate(cont_ids))
+
+
+def test_batched_left_padded_scores_equal_direct_ones(tiny):
+    _, model, tokenizer = tiny
+    prompts = ["Question: who wrote the letter? Answer:", "The sky is", "Bread is baked every morning by the baker"]
+    words = [" blue", " Anna in Paris", "Yes", "No"]  # single- and multi-token continuations together
+    batched = continuation_logprobs(model, tokenizer, prompts, words, bf16=False)
+    assert batched.shape == (3, 4)
+    for i, prompt in enumerate(prompts):
+        for j, word in enumerate(words):
+            assert batched[i, j].item() == pytest.approx(direct_logprob(model, tokenizer, prompt, word), abs=1e-4)
+
+
+def test_local_judge_verdicts_follow_the_threshold_and_batching(tiny, tmp_path):
+    config, model, tokenizer = tiny
+
+    def run(**settings):
+        judge = LocalLLMJudge(JudgeConfig(kind="llm", model=config, **settings), model, tokenizer)
+        return judge.judge(items())
+
+    one_by_one, batched = run(batch_size=1), run(batch_size=4)
+    scores = [j.score for j in batched]
+    assert scores == pytest.approx([j.score for j in one_by_one], abs=1e-5)
+    assert all(0.0 < s < 1.0 for s in scores) and batched[0].rationale.startswith("P(Yes)=")
+    assert [j.verdict for j in batched] == ["accept" if s >= 0.5 else "reject" for s in scores]
+    assert {j.verdict for j in run(threshold=0.0)} == {"accept"}
+    assert {j.verdict for j in run(threshold=1.0)} == {"reject"}
+    # with a prompt that doesn't name them, swapping the verdict words turns P(accept) into 1 - P(accept)
+    template = tmp_path / "plain.jinja"
+    template.write_text("{{ gold }} / {{ candidate }}")
+    plain = [j.score for j in run(template=str(template))]
+    swapped = [j.score for j in run(template=str(template), verdict_words=("No", "Yes"))]
+    assert swapped == pytest.approx([1 - s for s in plain], abs=1e-5)
+
+
+def test_user_template_changes_the_prompt_and_the_fingerprint(tiny, tmp_path):
+    config, model, tokenizer = tiny
+    template = tmp_path / "judge.jinja"
+    template.write_text("Gold: {{ gold }}. Candidate: {{ candidate }}. Same? {{ accept_word }} or {{ reject_word }}")
+    judge = LocalLLMJudge(JudgeConfig(kind="llm", model=config, template=str(template)), model, tokenizer)
+    prompt = judge.prompt(items()[1])
+    assert "Gold: Anna. Candidate: Bob. Same? Yes or No" in prompt and prompt.endswith("assistant\n")
+    default = JudgeConfig(kind="llm", model=config)
+    custom = JudgeConfig(kind="llm", model=config, template=str(template))
+    before = judge_fingerprint(custom)
+    assert before != judge_fingerprint(default)
+    template.write_text("Gold: {{ gold }}! Candidate: {{ candidate }}. {{ accept_word }}/{{ reject_word }}?")
+    assert judge_fingerprint(custom) != before  # an edited template re-judges
+
+
+def test_template_errors_are_clear(tiny, tmp_path):
+    config, model, tokenizer = tiny
+    template = tmp_path / "judge.jinja"
+    template.write_text("Gold: {{ gold_answer }}")
+    judge = LocalLLMJudge(JudgeConfig(kind="llm", model=config, template=str(template)), model, tokenizer)
+    with pytest.raises(ValueError, match="gold_answer"):
+        judge.judge(items(1))
+    with pytest.raises(FileNotFoundError, match="missing.jinja"):
+        build_judge(JudgeConfig(kind="llm", template=str(tmp_path / "missing.jinja")))
+
+
+def test_default_template_shows_the_reference_and_the_alternatives():
+    from ssrtune.llm_judge import judge_prompt
+    from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
+
+    item = JudgeInput("1", "Who?", "Some document.", "Anna", "It's Anna.", ["Anna", "Anna B."])
+    text = judge_prompt(template_text(None, JUDGE_TEMPLATE), item, ("Yes", "No"))
+    assert "Document:\nSome document." in text and "Reference answer: Anna\n" in text
+    assert "Other acceptable reference answers: Anna B." in text and text.endswith("Reply with one word: Yes or No.")
+    no_context = judge_prompt(template_text(None, JUDGE_TEMPLATE), JudgeInput("1", "Who?", None, "Anna", "x", []),
+                              ("Yes", "No"))
+    assert "Document" not in no_context and "Other acceptable" not in no_context
