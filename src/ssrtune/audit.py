@@ -137,8 +137,7 @@ def run_audit(config: RunConfig, judge: JudgeConfig, reference: JudgeConfig | Pa
         if j == config.judge:
             return pipeline.judge_stage(config, records, generations, fresh)
         out = config.path / "audit" / "judgments" / f"{judge_fingerprint(j)}.jsonl"
-        return pipeline.judge_candidates(config, j, records, generations, config.path / "generations.jsonl", out,
-                                         fresh)
+        return pipeline.judge_candidates(config, j, records, config.path / "generations.jsonl", out, fresh)
 
     audited = verdicts(judge)
     if isinstance(reference, Path):

@@ -124,15 +124,17 @@ def artifact_fingerprint(path: Path) -> str:
     return read_json(path.with_name(path.name + ".meta.json"))["fingerprint"]
 
 
-def judge_candidates(config: RunConfig, judge: JudgeConfig, records: list[Record], candidates: dict[str, dict],
-                     candidates_file: Path, out_path: Path, fresh: bool = False) -> dict[str, dict]:
-    """Judge the candidate answers (records of the RecordFile `candidates_file`) against the gold answers.
+def judge_candidates(config: RunConfig, judge: JudgeConfig, records: list[Record], candidates_file: Path,
+                     out_path: Path, fresh: bool = False) -> dict[str, dict]:
+    """Judge the candidate answers of the RecordFile `candidates_file`, as they are on disk, against the gold.
 
     The verdicts are cached in `out_path` under a fingerprint of the judge (settings and prompt templates), the
-    task data and the candidates' settings: rerunning costs nothing, and a changed template or input is caught.
+    task data and the candidates' settings: rerunning costs nothing, and a changed template or input is caught
+    (an answer changed under its verdict too, by the answer hash each verdict keeps).
     """
     out = RecordFile(out_path, fingerprint(judge_fingerprint(judge), file_digest(config.path / "data" / "train.jsonl"),
                                            artifact_fingerprint(candidates_file)), fresh=fresh)
+    candidates = RecordFile(candidates_file, artifact_fingerprint(candidates_file)).records
     items = [JudgeInput.of(r, candidates[r.id]["response"]) for r in records if r.id in candidates]
     judgments = judge_all(build_judge(judge), items, out)
     log.info("%s: %s", out_path.name, verdict_counts(judgments))
@@ -145,9 +147,10 @@ def judge_stage(config: RunConfig, records: list[Record], generations: dict[str,
 
     Keyed to the generation settings rather than to the generations file: that file only ever grows under one
     fingerprint, so a verdict stays valid when a resumed generation adds the answers that failed before. An
-    example without an own answer gets no verdict.
+    example without an own answer gets no verdict. The answers judged are those of generations.jsonl on disk
+    (which `generations`, kept in the signature for its callers, mirrors).
     """
-    return judge_candidates(config, config.judge, records, generations, config.path / "generations.jsonl",
+    return judge_candidates(config, config.judge, records, config.path / "generations.jsonl",
                             config.path / "judgments.jsonl", fresh)
 
 
@@ -184,8 +187,7 @@ def restate_stage(config: RunConfig, method: str, records: list[Record], judgmen
     failures = generate_answers(config, prompts, out, f"{method}: {name}")
     if failures:
         log.warning("%s: %d prompts got no answer from the endpoint; their examples use gold", name, len(failures))
-    verdicts = judge_candidates(config, config.judge, records, out.records, path,
-                                config.path / f"{name}.judgments.jsonl", fresh)
+    verdicts = judge_candidates(config, config.judge, records, path, config.path / f"{name}.judgments.jsonl", fresh)
     return out.records, verdicts
 
 
