@@ -84,3 +84,12 @@ def test_judge_file(tmp_path):
     path.write_text("kind: llm\nthreshhold: 0.7\n")
     with pytest.raises(ConfigError, match=f"{path}.*\n.*threshhold"):
         load_judge_config(path)
+
+
+def test_the_resolved_config_written_to_disk_loads_again(tmp_path):
+    from ssrtune.config import dump_config
+
+    config = load_config(None, ["methods=[sft, ssr, s3ft]", "judge={kind: all, judges: [{kind: refusal}, "
+                                "{kind: token_f1, threshold: 0.7}]}"])
+    dump_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config

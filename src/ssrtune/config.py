@@ -136,7 +136,9 @@ class JudgeConfig(Strict):
                    "verdict_words": ("llm",), "batch_size": ("llm",), "bf16": ("llm",), "max_tokens": ("llm",),
                    "endpoint": ("llm",)}
         for key in sorted(self.model_fields_set & used_by.keys()):
-            if self.kind not in used_by[key]:
+            # A default value is not a mistake: a resolved config written to disk lists every field.
+            default = type(self).model_fields[key].get_default(call_default_factory=True)
+            if self.kind not in used_by[key] and getattr(self, key) != default:
                 raise ValueError(f"`{key}` does not apply to a `{self.kind}` judge (only to {', '.join(used_by[key])})")
         return self
 

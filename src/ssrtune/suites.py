@@ -40,7 +40,8 @@ def answers(config: RunConfig, folder: Path, file: str, records: list[Record], d
                                                 config.evaluate.max_new_tokens), fresh=fresh)
     if len(out) < len(records):
         model, tokenizer = load()
-        prompts = fitted_prompts(config, f"eval/{folder.name}/{file}", records, tokenizer,
+        suite = file.removesuffix("predictions.jsonl").rstrip(".")
+        prompts = fitted_prompts(config, f"eval/{folder.name}" + (f"/{suite}" if suite else ""), records, tokenizer,
                                  context_length(config.model), reserve=config.evaluate.max_new_tokens)
         generate(model, tokenizer, prompts, out, config.evaluate.batch_size, config.evaluate.max_new_tokens,
                  config.generate.bf16, description=description)
