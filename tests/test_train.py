@@ -34,7 +34,10 @@ def test_lora_training_learns_and_saves_an_adapter(tiny_model, tmp_path):
 def test_full_fine_tuning_saves_whole_weights(tiny_model, tmp_path):
     result, out = fit(tiny_model, tmp_path, full=True, epochs=1, learning_rate=1e-3)
     assert not result["lora"] and (out / "model.safetensors").exists()
-    assert load_model(ModelConfig(name=str(tiny_model)), adapter=out) is not None
+    tuned = load_model(ModelConfig(name=str(tiny_model)), adapter=out).state_dict()
+    base = load_model(ModelConfig(name=str(tiny_model))).state_dict()
+    assert tuned.keys() == base.keys()
+    assert any(not torch.equal(tuned[k], base[k]) for k in base)  # the saved weights, not the base model's
 
 
 def test_labels_cover_exactly_the_answer_and_end_of_turn(tiny_model):
