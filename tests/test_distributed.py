@@ -31,10 +31,17 @@ def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_
     ddp = load_file(tmp_path / "ddp" / "adapter_model.safetensors")
     one = load_file(tmp_path / "single" / "adapter_model.safetensors")
     assert ddp.keys() == one.keys()
+    # The two runs differ only in the order of fp32 reductions (DDP averages two shards' gradients), which
+    # changes gradients by a few hundred units of fp32 rounding on some CPUs (1e-4 relative was seen on AVX2,
+    # where 1.3e-6 absolute broke a fixed atol=1e-6). Adam turns a relative gradient change into the same
+    # relative change of its step, and a step moves a weight by at most about lr: over `steps` steps the runs may
+    # differ by a small fraction of steps * lr. A thousandth of it is far above reordering noise and far below
+    # what a different batch, shard or step count gives (a change of the order of lr itself).
+    tolerance = 1e-3 * single["steps"] * config.train.learning_rate
     for name, weight in one.items():
-        # LoRA B starts at zero, so agreeing after training means both took the same steps.
-        torch.testing.assert_close(ddp[name], weight, rtol=1e-4, atol=1e-6)
-    assert all(weight.abs().max() > 1e-4 for name, weight in one.items() if "lora_B" in name)
+        torch.testing.assert_close(ddp[name], weight, rtol=0, atol=tolerance)
+    # LoRA B starts at zero, so agreeing after training means both took the same steps.
+    assert all(weight.abs().max() > 100 * tolerance for name, weight in one.items() if "lora_B" in name)
 
 
 def test_the_global_batch_must_split_evenly_across_processes():
