@@ -98,7 +98,7 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
     restatements = list(dict.fromkeys(METHODS[m].restatement for m in runner.config.methods
                                       if METHODS[m].restatement))
     for restatement, (restated, verdicts) in zip(restatements, _stages(runner, [Restate(r) for r in restatements])):
-        typer.echo(f"{restatement.artifact}: {len(restated)}, judged {verdict_counts(verdicts)}")
+        typer.echo(f"{restatement.name}: {len(restated)}, judged {verdict_counts(verdicts)}")
     if not restatements:
         typer.echo("no configured method restates gold answers")
 
@@ -136,7 +136,7 @@ def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
     runner = _run(config, overrides, "evaluate", fresh)
     stages = [Evaluate(), *(Evaluate(m) for m in trained_models(runner.config))]
     for stage, results in zip(stages, _stages(runner, stages)):
-        typer.echo(f"{stage.model_name}: " + "; ".join(_headline(suite, r) for suite, r in results.items()))
+        typer.echo(f"{stage.subject}: " + "; ".join(_headline(suite, r) for suite, r in results.items()))
     typer.echo(f"full tables: ssrtune report {runner.path}")
 
 

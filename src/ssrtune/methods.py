@@ -24,7 +24,7 @@ METHODS: dict[str, Method] = {}
 class Restatement:
     """The base model restating gold answers, greedily, from a prompt template; judged like own answers."""
 
-    artifact: str  # <artifact>.jsonl holds the restatements, <artifact>.judgments.jsonl their verdicts
+    name: str  # names its artifacts: <name>.jsonl holds the restatements, <name>.judgments.jsonl their verdicts
     template: str  # the shipped template, in ssrtune/templates/
     config_key: str  # generate.<config_key>: a template file of the user's replacing the shipped one
     description: str  # of that config key

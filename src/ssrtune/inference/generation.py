@@ -52,7 +52,8 @@ def complete_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
     input_ids, attention_mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
     with autocast(bf16, model.device.type):
         output = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
+            temperature=None, top_p=None, top_k=None,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             **({"stop_strings": stop_strings, "tokenizer": tokenizer} if stop_strings else {}),
         )

@@ -9,10 +9,10 @@ ssr's targets and training first.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 BASE = "base"  # the name of the model before fine-tuning, in eval/<name>/
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TrainedModel:
     """A model a run trains: its name (models/<name>/, eval/<name>/) and the method whose targets it learns.
     The name is its own, so that one method can give several models (seeds, LoRA or full fine-tuning)."""
@@ -39,13 +39,20 @@ def trained_models(config: RunConfig) -> list[TrainedModel]:
 
 
 class Stage(ABC):
-    """One unit of a run; see the module docstring. `key` tells stages of one kind apart (`train/ssr`)."""
+    """One unit of a run; see the module docstring. A stage of a kind that runs once per method, model or
+    restatement is a dataclass whose one field is that subject; `key` tells them apart (`train/ssr`)."""
 
     name: ClassVar[str]
 
     @property
+    def subject(self) -> str | None:
+        """The name of what the stage runs for (its one field's `name`); None for a stage run once per run."""
+        fields = dataclasses.fields(self) if dataclasses.is_dataclass(self) else ()
+        return getattr(self, fields[0].name).name if fields else None
+
+    @property
     def key(self) -> str:
-        return self.name
+        return self.name if self.subject is None else f"{self.name}/{self.subject}"
 
     def needs(self, config: RunConfig) -> list[Stage]:
         """The stages whose artifacts this one reads."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -36,24 +36,19 @@ from ssrtune.store import RecordFile, file_digest, fingerprint, read_json, write
 LoadModel = Callable[[], tuple]  # () -> (model, tokenizer), loaded on first use
 
 
+@dataclass(frozen=True, eq=False)
 class Evaluate(Stage):
     """Fingerprint: the base model's, or the trained model's result file (ssrtune_train.json), with each suite's
     settings. Artifact: eval/<name>/ (per suite: answers, scores, metrics). Resume: a suite's answers are appended
     as they come and refused under other settings (`--fresh` evaluates again); retention benchmarks are redone
     one by one when their settings changed. The model is loaded once, and only if some suite has work left."""
 
+    model: TrainedModel | None = None  # None: the base model
     name = "evaluate"
 
-    def __init__(self, model: TrainedModel | None = None):
-        self.model = model  # None: the base model
-
     @property
-    def model_name(self) -> str:
-        return BASE if self.model is None else self.model.name
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}/{self.model_name}"
+    def subject(self) -> str:
+        return BASE if self.model is None else self.model.name  # the base model has no TrainedModel
 
     def needs(self, config: RunConfig) -> list[Stage]:
         # a trained model's KL is measured against the base model's responses, written by the base's evaluation
@@ -62,7 +57,7 @@ class Evaluate(Stage):
                 *([Evaluate()] if kl else [])]
 
     def artifact(self, config: RunConfig) -> Path:
-        return config.path / "eval" / self.model_name
+        return config.path / "eval" / self.subject
 
     def fingerprint(self, run: Run) -> str:
         if self.model is None:

@@ -3,6 +3,7 @@ each target source in train/<method>.stats.json."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ssrtune.config import RunConfig
@@ -18,18 +19,13 @@ from ssrtune.stages.restate import Restate
 from ssrtune.store import write_json, write_jsonl
 
 
+@dataclass(frozen=True, eq=False)
 class Select(Stage):
     """Fingerprint: none; remade every time from the artifacts it needs (cheap and deterministic), so that the
     trained model's fingerprint is that of exactly what it trains on."""
 
+    method: Method
     name = "select"
-
-    def __init__(self, method: Method):
-        self.method = method
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}/{self.method.name}"
 
     def needs(self, config: RunConfig) -> list[Stage]:
         restatement = self.method.restatement
@@ -51,9 +47,9 @@ class Select(Stage):
         # The prompts are cut here, where the targets are known, so the rows are exactly what is trained on.
         by_id = {r.id: r for r in records}
         kept = trained_rows(rows)
+        limit = min(config.train.max_length, context_length(config.model))
         prompts = fitted_prompts(config, f"train/{method.name}", [by_id[row["id"]] for row in kept],
-                                 load_tokenizer(config.model), min(config.train.max_length, context_length(config.model)),
-                                 targets={row["id"]: row["target"] for row in kept})
+                                 load_tokenizer(config.model), limit, targets={row["id"]: row["target"] for row in kept})
         for row in kept:
             row["messages"] = prompts[row["id"]]
         path = self.artifact(config)

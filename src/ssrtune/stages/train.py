@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ssrtune.config import RunConfig
@@ -17,20 +18,15 @@ from ssrtune.train import train
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
 
+@dataclass(frozen=True, eq=False)
 class Train(Stage):
     """Fingerprint: the model, the `train` section (less how many processes share the same global batch) and
     train/<method>.jsonl. Artifact: models/<name>/, finished when ssrtune_train.json exists; its fingerprint is in
     ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
     inputs are refused (`--fresh` trains again from scratch)."""
 
+    model: TrainedModel
     name = "train"
-
-    def __init__(self, model: TrainedModel):
-        self.model = model
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}/{self.model.name}"
 
     def needs(self, config: RunConfig) -> list[Stage]:
         return [Select(self.model.method)]
