@@ -126,13 +126,18 @@ def _tag(value: Any) -> str | None:
     return f"kind{TAG_MARK}llm/{get('engine', 'transformers')}" if kind == "llm" else f"kind{TAG_MARK}{kind}"
 
 
-MEMBERS = [RefusalJudgeConfig, ContainsJudgeConfig, ExactJudgeConfig, NumericJudgeConfig, RegexJudgeConfig,
-           CombinedJudgeConfig]
-TAGS = {f"kind{TAG_MARK}{kind}": member for member in MEMBERS
-        for kind in member.model_fields["kind"].annotation.__args__}
-TAGS.update({f"kind{TAG_MARK}token_f1": TokenScoreJudgeConfig, f"kind{TAG_MARK}recall": TokenScoreJudgeConfig,
-             f"kind{TAG_MARK}llm/transformers": LocalLLMJudgeConfig,
-             f"kind{TAG_MARK}llm/openai": EndpointLLMJudgeConfig})
+MEMBERS = [RefusalJudgeConfig, ContainsJudgeConfig, ExactJudgeConfig, TokenScoreJudgeConfig, NumericJudgeConfig,
+           RegexJudgeConfig, CombinedJudgeConfig, LocalLLMJudgeConfig, EndpointLLMJudgeConfig]
+
+
+def _member_tags(member: type[Strict]) -> list[str]:
+    """The tags `_tag` gives a member's settings: one per kind it takes, with its engine for `llm`."""
+    if "engine" in member.model_fields:
+        return [f"kind{TAG_MARK}llm/{member.model_fields['engine'].annotation.__args__[0]}"]
+    return [f"kind{TAG_MARK}{kind}" for kind in member.model_fields["kind"].annotation.__args__]
+
+
+TAGS = {tag: member for member in MEMBERS for tag in _member_tags(member)}
 KINDS = sorted({tag.split(TAG_MARK)[1].split("/")[0] for tag in TAGS})
 
 JudgeConfig = Annotated[
