@@ -13,6 +13,7 @@ import re
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ssrtune.inference.scoring import loglikelihoods
 from ssrtune.judges.base import Judge, JudgeInput, Judgment, Verdict
 from ssrtune.judges.config import EndpointLLMJudgeConfig, LocalLLMJudgeConfig
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, render, template_text
@@ -46,8 +47,6 @@ class LocalLLMJudge(Judge):
                                                   add_generation_prompt=True)
 
     def judge(self, items: list[JudgeInput]) -> list[Judgment]:
-        from ssrtune.inference.scoring import loglikelihoods
-
         self._load()
         accept_word, reject_word = self.config.verdict_words
         words = [self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in (accept_word, reject_word)]
