@@ -2,7 +2,7 @@
 
 The same prompts (the quickstart's first training prompts) and greedy settings on both sides. The naive
 baseline is `model.generate` in fp32, one prompt at a time, in data order; the engine is
-`ssrtune.generate.generate` (length-sorted batches, bf16 where the CPU runs it natively). The same run measures
+`ssrtune.inference.generation.generate` (length-sorted batches, bf16 where the CPU runs it natively). The same run measures
 the CPU's bf16 matrix-multiply rate and expresses the engine's prefill and decode as a fraction of it.
 
     .venv/bin/python bench/generate.py [--n 64]
@@ -19,8 +19,8 @@ import torch
 
 from common import quickstart, save, train_records
 
-from ssrtune.data import prompt_messages
-from ssrtune.generate import generate, generate_batch
+from ssrtune.data.prompts import prompt_messages
+from ssrtune.inference.generation import generate, generate_batch
 from ssrtune.models import load_model, load_tokenizer
 from ssrtune.store import RecordFile
 

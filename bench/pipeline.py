@@ -15,7 +15,12 @@ import time
 
 from common import quickstart, save
 
-from ssrtune import pipeline
+from ssrtune.stages.base import Run, trained_models
+from ssrtune.stages.data import Data
+from ssrtune.stages.generate import Generate
+from ssrtune.stages.judge import Judge
+from ssrtune.stages.select import Select
+from ssrtune.stages.train import Train
 
 
 def main() -> None:
@@ -24,20 +29,20 @@ def main() -> None:
     args = parser.parse_args()
     seconds: dict[str, float] = {}
 
-    def timed(stage, function, *arguments):
-        start = time.perf_counter()
-        value = function(*arguments)
-        seconds[stage] = time.perf_counter() - start
-        return value
-
     with tempfile.TemporaryDirectory() as scratch:
-        config = quickstart([*args.overrides, f"run_dir={scratch}"])
-        records, _ = timed("data", pipeline.prepare_data, config)
-        generations = timed("generate", pipeline.generate_stage, config, records)
-        judgments = timed("judge", pipeline.judge_stage, config, records, generations)
-        for method in ("sft", "ssr"):
-            rows = timed(f"select_{method}", pipeline.select_stage, config, method, records, generations, judgments)
-            timed(f"train_{method}", pipeline.train_stage, config, method, rows)
+        config = quickstart([*args.overrides, f"run_dir={scratch}", "methods=[sft, ssr]"])
+        runner = Run(config)
+
+        def timed(label, stage):  # the stages a stage needs have run before it, so each time is its own
+            start = time.perf_counter()
+            runner(stage)
+            seconds[label] = time.perf_counter() - start
+
+        for label, stage in [("data", Data()), ("generate", Generate()), ("judge", Judge())]:
+            timed(label, stage)
+        for model in trained_models(config):
+            timed(f"select_{model.name}", Select(model.method))
+            timed(f"train_{model.name}", Train(model))
     sft = seconds["data"] + seconds["select_sft"] + seconds["train_sft"]
     ssr = seconds["data"] + seconds["generate"] + seconds["judge"] + seconds["select_ssr"] + seconds["train_ssr"]
     result = {"config": {"overrides": args.overrides, "n_train": config.data.n_train},

@@ -27,12 +27,12 @@ def run_variant(variant: str, steps: int, output: Path) -> None:
     from trl import SFTConfig, SFTTrainer
 
     from ssrtune.models import load_model, load_tokenizer
-    from ssrtune.select import select_targets
+    from ssrtune.methods import METHODS
     from ssrtune.train import build_trainer, to_dataset
 
     config = quickstart(["train.save_steps=1000000"])
     train = config.train
-    rows = select_targets("sft", train_records(config, steps * train.batch_size), {}, {})
+    rows = METHODS["sft"].select(train_records(config, steps * train.batch_size), {}, {})
     model, tokenizer = load_model(config.model), load_tokenizer(config.model)
     with tempfile.TemporaryDirectory() as scratch:
         if variant == "ssrtune":

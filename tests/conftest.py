@@ -55,6 +55,14 @@ def build_tiny_model(folder: Path, vocab_size: int = 512, seed: int = 0) -> Path
     return folder
 
 
+def run_stage(config, stage, fresh: bool = False):
+    """`stage`'s result in a run of its own, after the stages it needs; `fresh` redoes that stage (as `--fresh`
+    does on the command line)."""
+    from ssrtune.stages.base import Run
+
+    return Run(config, {stage.key} if fresh else False)(stage)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ssrtune.audit import compare, load_labels
 from ssrtune.cli import app
-from ssrtune.data import DataError, Record
+from ssrtune.data.schema import DataError, Record
 from tests.conftest import record_dicts
 
 
@@ -72,7 +72,7 @@ def test_judge_audit_command_against_labels_and_another_judge(tiny_model, record
     assert "| agreement |" in result.stdout and "Confusion matrix" in result.stdout
     audit = json.loads((run / "audit" / "llm-vs-labels.json").read_text())
     assert audit["n"] == 6 and sum(map(sum, (row.values() for row in audit["confusion"].values()))) == 6
-    assert audit["reference"] == f"labels {labels}" and audit["audited"].startswith("llm(local")
+    assert audit["reference"] == f"labels {labels}" and audit["audited"].startswith("llm(transformers")
     assert (run / "audit" / "llm-vs-labels.md").exists()
     cached = list((run / "audit" / "judgments").glob("*.jsonl"))
     assert len(cached) == 1 and len(cached[0].read_text().splitlines()) == 6

@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 from ssrtune.config import load_config
-from ssrtune.data import DataError, load_records
+from ssrtune.data.loaders import load_records
+from ssrtune.data.schema import DataError
+from ssrtune.stages.data import Data
+from tests.conftest import run_stage
 
 GOOD = {"id": "a", "query": "What?", "response": "r"}
 
@@ -126,8 +129,6 @@ def test_skip_policy_leaves_bad_rows_out_and_lists_them(tmp_path):
 
 
 def test_skip_policy_is_counted_in_the_run(tmp_path, caplog):
-    from ssrtune.pipeline import prepare_data
-
     train = tmp_path / "train.jsonl"
     train.write_text(jsonl(GOOD, "{oops", {**GOOD, "id": "b"}))
     test = tmp_path / "test.jsonl"
@@ -135,10 +136,10 @@ def test_skip_policy_is_counted_in_the_run(tmp_path, caplog):
     overrides = [f"run_dir={tmp_path / 'run'}", "data.recipe=null", f"data.train_file={train}",
                  f"data.test_file={test}"]
     with pytest.raises(DataError, match="line 2"):
-        prepare_data(load_config(None, overrides))
+        run_stage(load_config(None, overrides), Data())
     config = load_config(None, [*overrides, "data.on_error=skip"])
     with caplog.at_level(logging.WARNING):
-        train_records, _ = prepare_data(config)
+        train_records, _ = run_stage(config, Data())
     assert [r.id for r in train_records] == ["a", "b"]
     assert "skipped 1 bad train row" in caplog.text
     meta = json.loads((tmp_path / "run" / "data" / "data.meta.json").read_text())
@@ -147,15 +148,13 @@ def test_skip_policy_is_counted_in_the_run(tmp_path, caplog):
 
 
 def test_edited_data_file_is_not_reused_silently(tmp_path):
-    from ssrtune.pipeline import prepare_data
-
     train = tmp_path / "train.jsonl"
     train.write_text(jsonl(GOOD))
     config = load_config(None, [f"run_dir={tmp_path / 'run'}", "data.recipe=null", f"data.train_file={train}",
                                 f"data.test_file={train}"])
-    assert [r.id for r in prepare_data(config)[0]] == ["a"]
+    assert [r.id for r in run_stage(config, Data())[0]] == ["a"]
     train.write_text(jsonl(GOOD, {**GOOD, "id": "b"}))
-    assert [r.id for r in prepare_data(config)[0]] == ["a", "b"]
+    assert [r.id for r in run_stage(config, Data())[0]] == ["a", "b"]
 
 
 @pytest.mark.parametrize("tree, path", [
@@ -164,8 +163,11 @@ def test_edited_data_file_is_not_reused_silently(tmp_path):
     ({"judge": {"kind": "any", "judges": [{"kind": "regexp"}]}}, "judge.judges.0.kind"),
     ({"train": {"lora_target_modules": 5}}, "train.lora_target_modules"),
     ({"model": {"trust_remote_code": "perhaps"}}, "model.trust_remote_code"),
-    ({"data": {"fields": {"query": 3}}}, "data.fields.query"),
-    ({"data": {"on_error": "ignore"}}, "data.on_error"),
+    ({"data": {"recipe": None, "train_file": "a.jsonl", "test_file": "b.jsonl", "fields": {"query": 3}}},
+     "data.fields.query"),
+    ({"data": {"recipe": None, "train_file": "a.jsonl", "test_file": "b.jsonl", "on_error": "ignore"}},
+     "data.on_error"),
+    ({"data": {"recipe": None, "train_file": "a.jsonl", "test_file": "b.jsonl", "n_test": 5}}, "data.n_test"),
     ({"methods": ["ssr", "magic"]}, "methods.1"),
     ({"generate": []}, "generate"),
 ])

@@ -6,7 +6,8 @@ import pytest
 
 from ssrtune.benchmarks import BENCHMARKS, gsm8k_exemplars, gsm8k_prompt
 from ssrtune.config import OodConfig
-from ssrtune.data import REFUSAL, conversational_qa, prompt_messages
+from ssrtune.data.prompts import REFUSAL, prompt_messages
+from ssrtune.data.recipes.coqa import conversational_qa
 
 
 def load(name):

@@ -56,16 +56,19 @@ def test_every_judge_kind_from_yaml(tmp_path):
 
 
 @pytest.mark.parametrize("judge,message", [
-    ("{kind: regex}", "`pattern` is required"),
-    ("{kind: regex, pattern: '(unclosed'}", "not a valid regular expression"),
-    ("{kind: contains, pattern: x}", "`pattern` is required by `regex`, and only by it"),
+    ("{kind: regex}", r"judge\.pattern: Field required"),
+    ("{kind: regex, pattern: '(unclosed'}", r"judge\.pattern: not a valid regular expression"),
+    ("{kind: contains, pattern: x}", "`pattern` does not apply to a `contains` judge"),
     ("{kind: exact, threshold: 0.3}", "`threshold` does not apply to a `exact` judge"),
     ("{kind: refusal, skip_refusals: false}", "`skip_refusals` does not apply"),
     ("{kind: llm, verdict_words: ['Yes', 'yes']}", "two different"),
     ("{kind: llm, verdict_words: [Yes, No]}", r"judge\.verdict_words\.0"),  # YAML reads unquoted Yes as true
-    ("{kind: token_f1, threshold: 1.5}", "threshold"),
-    ("{kind: llm, backend: cloud}", "backend"),
-    ("{kind: all, judges: [{kind: recall, tolerance: 1}]}", "`tolerance` does not apply"),
+    ("{kind: token_f1, threshold: 1.5}", r"judge\.threshold"),
+    ("{kind: llm, backend: local}", "`backend` does not apply"),  # renamed: `engine`, like generate.engine
+    ("{kind: all, judges: [{kind: recall, tolerance: 1}]}", r"judge\.judges\.0\.tolerance: `tolerance` does not"),
+    ("{kind: all, judges: []}", r"judge\.judges: List should have at least 1 item"),
+    ("{kind: guess}", r"judge\.kind: unknown judge kind 'guess'; one of: all, any, contains"),
+    ("{threshold: 0.5}", r"judge\.kind: unknown judge kind None"),
 ])
 def test_bad_judge_settings_are_named(judge, message):
     with pytest.raises(ConfigError, match=message):
@@ -73,8 +76,49 @@ def test_bad_judge_settings_are_named(judge, message):
 
 
 def test_unknown_method_is_rejected():
-    with pytest.raises(ConfigError, match="methods"):
+    with pytest.raises(ConfigError, match=r"methods\.1: unknown method 'dpo'"):
         load_config(None, ["methods=[ssr, dpo]"])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.n_train=10"], r"data\.n_train: `n_train` is a setting of a built-in recipe"),
+    (["data.seed=3"], r"data\.seed: `seed` is a setting of a built-in recipe"),
+    (["data.unanswerable_fraction=0.2"], r"data\.unanswerable_fraction: .* built-in recipe"),
+])
+def test_user_files_refuse_recipe_settings(tmp_path, overrides, message):
+    files = ["data.recipe=null", f"data.train_file={tmp_path / 'a.jsonl'}", f"data.test_file={tmp_path / 'b.jsonl'}"]
+    assert load_config(None, files).data.train_file.endswith("a.jsonl")
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [*files, *overrides])
+
+
+def test_a_recipe_refuses_file_settings_and_files_need_both(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.train_file: `train_file` is for your own files \(recipe: null\)"):
+        load_config(None, [f"data.train_file={tmp_path / 'a.jsonl'}"])
+    with pytest.raises(ConfigError, match=r"data\.test_file: Field required"):
+        load_config(None, ["data.recipe=null", f"data.train_file={tmp_path / 'a.jsonl'}"])
+    with pytest.raises(ConfigError, match=r"data\.recipe: unknown recipe 'squad'"):
+        load_config(None, ["data.recipe=squad"])
+
+
+def test_every_field_documents_itself():
+    """Every setting a config can hold has a description (TrainConfig: owned by the training work, not yet)."""
+    from pydantic import BaseModel
+
+    from ssrtune import config, schema
+    from ssrtune.judges import config as judges
+
+    models = {m for module in (config, schema, judges) for m in vars(module).values()
+              if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__}
+    models.add(config.GenerateConfig)
+    missing = [f"{m.__name__}.{name}" for m in models if m is not config.TrainConfig
+               for name, field in m.model_fields.items() if not field.description and name != "kind"]
+    assert missing == []
+
+
+def test_precision_is_set_per_stage():
+    config = load_config(None, ["generate.bf16=false", "evaluate.bf16=true", "train.bf16=false"])
+    assert (config.generate.bf16, config.evaluate.bf16, config.train.bf16) == (False, True, False)
 
 
 def test_judge_file(tmp_path):

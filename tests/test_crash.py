@@ -20,10 +20,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from ssrtune import pipeline
 from ssrtune.config import load_config
-from ssrtune.judge import JudgeInput, build_judge
-from tests.conftest import record_dicts
+from ssrtune.judges.base import JudgeInput
+from ssrtune.judges.build import build_judge
+from ssrtune.stages.base import trained_models
+from ssrtune.stages.data import Data
+from ssrtune.stages.generate import Generate
+from ssrtune.stages.judge import Judge
+from ssrtune.stages.train import Train
+from tests.conftest import record_dicts, run_stage
 
 SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -89,22 +94,23 @@ def test_generate_killed_midway_resumes_to_the_uninterrupted_result(tiny_model, 
     with open(out, "a") as handle:
         handle.write('{"id": "q1-9", "respo')
     config = load_config(config_path)
-    train_records, _ = pipeline.prepare_data(config)
+    train_records, _ = run_stage(config, Data())
     with caplog.at_level(logging.WARNING):
-        assert len(pipeline.generate_stage(config, train_records)) == len(train_records)
+        assert len(run_stage(config, Generate())) == len(train_records)
     assert "torn last record" in caplog.text
     got = ids_once(out, {r.id for r in train_records})
 
     reference = load_config(config_path, [f"run_dir={tmp_path / 'reference'}"])
-    uninterrupted = pipeline.generate_stage(reference, pipeline.prepare_data(reference)[0])
+    uninterrupted = run_stage(reference, Generate())
     assert {i: r["response"] for i, r in got.items()} == {i: r["response"] for i, r in uninterrupted.items()}
 
 
 SLOW_JUDGE = """
 import functools, sys, time
-from ssrtune import pipeline
 from ssrtune.config import load_config
-from ssrtune.judge import Judge
+from ssrtune.judges.base import Judge
+from ssrtune.stages import judge as stage
+from ssrtune.stages.base import Run
 
 class SlowJudge(Judge):
     # Stands in for a slow judge (an LLM behind an endpoint), so that the kill lands between two batches.
@@ -114,24 +120,22 @@ class SlowJudge(Judge):
         time.sleep(0.3)
         return self.inner.judge(items)
 
-build = pipeline.build_judge
-pipeline.build_judge = lambda config: SlowJudge(build(config))
-pipeline.judge_all = functools.partial(pipeline.judge_all, batch_size=4)
-config = load_config(sys.argv[1])
-records, _ = pipeline.prepare_data(config)
-pipeline.judge_stage(config, records, pipeline.generate_stage(config, records))
+build = stage.build_judge
+stage.build_judge = lambda config: SlowJudge(build(config))
+stage.judge_all = functools.partial(stage.judge_all, batch_size=4)
+Run(load_config(sys.argv[1]))(stage.Judge())
 """
 
 
 def test_judge_killed_midway_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
     config_path = make_config(tmp_path, tiny_model, many_records(tmp_path / "records.jsonl"))
     config = load_config(config_path)
-    records, _ = pipeline.prepare_data(config)
-    generations = pipeline.generate_stage(config, records)
+    records, _ = run_stage(config, Data())
+    generations = run_stage(config, Generate())
     out = tmp_path / "run" / "judgments.jsonl"
     kill_when([sys.executable, "-c", SLOW_JUDGE, str(config_path)], lambda: lines(out) >= 8)
     assert 8 <= lines(out) < len(records)
-    pipeline.judge_stage(config, records, generations)
+    run_stage(config, Judge())
     got = ids_once(out, {r.id for r in records})
     items = [JudgeInput.of(r, generations[r.id]["response"]) for r in records]
     uninterrupted = build_judge(config.judge).judge(items)
@@ -149,9 +153,7 @@ def test_train_killed_midway_resumes_from_its_last_checkpoint(tiny_model, tmp_pa
                                for k in range(2) for r in record_dicts()))  # 12 examples: 6 steps an epoch
     config_path = make_config(tmp_path, tiny_model, records)
     config = load_config(config_path, ["train.epochs=2"])
-    train_records, _ = pipeline.prepare_data(config)
-    generations = pipeline.generate_stage(config, train_records)
-    pipeline.judge_stage(config, train_records, generations)
+    [sft] = trained_models(config)
     model_dir = tmp_path / "run" / "models" / "sft"
     kill_when([SSRTUNE, "train", str(config_path), "train.epochs=2"],
               lambda: any(step >= 4 for step in complete_checkpoints(model_dir)))
@@ -159,17 +161,14 @@ def test_train_killed_midway_resumes_from_its_last_checkpoint(tiny_model, tmp_pa
     last = max(complete_checkpoints(model_dir))
     assert 4 <= last < 12
 
-    rows = pipeline.select_stage(config, "sft", train_records, generations, {})
-    pipeline.train_stage(config, "sft", rows)
+    run_stage(config, Train(sft))
     result = json.loads((model_dir / "ssrtune_train.json").read_text())
     assert result["resumed_from"] is not None and result["steps"] == 12
     assert int(Path(result["resumed_from"]).name.split("-")[1]) >= last  # not from scratch
 
     # The same training, never interrupted, ends with the same adapter.
     reference = load_config(config_path, ["train.epochs=2", f"run_dir={tmp_path / 'reference'}"])
-    pipeline.prepare_data(reference)
-    reference_dir = pipeline.train_stage(reference, "sft", pipeline.select_stage(reference, "sft", train_records,
-                                                                                 generations, {}))
+    reference_dir = run_stage(reference, Train(sft))
     from safetensors.torch import load_file
 
     resumed, uninterrupted = (load_file(d / "adapter_model.safetensors") for d in (model_dir, reference_dir))

@@ -2,8 +2,11 @@ import json
 
 import pytest
 
-from ssrtune.config import DataConfig
-from ssrtune.data import REFUSAL, DataError, Record, grounded_qa, load_records, prompt_messages
+from ssrtune.config import RecipeDataConfig
+from ssrtune.data.loaders import load_records
+from ssrtune.data.prompts import REFUSAL, prompt_messages
+from ssrtune.data.recipes.squad import grounded_qa
+from ssrtune.data.schema import DataError, Record
 from tests.conftest import record_dicts
 
 
@@ -80,7 +83,7 @@ def test_prompt_puts_document_before_question_and_adds_instructions():
 
 
 def test_grounded_qa_recipe():
-    train, test = grounded_qa(DataConfig(n_train=60, n_test=30, seed=3))
+    train, test = grounded_qa(RecipeDataConfig(n_train=60, n_test=30, seed=3))
     assert len(train) == 60 and len(test) == 30
     assert not {r.meta["title"] for r in train} & {r.meta["title"] for r in test}
     assert not {r.id for r in train} & {r.id for r in test}
@@ -88,7 +91,7 @@ def test_grounded_qa_recipe():
     assert len(unanswerable) == 45
     for r in unanswerable:
         assert r.response == REFUSAL
-    from ssrtune.data import read_squad
+    from ssrtune.data.recipes.squad import read_squad
     squad = {q["id"]: q for q in read_squad()}
     for r in unanswerable:
         q = squad[r.id]
@@ -97,5 +100,5 @@ def test_grounded_qa_recipe():
     for r in train + test:
         if r.meta["answerable"]:
             assert r.context == squad[r.id]["paragraph"] and r.response in r.meta["answers"]
-    again, _ = grounded_qa(DataConfig(n_train=60, n_test=30, seed=3))
+    again, _ = grounded_qa(RecipeDataConfig(n_train=60, n_test=30, seed=3))
     assert [r.id for r in again] == [r.id for r in train]

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from ssrtune.config import EndpointConfig
+from ssrtune.schema import EndpointConfig
 from ssrtune.endpoint import ChatEndpoint, EndpointError, parse_reply
 from ssrtune.extras import MissingExtraError
 from tests import fake_openai as fake

@@ -5,13 +5,20 @@ import sys
 
 import pytest
 
-from ssrtune import pipeline
 from ssrtune.cli import entry
-from ssrtune.config import ConfigError, EndpointConfig, load_config
-from ssrtune.data import Record, prompt_messages
+from ssrtune.config import ConfigError, load_config
+from ssrtune.data.prompts import prompt_messages
+from ssrtune.data.schema import Record
 from ssrtune.endpoint import ChatEndpoint
 from ssrtune.extras import MissingExtraError
-from ssrtune.generate import generate_openai, generate_vllm
+from ssrtune.inference.generation import generate_openai, generate_vllm
+from ssrtune.methods import METHODS
+from ssrtune.schema import EndpointConfig
+from ssrtune.stages.base import Run
+from ssrtune.stages.data import Data
+from ssrtune.stages.generate import Generate
+from ssrtune.stages.judge import Judge
+from ssrtune.stages.select import Select
 from ssrtune.store import RecordFile
 from tests import fake_openai as fake
 from tests.conftest import record_dicts
@@ -87,30 +94,32 @@ def run_config(tmp_path, records_file, **generate):
 def test_pipeline_with_failed_requests_falls_back_to_gold_and_resumes(fake_openai, tmp_path, records_file):
     config = run_config(tmp_path, records_file, engine="openai", max_new_tokens=12,
                         endpoint=endpoint_config(fake_openai).model_dump())
-    train_records, _ = pipeline.prepare_data(config)
+    runner = Run(config)
+    train_records, _ = runner(Data())
     gold = {r.id: r.response for r in train_records}
     # Answer each question with its gold answer, so the rule judge accepts every answer it sees.
     fake_openai.handler = lambda r: BROKEN.get(record_id(r)) or fake.answer(gold[record_id(r)])
-    generations = pipeline.generate_stage(config, train_records)
+    generations = runner(Generate())
     assert sorted(generations) == ["q1", "q3"]
     report = json.loads((config.path / "generations.failures.json").read_text())
     assert report["n_failed"] == 4 and sorted(report["failures"]) == ["q2", "q4", "q5", "q6"]
 
-    judgments = pipeline.judge_stage(config, train_records, generations)
+    judgments = runner(Judge())
     assert sorted(judgments) == ["q1", "q3"] and {j["verdict"] for j in judgments.values()} == {"accept"}
-    rows = pipeline.select_stage(config, "ssr", train_records, generations, judgments)
+    rows = runner(Select(METHODS["ssr"]))
     assert {r["id"]: r["source"] for r in rows} == {"q1": "self", "q2": "gold", "q3": "self", "q4": "gold",
                                                      "q5": "gold", "q6": "gold"}
 
     fake_openai.requests.clear()
     fake_openai.handler = lambda r: fake.answer(gold[record_id(r)])
-    generations = pipeline.generate_stage(config, train_records)  # a rerun: only the failed prompts are asked
+    rerun = Run(config)
+    generations = rerun(Generate())  # a rerun: only the failed prompts are asked
     assert sorted(record_id(r["json"]) for r in fake_openai.requests) == ["q2", "q4", "q5", "q6"]
     assert sorted(generations) == sorted(gold)
     assert json.loads((config.path / "generations.failures.json").read_text())["n_failed"] == 0
-    judgments = pipeline.judge_stage(config, train_records, generations)  # earlier verdicts stay valid
+    judgments = rerun(Judge())  # earlier verdicts stay valid
     assert sorted(judgments) == sorted(gold)
-    rows = pipeline.select_stage(config, "ssr", train_records, generations, judgments)
+    rows = rerun(Select(METHODS["ssr"]))
     assert {r["source"] for r in rows} == {"self"}
     for path in config.path.rglob("*"):
         if path.is_file():
@@ -137,9 +146,8 @@ def test_vllm_engine_without_vllm_says_how_to_install(tmp_path, records_file, mo
     with pytest.raises(MissingExtraError, match=r"pip install 'ssrtune\[vllm\]'"):
         generate_vllm(load_config(None).model, prompts, RecordFile(tmp_path / "g.jsonl", "fp"), 8)
     config = run_config(tmp_path, records_file, engine="vllm")
-    train_records, _ = pipeline.prepare_data(config)
     with pytest.raises(MissingExtraError, match="the vllm engine"):
-        pipeline.generate_stage(config, train_records)
+        Run(config)(Generate())
 
 
 def cli(monkeypatch, *args) -> int:

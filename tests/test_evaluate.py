@@ -1,7 +1,9 @@
 import pytest
 
-from ssrtune.data import REFUSAL, Record
-from ssrtune.evaluate import score_example, task_metrics, token_recall
+from ssrtune.data.prompts import REFUSAL
+from ssrtune.data.schema import Record
+from ssrtune.qa_metrics import score_example, task_metrics
+from ssrtune.text import token_recall
 
 
 def test_token_recall_by_hand():

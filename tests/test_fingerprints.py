@@ -8,10 +8,15 @@ import shutil
 
 import pytest
 
-from ssrtune import data, pipeline
 from ssrtune.config import load_config
+from ssrtune.data import prompts
+from ssrtune.stages.base import trained_models
+from ssrtune.stages.evaluate import Evaluate
+from ssrtune.stages.generate import Generate
+from ssrtune.stages.judge import Judge
+from ssrtune.stages.train import Train
 from ssrtune.store import StaleArtifactError
-from tests.conftest import record_dicts
+from tests.conftest import record_dicts, run_stage
 
 
 @pytest.fixture()
@@ -32,7 +37,11 @@ def run(tiny_model, tmp_path):
 
 
 def generate(config, fresh=False):
-    return pipeline.generate_stage(config, pipeline.prepare_data(config)[0], fresh)
+    return run_stage(config, Generate(), fresh)
+
+
+def judge(config, fresh=False):
+    return run_stage(config, Judge(), fresh)
 
 
 def refuses(stage, *args):
@@ -48,7 +57,7 @@ def test_generation_refuses_another_model_template_prompt_limit_or_data(run, tmp
     assert refuses(generate, run(f"model.name={other_model}"))
     assert refuses(generate, run("model.max_context=512"))
     with monkeypatch.context() as patch:
-        patch.setattr(data, "SYSTEM_PROMPT", data.SYSTEM_PROMPT + " Be brief.")
+        patch.setattr(prompts, "SYSTEM_PROMPT", prompts.SYSTEM_PROMPT + " Be brief.")
         assert refuses(generate, run())
     template = run.model / "tokenizer_config.json"
     original = template.read_text()
@@ -67,22 +76,20 @@ def test_generation_refuses_another_model_template_prompt_limit_or_data(run, tmp
 
 def test_judging_refuses_another_judge_or_other_generations(run):
     config = run()
-    records, _ = pipeline.prepare_data(config)
-    generations = generate(config)
-    pipeline.judge_stage(config, records, generations)
-    assert refuses(pipeline.judge_stage, run("judge={kind: contains}"), records, generations)
+    judge(config)
+    assert refuses(judge, run("judge={kind: contains}"))
     path = config.path / "generations.jsonl"  # other own answers, as from another generation run
     path.write_text(path.read_text().replace('"response": "', '"response": "other ', 1))
-    assert refuses(pipeline.judge_stage, config, records, generations)
-    assert len(pipeline.judge_stage(run("judge={kind: contains}"), records, generations, fresh=True)) == 6
+    assert refuses(judge, config)
+    assert len(judge(run("judge={kind: contains}"), fresh=True)) == 6
 
 
 def test_training_and_evaluation_refuse_other_settings(run):
     config = run("train.epochs=1")
-    records, test_records = pipeline.prepare_data(config)
-    rows = pipeline.select_stage(config, "sft", records, {}, {})
-    pipeline.train_stage(config, "sft", rows)
-    assert refuses(pipeline.train_stage, run("train.epochs=1", "train.learning_rate=0.1"), "sft", rows)
-    pipeline.evaluate_stage(config, "sft", test_records)
-    pipeline.train_stage(run("train.epochs=1", "train.learning_rate=0.1"), "sft", rows, fresh=True)
-    assert refuses(pipeline.evaluate_stage, config, "sft", test_records)  # the adapter changed under it
+    [sft] = trained_models(config)
+    run_stage(config, Train(sft))
+    assert refuses(run_stage, run("train.epochs=1", "train.learning_rate=0.1"), Train(sft))
+    run_stage(config, Evaluate(sft))
+    retrained = run("train.epochs=1", "train.learning_rate=0.1")
+    run_stage(retrained, Train(sft), fresh=True)
+    assert refuses(run_stage, retrained, Evaluate(sft))  # the adapter changed under its answers

@@ -1,6 +1,7 @@
-from ssrtune.config import ModelConfig
-from ssrtune.data import Record, prompt_messages
-from ssrtune.generate import generate, generate_batch
+from ssrtune.data.prompts import prompt_messages
+from ssrtune.data.schema import Record
+from ssrtune.inference.generation import generate, generate_batch
+from ssrtune.schema import ModelConfig
 from ssrtune.models import load_model, load_tokenizer
 from ssrtune.store import RecordFile, iter_jsonl
 from tests.conftest import record_dicts

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from ssrtune.config import load_config
+from ssrtune.data.loaders import load_records
 from ssrtune.pipeline import run
+from ssrtune.qa_metrics import score_example
 from ssrtune.store import iter_jsonl, read_json
 
 pytestmark = pytest.mark.integration
@@ -32,11 +34,19 @@ def test_quickstart_chain_on_the_embedded_model(tmp_path, user_cache):
     assert report.exists() and "| ssr |" in report.read_text()
     generations = list(iter_jsonl(run_dir / "generations.jsonl"))
     assert len(generations) == 8 and all(g["response"] for g in generations)
+    test_records = {r.id: r for r in load_records(run_dir / "data" / "test.jsonl")}
     for name in ("base", "sft", "ssr"):
         metrics = read_json(run_dir / "eval" / name / "task.json")
-        assert metrics["n"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0
+        scores = list(iter_jsonl(run_dir / "eval" / name / "scores.jsonl"))
+        predictions = {p["id"]: p["response"] for p in iter_jsonl(run_dir / "eval" / name / "predictions.jsonl")}
+        # every score is the one its prediction earns, and the accuracy is their mean
+        assert [score_example(test_records[r["id"]], predictions[r["id"]]) for r in scores] == scores
+        assert metrics["n"] == len(scores) == 6
+        assert metrics["accuracy"] == pytest.approx(sum(r["correct"] for r in scores) / 6)
     retention = read_json(run_dir / "eval" / "ssr" / "retention.json")
-    assert all(b["n"] == 4 for b in retention["benchmarks"].values()) and retention["kl"]["mean_kl"] >= 0
+    assert all(b["n"] == 4 for b in retention["benchmarks"].values())
+    kl = retention["kl"]
+    assert kl["mean_kl"] > 0 and min(kl["per_prompt"]) <= kl["mean_kl"] <= max(kl["per_prompt"])
     assert "Retention of general ability" in report.read_text() and (run_dir / "report.html").exists()
     stats = read_json(run_dir / "train" / "ssr.stats.json")
     assert sum(stats["shares"].values()) == pytest.approx(1.0)

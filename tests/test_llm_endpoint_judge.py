@@ -3,9 +3,12 @@ that errs, hangs, talks garbage or replies slowly. Every failure is a counted `f
 
 import pytest
 
-from ssrtune.config import EndpointConfig, JudgeConfig
-from ssrtune.judge import JudgeInput, build_judge, judge_all, verdict_counts
-from ssrtune.llm_judge import parse_verdict
+from ssrtune.judges.base import JudgeInput, verdict_counts
+from ssrtune.judges.build import build_judge
+from ssrtune.judges.config import EndpointLLMJudgeConfig
+from ssrtune.judges.llm import parse_verdict
+from ssrtune.schema import EndpointConfig
+from ssrtune.stages.judge import judge_all
 from ssrtune.store import RecordFile
 from tests import fake_openai as fake
 
@@ -31,7 +34,7 @@ def test_parser_uses_the_configured_words():
 def judge_for(server, **endpoint):
     settings = {"base_url": server.url, "model": "judge-model", "api_key_env": None, "timeout_s": 2,
                 "max_retries": 1, "backoff_s": 0.0, **endpoint}
-    return build_judge(JudgeConfig(kind="llm", backend="endpoint", endpoint=EndpointConfig(**settings)))
+    return build_judge(EndpointLLMJudgeConfig(engine="openai", endpoint=EndpointConfig(**settings)))
 
 
 def items():
@@ -67,10 +70,16 @@ def test_every_kind_of_failure_is_a_counted_failed_verdict(fake_openai, tmp_path
 
 
 def test_endpoint_settings_are_validated():
-    with pytest.raises(ValueError, match="`endpoint` is required"):
-        JudgeConfig(kind="llm", backend="endpoint")
-    with pytest.raises(ValueError, match="only by it"):
-        JudgeConfig(kind="llm", endpoint=EndpointConfig(base_url="http://x/v1", model="m"))
-    with pytest.raises(ValueError, match="endpoint.model"):
-        JudgeConfig(kind="llm", backend="endpoint", model={"name": "x"},
-                    endpoint=EndpointConfig(base_url="http://x/v1", model="m"))
+    from ssrtune.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"judge\.endpoint: Field required"):
+        load_config(None, ["judge={kind: llm, engine: openai}"])
+    with pytest.raises(ConfigError, match="`endpoint` does not apply to a `llm` judge with engine transformers"):
+        load_config(None, ["judge={kind: llm, endpoint: {base_url: 'http://x/v1', model: m}}"])
+    for key in ("model: {name: x}", "threshold: 0.7", "bf16: false", "batch_size: 4"):
+        name = key.split(":")[0]
+        with pytest.raises(ConfigError, match=f"`{name}` does not apply to a `llm` judge with engine openai"):
+            load_config(None, [f"judge={{kind: llm, engine: openai, {key}, endpoint: {{base_url: 'http://x/v1', "
+                               "model: m}}"])
+    with pytest.raises(ConfigError, match=r"judge\.engine: an `llm` judge's engine is transformers or openai"):
+        load_config(None, ["judge={kind: llm, engine: cloud}"])

@@ -3,10 +3,13 @@
 import pytest
 import torch
 
-from ssrtune.config import JudgeConfig, ModelConfig
-from ssrtune.judge import JudgeInput, build_judge, judge_fingerprint
-from ssrtune.llm_judge import LocalLLMJudge, continuation_logprobs
+from ssrtune.inference.scoring import loglikelihoods
+from ssrtune.judges.base import JudgeInput
+from ssrtune.judges.build import build_judge, judge_fingerprint
+from ssrtune.judges.config import LocalLLMJudgeConfig
+from ssrtune.judges.llm import LocalLLMJudge
 from ssrtune.models import load_model, load_tokenizer
+from ssrtune.schema import ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +37,19 @@ def test_batched_left_padded_scores_equal_direct_ones(tiny):
     _, model, tokenizer = tiny
     prompts = ["Question: who wrote the letter? Answer:", "The sky is", "Bread is baked every morning by the baker"]
     words = [" blue", " Anna in Paris", "Yes", "No"]  # single- and multi-token continuations together
-    batched = continuation_logprobs(model, tokenizer, prompts, words, bf16=False)
-    assert batched.shape == (3, 4)
-    for i, prompt in enumerate(prompts):
-        for j, word in enumerate(words):
-            assert batched[i, j].item() == pytest.approx(direct_logprob(model, tokenizer, prompt, word), abs=1e-4)
+    tokens = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompts + words]
+    requests = [(p, w) for p in tokens[:3] for w in tokens[3:]]
+    batched = loglikelihoods(model, requests, batch_size=5, bf16=False)
+    assert len(batched) == 12
+    for (prompt, word), (ll, _) in zip([(p, w) for p in prompts for w in words], batched):
+        assert ll == pytest.approx(direct_logprob(model, tokenizer, prompt, word), abs=1e-4)
 
 
 def test_local_judge_verdicts_follow_the_threshold_and_batching(tiny, tmp_path):
     config, model, tokenizer = tiny
 
     def run(**settings):
-        judge = LocalLLMJudge(JudgeConfig(kind="llm", model=config, **settings), model, tokenizer)
+        judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, **settings), model, tokenizer)
         return judge.judge(items())
 
     one_by_one, batched = run(batch_size=1), run(batch_size=4)
@@ -67,11 +71,11 @@ def test_user_template_changes_the_prompt_and_the_fingerprint(tiny, tmp_path):
     config, model, tokenizer = tiny
     template = tmp_path / "judge.jinja"
     template.write_text("Gold: {{ gold }}. Candidate: {{ candidate }}. Same? {{ accept_word }} or {{ reject_word }}")
-    judge = LocalLLMJudge(JudgeConfig(kind="llm", model=config, template=str(template)), model, tokenizer)
+    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)), model, tokenizer)
     prompt = judge.prompt(items()[1])
     assert "Gold: Anna. Candidate: Bob. Same? Yes or No" in prompt and prompt.endswith("assistant\n")
-    default = JudgeConfig(kind="llm", model=config)
-    custom = JudgeConfig(kind="llm", model=config, template=str(template))
+    default = LocalLLMJudgeConfig(model=config)
+    custom = LocalLLMJudgeConfig(model=config, template=str(template))
     before = judge_fingerprint(custom)
     assert before != judge_fingerprint(default)
     template.write_text("Gold: {{ gold }}! Candidate: {{ candidate }}. {{ accept_word }}/{{ reject_word }}?")
@@ -82,15 +86,15 @@ def test_template_errors_are_clear(tiny, tmp_path):
     config, model, tokenizer = tiny
     template = tmp_path / "judge.jinja"
     template.write_text("Gold: {{ gold_answer }}")
-    judge = LocalLLMJudge(JudgeConfig(kind="llm", model=config, template=str(template)), model, tokenizer)
+    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)), model, tokenizer)
     with pytest.raises(ValueError, match="gold_answer"):
         judge.judge(items(1))
     with pytest.raises(FileNotFoundError, match="missing.jinja"):
-        build_judge(JudgeConfig(kind="llm", template=str(tmp_path / "missing.jinja")))
+        build_judge(LocalLLMJudgeConfig(template=str(tmp_path / "missing.jinja")))
 
 
 def test_default_template_shows_the_reference_and_the_alternatives():
-    from ssrtune.llm_judge import judge_prompt
+    from ssrtune.judges.llm import judge_prompt
     from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
 
     item = JudgeInput("1", "Who?", "Some document.", "Anna", "It's Anna.", ["Anna", "Anna B."])

@@ -1,10 +1,18 @@
-"""The restating methods end to end on the tiny model: paraphrases / rewrites are resumable, cached artifacts."""
+"""The methods: restating ones end to end on the tiny model (paraphrases / rewrites are resumable, cached
+artifacts), and a new method is one class."""
 
 import json
 
-from ssrtune import pipeline
-from ssrtune.config import load_config
-from ssrtune.store import iter_jsonl, read_json
+import pytest
+
+from ssrtune.config import ConfigError, load_config
+from ssrtune.methods import METHODS, Method
+from ssrtune.stages.base import Run
+from ssrtune.stages.data import Data
+from ssrtune.stages.judge import Judge
+from ssrtune.stages.select import Select
+from ssrtune.store import StaleArtifactError, iter_jsonl, read_json
+from tests.conftest import run_stage
 
 
 def tiny_config(tmp_path, tiny_model, records_file, *overrides):
@@ -17,19 +25,19 @@ def tiny_config(tmp_path, tiny_model, records_file, *overrides):
 
 def test_s3ft_sdft_self_only_select(tiny_model, records_file, tmp_path):
     config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: token_f1, threshold: 0.0}")
-    records, _ = pipeline.prepare_data(config)
-    generations = pipeline.generate_stage(config, records)
-    judgments = pipeline.judge_stage(config, records, generations)
+    runner = Run(config)
+    judgments = runner(Judge())
     assert {j["verdict"] for j in judgments.values()} == {"accept"}  # threshold 0 accepts every own answer
-    rows = pipeline.select_stage(config, "s3ft", records, generations, judgments)
+    rows = runner(Select(METHODS["s3ft"]))
     assert {r["source"] for r in rows} == {"self"}
     paraphrases = config.path / "paraphrases.jsonl"
     assert not paraphrases.exists() or not paraphrases.read_text()  # no own answer rejected: nothing to paraphrase
 
     config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: exact}")
-    judgments = pipeline.judge_stage(config, records, generations, fresh=True)
-    rows = {m: pipeline.select_stage(config, m, records, generations, judgments, fresh=True)
-            for m in ("s3ft", "sdft", "self_only")}
+    runner = Run(config, fresh={"judge", "restate"})
+    records, _ = runner(Data())
+    judgments = runner(Judge())
+    rows = {m: runner(Select(METHODS[m])) for m in ("s3ft", "sdft", "self_only")}
     paraphrases = list(iter_jsonl(config.path / "paraphrases.jsonl"))
     rejected = {i for i, j in judgments.items() if j["verdict"] != "accept"}
     assert {p["id"] for p in paraphrases} == rejected  # s3ft paraphrases only where the own answer failed
@@ -42,19 +50,40 @@ def test_s3ft_sdft_self_only_select(tiny_model, records_file, tmp_path):
         assert abs(sum(stats["shares"].values()) - 1) < 1e-9
     assert {r["source"] for r in rows["self_only"]} <= {"self", "dropped"}
     assert all(r["target"] is None for r in rows["self_only"] if r["source"] == "dropped")
+    assert {r["source"] for r in rows["sdft"]} <= {"rewrite", "gold"}  # sdft's targets are rewrites, not paraphrases
+    assert {r["source"] for r in rows["s3ft"]} <= {"self", "paraphrase", "gold"}
     assert read_json(config.path / "train" / "sdft.stats.json")["judge_restated"]["accept"] == sum(
-        r["source"] == "paraphrase" for r in rows["sdft"])
+        r["source"] == "rewrite" for r in rows["sdft"])
 
     # a rerun reuses the restatements and their verdicts; a changed template regenerates them
     before = (config.path / "rewrites.jsonl").stat().st_mtime_ns
-    pipeline.select_stage(config, "sdft", records, generations, judgments)
+    run_stage(config, Select(METHODS["sdft"]))
     assert (config.path / "rewrites.jsonl").stat().st_mtime_ns == before
     template = tmp_path / "rewrite.jinja"
     template.write_text("Say again: {{ gold }}")
     changed = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: exact}",
                           f"generate.rewrite_template={template}")
-    try:
-        pipeline.select_stage(changed, "sdft", records, generations, judgments)
-        raise AssertionError("a changed template must not reuse old rewrites")
-    except pipeline.StaleArtifactError:
-        pass
+    with pytest.raises(StaleArtifactError, match="rewrites.jsonl"):
+        run_stage(changed, Select(METHODS["sdft"]))
+
+
+@pytest.fixture()
+def best_effort():
+    """A method defined by one class: the own answer when accepted, else the gold, like ssr, under another name."""
+
+    class BestEffort(Method):
+        name = "best_effort"
+        own_answers = True
+
+    yield METHODS["best_effort"]
+    del METHODS["best_effort"]
+
+
+def test_a_new_method_is_one_class(best_effort, tiny_model, records_file, tmp_path):
+    config = tiny_config(tmp_path, tiny_model, records_file, "methods=[ssr, best_effort]")
+    assert config.methods == ["ssr", "best_effort"]
+    runner = Run(config)
+    assert runner(Select(best_effort)) == runner(Select(METHODS["ssr"]))
+    assert (config.path / "train" / "best_effort.jsonl").exists()
+    with pytest.raises(ConfigError, match=r"methods\.1: unknown method 'dpo'; one of: sft, ssr"):
+        load_config(None, ["methods=[ssr, dpo]"])

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ssrtune.data import REFUSAL, DataError, Record, load_records
-from ssrtune.judge import contained_answer, is_refusal, normalise
+from ssrtune.data.loaders import load_records
+from ssrtune.data.prompts import REFUSAL
+from ssrtune.data.schema import DataError, Record
+from ssrtune.text import contained_answer, is_refusal, normalise
 
 # Any text a UTF-8 file can hold (no lone surrogates); CSV cells additionally without NUL.
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
@@ -131,7 +133,7 @@ def tokenizer(tiny_model):
        answer=st.sampled_from(["blue", "Anna in Paris", REFUSAL]), limit=st.integers(40, 400),
        train=st.booleans())
 def test_truncation_cuts_only_the_document(tokenizer, words, question, answer, limit, train):
-    from ssrtune.data import PromptTooLongError, fit_prompt, prompt_messages
+    from ssrtune.data.prompts import PromptTooLongError, fit_prompt, prompt_messages
 
     context = " ".join(["The sky is blue on a clear day."] * words) or None
     record = Record(id="r", messages=[{"role": "user", "content": question}], context=context, response=answer)

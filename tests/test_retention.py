@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from ssrtune.benchmarks import Question, stratified_sample
-from ssrtune.config import ModelConfig
 from ssrtune.models import load_model, load_tokenizer
-from ssrtune.retention import (coarse_kl, encode_request, final_number, kl_from_reference, kl_reference,
-                               loglikelihoods, score_questions)
+from ssrtune.retention import (coarse_kl, encode_request, harness_loglikelihoods, kl_from_reference, kl_reference,
+                               score_questions)
+from ssrtune.schema import ModelConfig
 
 
 def test_acc_and_acc_norm_by_hand():
@@ -31,13 +31,6 @@ def test_coarse_kl_on_tiny_distributions():
     coarse = float(coarse_kl(p[:1], torch.tensor(0.5).log(), q[:1], torch.tensor(0.75).log()))
     assert coarse == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(0.5 / 0.75))
     assert 0 <= coarse <= exact
-
-
-def test_final_number():
-    assert final_number("So the answer is 1,000.") == "1000"
-    assert final_number("it costs $18.50 then 3.0") == "3"
-    assert final_number("-7 degrees") == "-7"
-    assert final_number("no digits") is None
 
 
 def test_stratified_sample_keeps_shares_and_is_seeded():
@@ -65,7 +58,7 @@ def test_batched_loglikelihoods_match_a_plain_forward_pass(tiny):
     model, tok = tiny
     requests = [("The sky is", " blue on a clear day."), ("Who wrote", " the letter?"), ("Who wrote", " Anna"),
                 ("Bread is baked every morning", " by the baker.")]
-    got = loglikelihoods(model, tok, requests, batch_size=3, bf16=False)
+    got = harness_loglikelihoods(model, tok, requests, batch_size=3, bf16=False, description="score")
     for (context, continuation), (ll, greedy) in zip(requests, got):
         ctx, cont = encode_request(tok, context, continuation)
         ids = torch.tensor([ctx + cont])
@@ -107,13 +100,14 @@ def test_lm_eval_backend_plumbing(tiny, monkeypatch):
     import sys
     import types
 
-    from ssrtune.config import ConfigError
+    from ssrtune.extras import MissingExtraError
     from ssrtune.retention import lm_eval_backend
-    from ssrtune.suites import from_lm_eval
+    from ssrtune.stages.evaluate import from_lm_eval
+    from ssrtune.stats import Z95
 
     model, tok = tiny
     monkeypatch.setitem(sys.modules, "lm_eval", None)
-    with pytest.raises(ConfigError, match="pip install 'ssrtune\\[lm-eval\\]'"):
+    with pytest.raises(MissingExtraError, match="pip install 'ssrtune\\[lm-eval\\]'"):
         lm_eval_backend(model, tok, ["arc_easy"], 10, 4)
 
     calls = {}
@@ -139,4 +133,4 @@ def test_lm_eval_backend_plumbing(tiny, monkeypatch):
     assert calls == {"model": model, "batch_size": 4, "tasks": ["arc_easy"], "limit": 10}
     ours = from_lm_eval(raw)["arc_easy"]
     assert ours["primary"] == "acc_norm" and ours["acc_norm"]["value"] == 0.6
-    assert ours["acc"]["ci95"] == pytest.approx([0.5 - 0.196, 0.5 + 0.196])
+    assert ours["acc"]["ci95"] == pytest.approx([0.5 - Z95 * 0.1, 0.5 + Z95 * 0.1])

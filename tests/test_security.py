@@ -125,7 +125,8 @@ def test_pickled_weights_are_refused(tiny_model, tmp_path):
 def test_a_checkpoint_pickle_cannot_run_code_on_resume(tiny_model, tmp_path):
     """transformers' Trainer loads a checkpoint's optimizer, scheduler and RNG state with
     `torch.load(weights_only=True)`, which refuses any global that is not plain tensor data."""
-    from ssrtune.data import Record, prompt_messages
+    from ssrtune.data.prompts import prompt_messages
+    from ssrtune.data.schema import Record
     from ssrtune.models import load_model, load_tokenizer
     from ssrtune.train import train
 

@@ -1,8 +1,10 @@
-import pytest
-
-from ssrtune.data import Record
-from ssrtune.select import select_targets, source_shares
+from ssrtune.data.schema import Record
+from ssrtune.methods import METHODS, source_shares
 from tests.conftest import record_dicts
+
+
+def select_targets(method: str, *args):
+    return METHODS[method].select(*args)
 
 
 def test_ssr_uses_accepted_own_answers_and_gold_elsewhere():
@@ -16,11 +18,6 @@ def test_ssr_uses_accepted_own_answers_and_gold_elsewhere():
     assert source_shares(rows) == {"gold": 2 / 3, "self": 1 / 3}
     sft = select_targets("sft", records, generations, judgments)
     assert [r["source"] for r in sft] == ["gold"] * 3 and [r["messages"] for r in sft] == [r["messages"] for r in rows]
-
-
-def test_unknown_method():
-    with pytest.raises(ValueError, match="unknown method"):
-        select_targets("dpo", [], {}, {})
 
 
 def three_records():
@@ -39,8 +36,8 @@ def test_restating_methods_and_self_only():
     rewrites = {"q1": {"response": "Blue."}, "q2": {"response": "Anna wrote it."}, "q3": {"response": "Three."}}
     rewrite_judgments = {"q1": {"verdict": "accept"}, "q2": {"verdict": "failed"}, "q3": {"verdict": "accept"}}
     sdft = select_targets("sdft", records, generations, judgments, rewrites, rewrite_judgments)
-    assert [(r["target"], r["source"]) for r in sdft] == [("Blue.", "paraphrase"), ("Anna", "gold"),
-                                                          ("Three.", "paraphrase")]
+    assert [(r["target"], r["source"]) for r in sdft] == [("Blue.", "rewrite"), ("Anna", "gold"),
+                                                          ("Three.", "rewrite")]
     self_only = select_targets("self_only", records, generations, judgments)
     assert [(r["target"], r["source"]) for r in self_only] == [("Blue, clearly.", "self"), (None, "dropped"),
                                                                (None, "dropped")]

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ssrtune.stats import accuracy, paired, relative_change, stderr, wilson_interval
+from ssrtune.stats import accuracy, paired, ratio, relative_change, stderr, wilson_interval
 
 
 def test_stderr_uses_the_sample_variance():
@@ -44,3 +44,7 @@ def test_relative_change_is_the_papers_drop():
     assert relative_change(0.5, 0.4) == pytest.approx(-0.2)
     assert relative_change(0.4, 0.5) == pytest.approx(0.25)
     assert relative_change(0.0, 0.3) is None
+
+
+def test_ratio_of_nothing_is_the_callers_choice():
+    assert ratio(1, 4) == 0.25 and ratio(1, 0) is None and ratio(0, 0, 0.0) == 0.0

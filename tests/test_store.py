@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from ssrtune.store import RecordFile, StaleArtifactError, fingerprint
+from ssrtune.store import Artifact, BadLine, RecordFile, StaleArtifactError, fingerprint, iter_jsonl, jsonl_rows
 
 
 def test_resume_keeps_records_and_refuses_duplicates(tmp_path):
@@ -58,3 +58,31 @@ def test_a_kill_inside_a_batch_write_keeps_its_whole_records(tmp_path):
     assert list(again.records) == ["a", "b", "c"]
     again.append([{"id": "d"}])
     assert [json.loads(line)["id"] for line in (tmp_path / "g.jsonl").read_text().splitlines()] == list("abcd")
+
+
+def test_artifact_redo_and_refuse_rules(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    made = Artifact(folder, folder / "made.json", "fp1", "refuse")
+    assert not made.current and made.recorded is None
+    made.check()  # nothing recorded yet: nothing to protect
+    made.record(n=3)
+    assert Artifact(folder, folder / "made.json", "fp1", "refuse").current
+    assert Artifact(folder, folder / "made.json", "fp1", "refuse").recorded == {"fingerprint": "fp1", "n": 3}
+    with pytest.raises(StaleArtifactError, match="fingerprint fp1, now fp2.*--fresh"):
+        Artifact(folder, folder / "made.json", "fp2", "refuse").check()
+    Artifact(folder, folder / "made.json", "fp2", "redo").check()  # a redo artifact is just made again
+    assert not Artifact(folder, folder / "made.json", "fp2", "redo").current
+    Artifact(folder, folder / "made.json", "fp2", "refuse", fresh=True)
+    assert not folder.exists()  # --fresh discards the folder and its sidecar
+
+
+def test_jsonl_rows_locate_bad_lines_and_iter_jsonl_stops_on_them(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a"}\n\n{"id": \n{"id": "\xff"}\n{"id": "d"}\n')
+    rows = list(jsonl_rows(path))
+    assert [n for n, _ in rows] == [1, 3, 4, 5] and rows[0][1] == {"id": "a"} and rows[3][1] == {"id": "d"}
+    assert isinstance(rows[1][1], BadLine) and "invalid JSON" in str(rows[1][1])
+    assert isinstance(rows[2][1], BadLine) and "not UTF-8" in str(rows[2][1])
+    with pytest.raises(BadLine, match=rf"{path}, line 3: invalid JSON"):
+        list(iter_jsonl(path))

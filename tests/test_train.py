@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from ssrtune.config import ModelConfig, TrainConfig
-from ssrtune.data import Record, prompt_messages
+from ssrtune.data.prompts import prompt_messages
+from ssrtune.data.schema import Record
 from ssrtune.models import load_model, load_tokenizer
 from ssrtune.train import NoTrainableTokensError, left_pad_collator, to_dataset, train
 from tests.conftest import record_dicts

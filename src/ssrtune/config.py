@@ -1,151 +1,99 @@
-"""The run configuration: one YAML file, validated by a typed schema, with `key=value` overrides."""
+"""The run configuration: one YAML file, validated by a typed schema, with `key=value` overrides.
+
+Every field says what it does (`description`); a setting that does not apply where it is given (a judge kind's
+field on another kind, a recipe's field with the user's own files) is an error naming it, not silently ignored.
+"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
-METHODS = ("sft", "ssr")
-Method = Literal["sft", "ssr", "s3ft", "sdft", "self_only"]
-RULE_KINDS = ("refusal", "contains", "exact", "token_f1", "recall", "numeric", "regex")
-ANSWER_KINDS = ("contains", "exact", "token_f1", "recall", "numeric", "regex")  # compare with the gold answer
+from ssrtune.benchmarks import BENCHMARKS
+from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
+from ssrtune.methods import METHODS, restatements
+from ssrtune.schema import EndpointConfig, ModelConfig, Strict
 
-
-class Strict(BaseModel):
-    # Unknown keys are errors: a typo in a config must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+DEFAULT_METHODS = ("sft", "ssr")
 
 
-class ModelConfig(Strict):
-    name: str = Field("smollm2-135m-instruct", description="Built-in name, Hub id, local folder or .gguf file.")
-    revision: str | None = None
-    trust_remote_code: bool = False
-    max_context: int | None = Field(
-        None, gt=16, description="Longest prompt plus answer, in tokens; null = the model's max_position_embeddings. "
-                                 "Longer documents are cut (docs/RELIABILITY.md).")
+def _registered(name: str) -> str:
+    # Checked against the registry when a config is read, so that a method defined after this import counts too.
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; one of: {', '.join(METHODS)}")
+    return name
 
 
-class DataConfig(Strict):
-    recipe: Literal["grounded-qa"] | None = Field("grounded-qa", description="Built-in task; null to use files.")
-    train_file: str | None = None
-    test_file: str | None = None
+MethodName = Annotated[str, AfterValidator(_registered)]
+
+
+class RecipeDataConfig(Strict):
+    """A built-in task, built offline: `grounded-qa` is SQuAD questions, some made unanswerable."""
+
+    recipe: Literal["grounded-qa"] = Field("grounded-qa", description="Built-in task; null to use your own files.")
+    n_train: int = Field(200, gt=0, description="Training examples.")
+    n_test: int = Field(80, gt=0, description="Held-out test examples (from articles the training set does not use).")
+    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of examples made unanswerable by "
+                                         "pairing the question with a paragraph that does not answer it.")
+    test_article_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="Share of the articles held out for "
+                                         "the test split.")
+    seed: int = Field(0, description="Seed of the article split, the sampling and the unanswerable pairing.")
+
+
+class FileDataConfig(Strict):
+    """The user's own train and test files, in the record format (README: Your own data and model)."""
+
+    recipe: None = Field(description="null: the task comes from `train_file` and `test_file`.")
+    train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet or a datasets folder.")
+    test_file: str = Field(description="Held-out test records, in the same formats.")
     fields: dict[str, str] = Field(
         default_factory=dict, description="Our field name -> the column name in the user's files."
     )
-    n_train: int = Field(200, gt=0)
-    n_test: int = Field(80, gt=0)
-    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0)
-    test_article_fraction: float = Field(0.3, gt=0.0, lt=1.0)
-    seed: int = 0
     on_error: Literal["raise", "skip"] = Field(
         "raise", description="A bad row in the data files: stop with its file, line and field, or skip it (counted "
                              "in data/data.meta.json and reported).")
 
-    @model_validator(mode="after")
-    def _recipe_or_files(self) -> DataConfig:
-        if self.recipe is None and not (self.train_file and self.test_file):
-            raise ValueError("data: set `recipe`, or both `train_file` and `test_file`")
-        return self
+
+def _data_tag(value: Any) -> str:
+    recipe = value.get("recipe", "grounded-qa") if isinstance(value, dict) else value.recipe
+    return f"recipe{TAG_MARK}{'null' if recipe is None else recipe}"
 
 
-class EndpointConfig(Strict):
-    """An OpenAI-compatible chat-completions server (OpenAI, vLLM serve, llama.cpp server, TGI)."""
-
-    base_url: str = Field(description="The API root, e.g. http://127.0.0.1:8000/v1.")
-    model: str = Field(description="The model name the server knows.")
-    api_key_env: str | None = Field(
-        "OPENAI_API_KEY", description="NAME of the environment variable holding the key; null for a server without one."
-    )
-    max_concurrency: int = Field(8, gt=0, description="Requests in flight at once.")
-    timeout_s: float = Field(60, gt=0, description="Per-request timeout (connect, and each read or write).")
-    max_retries: int = Field(4, ge=0, description="Retries of a request after a 429, 5xx, timeout or lost connection.")
-    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubled on each further retry.")
+DataConfig = Annotated[
+    Union[Annotated[RecipeDataConfig, Tag(f"recipe{TAG_MARK}grounded-qa")],
+          Annotated[FileDataConfig, Tag(f"recipe{TAG_MARK}null")]],
+    Discriminator(_data_tag, custom_error_type="data_recipe", custom_error_message="unknown recipe"),
+]
 
 
-class GenerateConfig(Strict):
+class _GenerateSettings(Strict):
     engine: Literal["transformers", "openai", "vllm"] = Field(
         "transformers", description="transformers (here), openai (any OpenAI-compatible server) or vllm (offline, GPU)."
     )
     endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
     tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs to shard the model over.")
-    batch_size: int = Field(16, gt=0)
-    max_new_tokens: int = Field(48, gt=0)
-    bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
-    paraphrase_template: str | None = Field(None, description="s3ft: a Jinja template file for paraphrasing the "
-                                            "gold answer; null = the shipped ssrtune/templates/paraphrase.jinja.")
-    rewrite_template: str | None = Field(None, description="sdft: a Jinja template file for rewriting the gold "
-                                         "answer; null = the shipped ssrtune/templates/rewrite.jinja.")
+    batch_size: int = Field(16, gt=0, description="transformers: prompts per batch.")
+    max_new_tokens: int = Field(48, gt=0, description="The longest own answer (or restatement), in tokens.")
+    bf16: bool | None = Field(None, description="transformers: bf16 autocast while generating the own answers and "
+                                                "restatements; null = where the hardware runs bf16 natively.")
 
     @model_validator(mode="after")
-    def _endpoint_for_openai(self) -> GenerateConfig:
+    def _endpoint_for_openai(self) -> _GenerateSettings:
         if (self.engine == "openai") != (self.endpoint is not None):
             raise ValueError("`endpoint` is required by engine `openai`, and only by it")
         return self
 
 
-class JudgeConfig(Strict):
-    """One judge. Rules: refusal, contains, exact, token_f1, recall, numeric, regex; `all` / `any` compose
-    children; `llm` asks a language model (a local one by log-probabilities, or an OpenAI-compatible endpoint)."""
-
-    kind: Literal["refusal", "contains", "exact", "token_f1", "recall", "numeric", "regex", "all", "any", "llm"]
-    judges: list[JudgeConfig] = Field(default_factory=list, description="Children of `all` / `any`.")
-    skip_refusals: bool = Field(True, description="Answer-matching rules (contains, exact, token_f1, recall, "
-                                "numeric, regex): accept when the gold answer is a refusal, leaving that case "
-                                "to a `refusal` judge.")
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="token_f1 / recall: the least score accepted; "
-                             "llm: the least probability of the accept word.")
-    tolerance: float = Field(1e-6, ge=0.0, description="numeric: the largest absolute difference accepted.")
-    pattern: str | None = Field(None, description="regex: searched in the candidate; with a group, the group "
-                                "must equal a gold answer (normalised), without one a match accepts.")
-    ignore_case: bool = Field(True, description="regex: case-insensitive matching.")
-    backend: Literal["local", "endpoint"] = Field("local", description="llm: a local Hugging Face model decides "
-                                                  "by log-probabilities, or an OpenAI-compatible endpoint replies.")
-    model: ModelConfig = Field(default_factory=ModelConfig, description="llm, local backend: the judge model.")
-    template: str | None = Field(None, description="llm: a Jinja prompt template file; null = the shipped "
-                                 "ssrtune/templates/judge.jinja.")
-    verdict_words: tuple[str, str] = Field(("Yes", "No"), description="llm: the words for accept and reject.")
-    batch_size: int = Field(8, gt=0, description="llm: items per forward pass (local) or per request wave.")
-    bf16: bool | None = Field(None, description="llm, local: bf16 autocast; null = where the hardware supports it.")
-    endpoint: EndpointConfig | None = Field(None, description="llm, endpoint backend: the server.")
-    max_tokens: int = Field(8, gt=0, description="llm, endpoint: the longest reply asked for.")
-
-    @model_validator(mode="after")
-    def _children(self) -> JudgeConfig:
-        if (self.kind in ("all", "any")) != bool(self.judges):
-            raise ValueError("`judges` is required by `all` / `any`, and only by them")
-        if (self.kind == "llm" and self.backend == "endpoint") != (self.endpoint is not None):
-            raise ValueError("`endpoint` is required by an `llm` judge with backend `endpoint`, and only by it")
-        if self.kind == "llm" and self.backend == "endpoint" and self.model_fields_set & {"model", "bf16"}:
-            raise ValueError("`model` / `bf16` are for the local backend; the endpoint's model is `endpoint.model`")
-        if (self.kind == "regex") != (self.pattern is not None):
-            raise ValueError("`pattern` is required by `regex`, and only by it")
-        if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as err:
-                raise ValueError(f"`pattern` is not a valid regular expression: {err}") from None
-        if len({w.strip().lower() for w in self.verdict_words}) != 2 or not all(w.strip() for w in self.verdict_words):
-            raise ValueError("`verdict_words` must be two different non-blank words")
-        # A setting given to a judge that ignores it is almost surely a mistake in the YAML.
-        used_by = {"threshold": ("token_f1", "recall", "llm"), "tolerance": ("numeric",), "ignore_case": ("regex",),
-                   "skip_refusals": ANSWER_KINDS, "backend": ("llm",), "model": ("llm",), "template": ("llm",),
-                   "verdict_words": ("llm",), "batch_size": ("llm",), "bf16": ("llm",), "max_tokens": ("llm",),
-                   "endpoint": ("llm",)}
-        for key in sorted(self.model_fields_set & used_by.keys()):
-            # A default value is not a mistake: a resolved config written to disk lists every field.
-            default = type(self).model_fields[key].get_default(call_default_factory=True)
-            if self.kind not in used_by[key] and getattr(self, key) != default:
-                raise ValueError(f"`{key}` does not apply to a `{self.kind}` judge (only to {', '.join(used_by[key])})")
-        return self
-
-
-def grounded_qa_judge() -> JudgeConfig:
-    """Accept an own answer that refuses exactly where the gold refuses and contains the gold answer elsewhere."""
-    return JudgeConfig(kind="all", judges=[JudgeConfig(kind="refusal"), JudgeConfig(kind="contains")])
+# The base model's own answers, and the restatements of the methods that have one: a restating method brings its
+# template setting with it (methods.Restatement.config_key), so adding a method is one class.
+GenerateConfig = create_model(
+    "GenerateConfig", __base__=_GenerateSettings, __module__=__name__,
+    __doc__="How the base model answers the training prompts (own answers) and restates gold answers.",
+    **{r.config_key: (str | None, Field(None, description=r.description)) for r in restatements()},
+)
 
 
 class TrainConfig(Strict):
@@ -177,51 +125,56 @@ class TrainConfig(Strict):
         return self
 
 
-RETENTION_BENCHMARKS = ["mmlu", "hellaswag", "arc_easy", "arc_challenge", "piqa", "winogrande", "boolq", "gsm8k"]
-
-
 class RetentionConfig(Strict):
     """General ability kept after fine-tuning: benchmarks scored against the base model on the same documents."""
 
-    benchmarks: list[Literal["mmlu", "hellaswag", "arc_easy", "arc_challenge", "piqa", "winogrande", "boolq",
-                             "openbookqa", "sciq", "social_iqa", "gsm8k"]] = Field(
-        default_factory=lambda: list(RETENTION_BENCHMARKS))
+    benchmarks: list[Literal[tuple(BENCHMARKS)]] = Field(
+        default_factory=lambda: [name for name, b in BENCHMARKS.items() if b.default],
+        description="Benchmarks to score (ssrtune.benchmarks.BENCHMARKS).")
     limit: int | None = Field(200, gt=0, description="Questions per benchmark (seeded stratified sample); null = all.")
-    seed: int = 0
-    batch_size: int = Field(16, gt=0)
+    seed: int = Field(0, description="Seed of the sample: the same documents for every model.")
+    batch_size: int = Field(16, gt=0, description="Sequences per forward pass.")
     gsm8k_shots: int = Field(8, ge=0, le=8, description="Chain-of-thought exemplars before each GSM8K problem.")
-    gsm8k_max_new_tokens: int = Field(256, gt=0)
+    gsm8k_max_new_tokens: int = Field(256, gt=0, description="The longest GSM8K answer, in tokens.")
     kl_prompts: int = Field(16, ge=0, description="General prompts for the KL from the base model; 0 = no KL.")
     kl_prompts_file: str | None = Field(None, description="A text file of general prompts, one per line.")
-    kl_max_new_tokens: int = Field(64, gt=0)
+    kl_max_new_tokens: int = Field(64, gt=0, description="The longest base-model response to a general prompt.")
     kl_top_k: int = Field(256, gt=0, description="Base-model tokens kept per position; the rest form one bucket.")
-    backend: Literal["native", "lm-eval"] = Field("native", description="lm-eval: lm-evaluation-harness (online).")
+    harness: Literal["native", "lm-eval"] = Field(
+        "native", description="native: ssrtune scores the benchmarks offline; lm-eval: lm-evaluation-harness does "
+                              "(it downloads its data).")
 
 
 class OodConfig(Strict):
     """Out-of-domain task: conversational grounded QA from CoQA, with unanswerable questions."""
 
-    recipe: Literal["coqa"] = "coqa"
-    n: int = Field(80, gt=0)
-    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = 0
+    recipe: Literal["coqa"] = Field("coqa", description="The built-in out-of-domain task.")
+    n: int = Field(80, gt=0, description="Examples.")
+    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of unanswerable examples.")
+    seed: int = Field(0, description="Seed of the sampling and the unanswerable pairing.")
 
 
 class EvalDataset(Strict):
     """A user's eval file in the record format, scored by a judge against its gold answers."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    file: str
-    fields: dict[str, str] = Field(default_factory=dict)
-    judge: JudgeConfig = Field(default_factory=grounded_qa_judge)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Names its results: eval/<model>/<name>.json.")
+    file: str = Field(description="The records: .jsonl, .json, .csv, .parquet or a datasets folder.")
+    fields: dict[str, str] = Field(default_factory=dict, description="Our field name -> the column name in the "
+                                                                     "file.")
+    judge: JudgeConfig = Field(default_factory=grounded_qa_judge, description="Decides each answer against the "
+                                                                              "gold answers.")
 
 
 class EvaluateConfig(Strict):
-    batch_size: int = Field(16, gt=0)
-    max_new_tokens: int = Field(48, gt=0)
+    """Evaluation of the base model and of every trained one."""
+
+    batch_size: int = Field(16, gt=0, description="Prompts per batch when answering the task, OOD and user sets.")
+    max_new_tokens: int = Field(48, gt=0, description="The longest answer, in tokens.")
+    bf16: bool | None = Field(None, description="bf16 autocast in every evaluation (answers, retention benchmarks, "
+                                                "KL); null = where the hardware runs bf16 natively.")
     retention: RetentionConfig | None = Field(None, description="Retention benchmarks; null = none.")
     ood: OodConfig | None = Field(None, description="Out-of-domain task; null = none.")
-    datasets: list[EvalDataset] = Field(default_factory=list)
+    datasets: list[EvalDataset] = Field(default_factory=list, description="The user's own eval sets, each judged.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> EvaluateConfig:
@@ -235,14 +188,18 @@ class EvaluateConfig(Strict):
 class RunConfig(Strict):
     name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="A plain folder name (no `/`, no `..`): the run writes only under runs/<name>.")
-    run_dir: str | None = Field(None, description="Defaults to runs/<name>.")
-    methods: list[Method] = Field(default_factory=lambda: list(METHODS))
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    judge: JudgeConfig = Field(default_factory=grounded_qa_judge)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    run_dir: str | None = Field(None, description="Where the run writes; null = runs/<name>.")
+    methods: list[MethodName] = Field(default_factory=lambda: list(DEFAULT_METHODS),
+                                      description="Fine-tuning methods, one trained model each (ssrtune.methods).")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
+    data: DataConfig = Field(default_factory=RecipeDataConfig, description="The task: a built-in recipe or your "
+                                                                           "own files.")
+    generate: GenerateConfig = Field(default_factory=GenerateConfig, description="The base model's own answers "
+                                                                                 "and restatements.")
+    judge: JudgeConfig = Field(default_factory=grounded_qa_judge, description="Decides whether an own answer (or a "
+                                                                              "restatement) is acceptable.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation.")
 
     @property
     def path(self) -> Path:
@@ -293,17 +250,42 @@ def load_judge_config(path: str | Path) -> JudgeConfig:
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: {err}") from err
     try:
-        return JudgeConfig.model_validate(tree)
+        return parse_judge(tree)
     except ValidationError as err:
         raise ConfigError(_validation_message(path, err)) from None
 
 
 def _validation_message(path: Path | str | None, err: ValidationError) -> str:
+    """One line per error: the key path (without the union tags pydantic puts in it) and what is wrong, in the
+    words of the union member where it is one (a judge kind, a data recipe)."""
     lines = [f"{path or 'config'}: invalid configuration"]
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {where}: {e['msg']}")
+        tags = [str(p) for p in e["loc"] if TAG_MARK in str(p)]
+        keys = [str(p) for p in e["loc"] if TAG_MARK not in str(p)]
+        where = ".".join(keys) or "(top level)"
+        # a validator's own words, without pydantic's "Value error, " before them
+        message = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
+        if e["type"] == "judge_kind":
+            kind = e["input"].get("kind") if isinstance(e["input"], dict) else None
+            where, message = ((f"{where}.engine", f"an `llm` judge's engine is transformers or openai, not "
+                               f"{e['input'].get('engine')!r}") if kind == "llm" else
+                              (f"{where}.kind", f"unknown judge kind {kind!r}; one of: {', '.join(KINDS)}"))
+        elif e["type"] == "data_recipe":
+            where, message = f"{where}.recipe", f"unknown recipe {e['input'].get('recipe')!r}; grounded-qa or null"
+        elif e["type"] == "extra_forbidden" and tags:
+            message = _not_applicable(keys[-1], tags[-1])
+        lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+def _not_applicable(key: str, tag: str) -> str:
+    what, value = tag.split(TAG_MARK)
+    if what == "kind":
+        kind, _, engine = value.partition("/")
+        return f"`{key}` does not apply to a `{kind}` judge" + (f" with engine {engine}" if engine else "")
+    if value == "null":
+        return f"`{key}` is a setting of a built-in recipe; your own files (recipe: null) don't use it"
+    return f"`{key}` is for your own files (recipe: null); the `{value}` recipe doesn't use it"
 
 
 def dump_config(config: RunConfig, path: Path) -> None:

@@ -46,7 +46,7 @@ def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
 
 def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:
     from ssrtune.models import load_model, load_tokenizer
-    from ssrtune.select import trained_rows
+    from ssrtune.methods import trained_rows
     from ssrtune.train import train
 
     config = RunConfig.model_validate_json(config_json)

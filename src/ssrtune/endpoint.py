@@ -18,7 +18,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ssrtune.config import EndpointConfig
+from ssrtune.schema import EndpointConfig
 from ssrtune.extras import import_extra
 
 log = logging.getLogger(__name__)

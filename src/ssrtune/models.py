@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from ssrtune.config import ModelConfig
+from ssrtune.schema import ModelConfig
+from ssrtune.store import file_digest, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,15 @@ def context_length(config: ModelConfig) -> int:
     return int(limit)
 
 
-def bf16_supported() -> bool:
-    """bf16 on this device: CUDA with bf16, or a CPU with native bf16 instructions (fp32 emulation is slower)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def model_fingerprint(config: ModelConfig) -> str:
+    """The model's identity: name and revision, and for a local folder its configuration, tokenizer and chat
+    template files (hashed) and the names and sizes of its weight files (hashing gigabytes of weights at every
+    stage would cost more than it protects; a retrained folder of the same shapes keeps its fingerprint)."""
+    folder = Path(resolve(config.name))
+    files = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                small = path.suffix in (".json", ".jinja", ".txt", ".model") and path.stat().st_size < 50_000_000
+                files[path.name] = file_digest(path) if small else path.stat().st_size
+    return fingerprint(config.name, config.revision, files)

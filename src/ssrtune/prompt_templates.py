@@ -9,10 +9,8 @@ from pathlib import Path
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-# The shipped templates, in ssrtune/templates/.
-JUDGE_TEMPLATE = "judge.jinja"  # the `llm` judge
-PARAPHRASE_TEMPLATE = "paraphrase.jinja"  # s3ft: the base model paraphrases the gold answer
-REWRITE_TEMPLATE = "rewrite.jinja"  # sdft: the base model rewrites the gold answer, guided by it
+# The `llm` judge's shipped template, in ssrtune/templates/ (the restating methods name theirs: methods.py).
+JUDGE_TEMPLATE = "judge.jinja"
 
 
 def template_text(path: str | Path | None, default: str) -> str:

@@ -7,17 +7,16 @@ harness's `multiple_choice` semantics, and the harness itself is an optional bac
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ssrtune.config import ConfigError
 from ssrtune.benchmarks import MathProblem, Question, gsm8k_exemplars, gsm8k_prompt
-from ssrtune.generate import autocast, complete_batch, generate_batch, progress_bar
+from ssrtune.extras import import_extra
+from ssrtune.inference.generation import complete_batch, generate_batch
+from ssrtune.inference.scoring import loglikelihoods, token_logprobs
+from ssrtune.progress import progress_bar
 from ssrtune.stats import accuracy, mean
-from ssrtune.train import left_pad_collator
+from ssrtune.text import final_number
 
 Request = tuple[str, str]
 
@@ -33,56 +32,12 @@ def encode_request(tokenizer: PreTrainedTokenizerBase, context: str, continuatio
     return whole[:len(context_ids)], whole[len(context_ids):]
 
 
-def max_length(model: PreTrainedModel) -> int:
-    return int(getattr(model.config, "max_position_embeddings", 2048))
-
-
-@torch.inference_mode()
-def distributions(model: PreTrainedModel, sequences: list[list[int]], n_last: list[int], batch_size: int,
-                  bf16: bool | None, description: str = "score") -> Iterator[tuple[int, torch.Tensor]]:
-    """For each sequence, the model's log-probabilities (float32, [n_last, vocab]) predicting its last `n_last`
-    tokens, yielded batch by batch as (index, tensor).
-
-    Sequences that need the same input (e.g. a context followed by one-token answers "A".."D") are run once.
-    Left padding puts every scored position at the end, so the model projects only those through its LM head.
-    """
-    limit = max_length(model)
-    inputs: dict[tuple[int, ...], list[int]] = {}
-    for index, (sequence, n) in enumerate(zip(sequences, n_last)):
-        if not 0 < n < len(sequence):
-            raise ValueError(f"sequence {index}: can't score the last {n} of {len(sequence)} tokens")
-        inputs.setdefault(tuple(sequence[:-1][-limit:]), []).append(index)
-    order = sorted(inputs, key=len, reverse=True)
-    collate = left_pad_collator(0)
-    with progress_bar(description) as bar:
-        task = bar.add_task(description, total=len(sequences), rate="")
-        for start in range(0, len(order), batch_size):
-            keys = order[start: start + batch_size]
-            keep = [max(n_last[i] for i in inputs[k]) for k in keys]
-            batch = collate([{"input_ids": list(k), "labels": list(k)} for k in keys])
-            batch.pop("labels")
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            with autocast(bf16, model.device.type):
-                logits = model(**batch, use_cache=False, logits_to_keep=max(keep)).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            for row, key in enumerate(keys):
-                for index in inputs[key]:
-                    yield index, logprobs[row, logprobs.shape[1] - n_last[index]:]
-                bar.update(task, advance=len(inputs[key]))
-
-
-def loglikelihoods(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, requests: list[Request],
-                   batch_size: int, bf16: bool | None, description: str = "score") -> list[tuple[float, bool]]:
-    """(log-likelihood of the continuation given the context, whether greedy decoding would produce it)."""
-    encoded = [encode_request(tokenizer, c, x) for c, x in requests]
-    sequences = [c + x for c, x in encoded]
-    out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
-    for index, logprobs in distributions(model, sequences, [len(x) for _, x in encoded], batch_size, bf16,
-                                         description):
-        target = torch.tensor(encoded[index][1], device=logprobs.device)
-        ll = float(logprobs.gather(-1, target[:, None]).sum())
-        out[index] = (ll, bool((logprobs.argmax(-1) == target).all()))
-    return out
+def harness_loglikelihoods(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, requests: list[Request],
+                           batch_size: int, bf16: bool | None, description: str) -> list[tuple[float, bool]]:
+    """(log-likelihood of the continuation given the context, whether greedy decoding would produce it), with
+    the requests tokenized as the harness does (`encode_request`)."""
+    encoded = [encode_request(tokenizer, context, continuation) for context, continuation in requests]
+    return loglikelihoods(model, encoded, batch_size, bf16, description)
 
 
 def score_questions(questions: list[Question], lls: list[tuple[float, bool]]) -> list[dict]:
@@ -103,7 +58,7 @@ def score_questions(questions: list[Question], lls: list[tuple[float, bool]]) ->
 def multiple_choice(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, questions: list[Question],
                     batch_size: int, bf16: bool | None, name: str) -> list[dict]:
     requests = [r for q in questions for r in q.requests]
-    return score_questions(questions, loglikelihoods(model, tokenizer, requests, batch_size, bf16, name))
+    return score_questions(questions, harness_loglikelihoods(model, tokenizer, requests, batch_size, bf16, name))
 
 
 def summarise(rows: list[dict], metrics: tuple[str, ...]) -> dict:
@@ -114,29 +69,14 @@ def summarise(rows: list[dict], metrics: tuple[str, ...]) -> dict:
 
 # --- GSM8K ------------------------------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"-?[\d,]*\.?\d+")
-
-
-def final_number(text: str) -> str | None:
-    """The last number in the text, without thousands separators or a trailing zero fraction ("1,000.00" -> 1000),
-    like the harness's flexible-extract filter."""
-    numbers = _NUMBER.findall(text)
-    if not numbers:
-        return None
-    value = numbers[-1].replace(",", "")
-    if "." in value:
-        value = value.rstrip("0").rstrip(".")
-    return value or "0"
-
-
 def gsm8k(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: list[MathProblem], shots: int,
           max_new_tokens: int, batch_size: int, bf16: bool | None) -> list[dict]:
     """Greedy chain-of-thought answers with `shots` exemplars; correct when the final number equals the gold one.
     The gold worked answer's log-likelihood is kept too, as a finer measure of drift."""
     exemplars = gsm8k_exemplars()[:shots]
     prompts = [gsm8k_prompt(p.question, exemplars) for p in problems]
-    lls = loglikelihoods(model, tokenizer, [(t, f" {p.solution}") for t, p in zip(prompts, problems)], batch_size,
-                         bf16, "gsm8k gold")
+    lls = harness_loglikelihoods(model, tokenizer, [(t, f" {p.solution}") for t, p in zip(prompts, problems)],
+                                 batch_size, bf16, "gsm8k gold")
     answers: list[str] = []
     with progress_bar("gsm8k") as bar:
         task = bar.add_task("gsm8k", total=len(prompts), rate="")
@@ -192,7 +132,7 @@ def kl_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pro
         sequences.append(prompt_ids + response_ids)
         n_last.append(len(response_ids))
     ids, logps, tails = [None] * len(sequences), [None] * len(sequences), [None] * len(sequences)
-    for index, logprobs in distributions(model, sequences, n_last, batch_size, bf16, "kl reference"):
+    for index, logprobs in token_logprobs(model, sequences, n_last, batch_size, bf16, "kl reference"):
         top = logprobs.topk(min(top_k, logprobs.shape[-1]), dim=-1)
         ids[index], logps[index] = top.indices.to(torch.int32), top.values
         tails[index] = _log1mexp(torch.logsumexp(top.values.double(), dim=-1)).float()
@@ -228,7 +168,7 @@ def kl_from_reference(model: PreTrainedModel, reference: dict[str, torch.Tensor]
     offsets = [sum(n_scored[:i]) for i in range(len(n_scored))]
     per_prompt: list[float] = [0.0] * len(sequences)
     total = 0.0
-    for index, logprobs in distributions(model, sequences, n_scored, batch_size, bf16, "kl"):
+    for index, logprobs in token_logprobs(model, sequences, n_scored, batch_size, bf16, "kl"):
         rows = slice(offsets[index], offsets[index] + n_scored[index])
         top_ids = reference["top_ids"][rows].long().to(logprobs.device)
         q_top = logprobs.gather(-1, top_ids)
@@ -243,12 +183,8 @@ def kl_from_reference(model: PreTrainedModel, reference: dict[str, torch.Tensor]
 def lm_eval_backend(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[str],
                     limit: int | None, batch_size: int) -> dict:
     """lm-evaluation-harness on the same model object, for machines that reach the harness's data."""
-    try:
-        import lm_eval
-        from lm_eval.models.huggingface import HFLM
-    except ImportError as err:
-        raise ConfigError("evaluate.retention.backend=lm-eval needs lm-evaluation-harness: "
-                          "pip install 'ssrtune[lm-eval]'") from err
+    lm_eval = import_extra("lm_eval", "lm-eval", "evaluate.retention.harness=lm-eval")
+    HFLM = import_extra("lm_eval.models.huggingface", "lm-eval", "evaluate.retention.harness=lm-eval").HFLM
     results = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size),
                                       tasks=tasks, limit=limit, log_samples=False)
     return {name: {k: v for k, v in values.items() if isinstance(v, (int, float))}

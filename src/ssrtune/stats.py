@@ -8,6 +8,11 @@ from collections.abc import Sequence
 Z95 = 1.959963984540054
 
 
+def ratio(num: float, den: float, empty: float | None = None) -> float | None:
+    """num / den, or `empty` when den is 0 (metrics over no examples: 0.0 in task metrics, None in an audit)."""
+    return num / den if den else empty
+
+
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 

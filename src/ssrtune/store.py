@@ -1,20 +1,24 @@
-"""Crash-safe artifacts: append-only JSONL record files with a fingerprint, and atomic whole-file writes.
+"""Crash-safe artifacts and the one cache rule of every stage.
 
 Every stage writes its records through `RecordFile`. A record is one JSON line written with a single `write`
-and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off. The
-fingerprint of the stage's inputs and settings sits in a sidecar file, so a resumed run never mixes records
-made under different settings.
+and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off.
+Whole files are written atomically. Whatever a stage makes, records or a whole file or folder, is an `Artifact`:
+reused only under the fingerprint of the inputs and settings it was made with, recorded in a sidecar beside it,
+so a resumed run never mixes results made under different settings.
 """
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,11 @@ def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable parts (settings, file hashes, model ids)."""
     blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """A short hash of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -53,11 +62,88 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+class BadLine(ValueError):
+    """Why one line of a JSONL file can't be read (not UTF-8, or not JSON)."""
+
+
+def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, the parsed line or the `BadLine` saying why it can't be read) for every non-blank line of a
+    JSONL file, gzipped when its name ends in .gz. Bytes are decoded line by line, so a bad line is located by its
+    number and the others stay readable; the caller decides whether a bad line stops it."""
+    path = Path(path)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1:  # editors on Windows start UTF-8 files with a byte order mark
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield number, BadLine(f"not UTF-8 text ({err.reason} at column {err.start + 1})")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield number, BadLine(f"invalid JSON ({err.msg} at column {err.colno})")
+
+
 def iter_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+    """The rows of a JSONL file ssrtune wrote; a line that can't be read stops it, naming the file and the line."""
+    for number, row in jsonl_rows(path):
+        if isinstance(row, BadLine):
+            raise BadLine(f"{path}, line {number}: {row}")
+        yield row
+
+
+class Artifact:
+    """The one cache rule of every stage: what a stage made (a file or a folder) is reused only under the
+    fingerprint it was made with, which a JSON sidecar beside it records (with a summary of what was made).
+
+    When the recorded fingerprint differs, the stage's resume rule decides: `redo` remakes the artifact (cheap,
+    deterministic ones: the task data), `refuse` stops with `StaleArtifactError` (costly ones, records and trained
+    models, whose loss the user must choose with `--fresh`). `fresh=True` discards the artifact and its sidecar.
+    """
+
+    def __init__(self, path: Path | None, sidecar: Path, fingerprint: str, on_change: Literal["redo", "refuse"],
+                 fresh: bool = False):
+        self.path, self.sidecar, self.fingerprint, self.on_change = path, Path(sidecar), fingerprint, on_change
+        if fresh:
+            self.discard()
+
+    @property
+    def recorded(self) -> dict | None:
+        """The sidecar: the fingerprint the artifact was made with and its summary; None when there is none."""
+        return read_json(self.sidecar) if self.sidecar.exists() else None
+
+    @property
+    def current(self) -> bool:
+        recorded = self.recorded
+        return recorded is not None and recorded.get("fingerprint") == self.fingerprint
+
+    def check(self) -> None:
+        """Under `refuse`, stop when the artifact exists and was made with other inputs or settings."""
+        if self.path is not None and not self.path.exists():
+            return
+        old = (self.recorded or {}).get("fingerprint", self.fingerprint)
+        if self.on_change == "refuse" and old != self.fingerprint:
+            raise StaleArtifactError(f"{self.path or self.sidecar} was made with other inputs or settings "
+                                     f"(fingerprint {old}, now {self.fingerprint}); rerun with --fresh to discard it")
+
+    def record(self, **summary: Any) -> None:
+        write_json(self.sidecar, {"fingerprint": self.fingerprint, **summary})
+
+    def discard(self) -> None:
+        if self.path is not None and self.path.is_dir():
+            shutil.rmtree(self.path)
+        elif self.path is not None:
+            self.path.unlink(missing_ok=True)
+        self.sidecar.unlink(missing_ok=True)
+
+
+def recorded_fingerprint(path: Path) -> str:
+    """The settings fingerprint a `RecordFile` was written under: stable while the file grows by resuming."""
+    return read_json(Path(path).with_name(Path(path).name + ".meta.json"))["fingerprint"]
 
 
 class RecordFile:
@@ -71,22 +157,14 @@ class RecordFile:
         self.meta_path = self.path.with_name(self.path.name + ".meta.json")
         self.fingerprint = fingerprint
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if fresh:
-            self.path.unlink(missing_ok=True)
-            self.meta_path.unlink(missing_ok=True)
+        artifact = Artifact(self.path, self.meta_path, fingerprint, "refuse", fresh)
         if self.path.exists() and self.path.stat().st_size and not self.meta_path.exists():
             # The sidecar is written before the first record, so records without one were not made by this run.
             raise StaleArtifactError(f"{self.path} has records but no fingerprint ({self.meta_path.name}); "
                                      "rerun with --fresh to discard them")
-        if self.path.exists() and self.meta_path.exists():
-            old = read_json(self.meta_path).get("fingerprint")
-            if old != fingerprint:
-                raise StaleArtifactError(
-                    f"{self.path} was made with other inputs or settings (fingerprint {old}, now {fingerprint}); "
-                    "rerun with --fresh to discard it"
-                )
+        artifact.check()
         self.records: dict[str, dict] = self._load() if self.path.exists() else {}
-        write_json(self.meta_path, {"fingerprint": fingerprint})
+        artifact.record()
 
     def _load(self) -> dict[str, dict]:
         data = self.path.read_bytes()

@@ -18,7 +18,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTConfig, SFTTrainer
 
 from ssrtune.config import TrainConfig
-from ssrtune.models import bf16_supported
+from ssrtune.inference.padding import left_pad, left_padded_batch
+from ssrtune.precision import bf16_supported
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ def to_dataset(rows: list[dict]) -> Dataset:
 
 
 def left_pad_collator(pad_token_id: int, seen_ids: list[str] | None = None):
-    """Left padding puts every row's answer at the end of the batch, so the loss needs logits only for the last
-    few positions (`logits_to_keep`); positions ids come from the mask so padding does not shift them.
+    """Left padding (`inference.padding`) puts every row's answer at the end of the batch, so the loss needs logits
+    only for the last few positions (`logits_to_keep`).
 
     The ids of the examples collated are appended to `seen_ids`: the record of which shard this process trained on.
     """
@@ -45,18 +46,8 @@ def left_pad_collator(pad_token_id: int, seen_ids: list[str] | None = None):
     def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
         if seen_ids is not None:
             seen_ids.extend(e["id"] for e in examples)
-        width = max(len(e["input_ids"]) for e in examples)
-        input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
-        labels = torch.full((len(examples), width), -100, dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, example in enumerate(examples):
-            n = len(example["input_ids"])
-            input_ids[row, width - n:] = torch.tensor(example["input_ids"])
-            labels[row, width - n:] = torch.tensor(example["labels"])
-            attention_mask[row, width - n:] = 1
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-                "position_ids": position_ids}
+        batch = left_padded_batch([e["input_ids"] for e in examples], pad_token_id)
+        return {**batch, "labels": left_pad([e["labels"] for e in examples], -100)}
 
     return collate
 

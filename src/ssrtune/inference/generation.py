@@ -8,17 +8,23 @@ engine stopped.
 
 from __future__ import annotations
 
-import contextlib
 import time
+from typing import TYPE_CHECKING
+
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ssrtune.config import ModelConfig
 from ssrtune.endpoint import ChatEndpoint, EndpointError
 from ssrtune.extras import import_extra
-from ssrtune.models import bf16_supported, resolve
+from ssrtune.inference.padding import left_padded_batch
+from ssrtune.models import load_model, load_tokenizer, resolve
+from ssrtune.precision import autocast
+from ssrtune.progress import progress_bar, rate
+from ssrtune.schema import ModelConfig
 from ssrtune.store import RecordFile
+
+if TYPE_CHECKING:
+    from ssrtune.config import GenerateConfig
 
 Prompt = list[dict[str, str]]
 
@@ -27,19 +33,6 @@ Prompt = list[dict[str, str]]
 ENDPOINT_ROUNDS_PER_CHUNK = 8
 # vLLM schedules its own batches within a chunk; chunks only bound what a crash loses.
 VLLM_CHUNK = 1024
-
-
-def progress_bar(description: str) -> Progress:
-    return Progress(
-        TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False,
-    )
-
-
-def autocast(enabled: bool | None, device_type: str):
-    """bf16 autocast where asked for, or by default where the hardware runs bf16 natively."""
-    use = bf16_supported() if enabled is None else enabled
-    return torch.autocast(device_type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
 def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt],
@@ -55,15 +48,16 @@ def complete_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
                    stop_strings: list[str] | None = None) -> tuple[list[str], int]:
     """Greedy continuations of a batch of raw texts (cut before the first stop string), and the token count."""
     # Left padding keeps every prompt's last token at the end, where generation continues.
-    tokenizer.padding_side = "left"
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    batch = left_padded_batch(tokenizer(texts, add_special_tokens=False)["input_ids"], tokenizer.pad_token_id)
+    input_ids, attention_mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
     with autocast(bf16, model.device.type):
         output = model.generate(
-            **batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
+            temperature=None, top_p=None, top_k=None,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             **({"stop_strings": stop_strings, "tokenizer": tokenizer} if stop_strings else {}),
         )
-    new_tokens = output[:, batch["input_ids"].shape[1]:]
+    new_tokens = output[:, input_ids.shape[1]:]
     n_tokens = int((new_tokens != tokenizer.pad_token_id).sum())
     answers = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     for stop in stop_strings or []:
@@ -96,10 +90,6 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             done = offset + len(ids)
             bar.update(task, advance=len(ids), rate=f"{done / elapsed:.2f} ex/s {n_tokens / elapsed:.0f} tok/s")
     return out.records
-
-
-def rate(done: int, start: float) -> str:
-    return f"{done / (time.perf_counter() - start):.2f} ex/s"
 
 
 def generate_openai(endpoint: ChatEndpoint, prompts: dict[str, Prompt], out: RecordFile, max_new_tokens: int,
@@ -145,3 +135,21 @@ def generate_vllm(model: ModelConfig, prompts: dict[str, Prompt], out: RecordFil
             out.append({"id": i, "response": o.outputs[0].text.strip()} for i, o in zip(ids, outputs))
             bar.update(task, advance=len(ids), rate=rate(offset + len(ids), start))
     return out.records
+
+
+def generate_answers(model: ModelConfig, settings: GenerateConfig, prompts: dict[str, Prompt], out: RecordFile,
+                     description: str) -> dict[str, str]:
+    """Greedy answers to the prompts not yet in `out` with the configured engine; returns the prompts whose
+    endpoint requests failed for good (id -> error)."""
+    prompts = {i: p for i, p in prompts.items() if i not in out}
+    if not prompts:
+        return {}
+    description = f"{description} ({settings.engine})"
+    if settings.engine == "openai":
+        return generate_openai(ChatEndpoint(settings.endpoint), prompts, out, settings.max_new_tokens, description)
+    if settings.engine == "vllm":
+        generate_vllm(model, prompts, out, settings.max_new_tokens, settings.tensor_parallel_size, description)
+    else:
+        generate(load_model(model), load_tokenizer(model), prompts, out, settings.batch_size, settings.max_new_tokens,
+                 settings.bf16, description)
+    return {}

@@ -1,4 +1,4 @@
-"""Evaluation suites of one model (base or fine-tuned), each written to eval/<model>/<suite>.json.
+"""Evaluation of one model (base or fine-tuned) on every configured suite, each written to eval/<model>/.
 
 Suites: `task` (the held-out split, the paper's metrics), `ood` (conversational grounded QA from CoQA, same
 metrics), one per user dataset (judged), and `retention` (benchmarks and drift from the base model). Every
@@ -8,9 +8,10 @@ appended as they come, so an interrupted evaluation resumes.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -18,15 +19,67 @@ from safetensors.torch import load_file, save_file
 from ssrtune import benchmarks as bench
 from ssrtune import retention
 from ssrtune.config import EvalDataset, RunConfig
-from ssrtune.data import Record, conversational_qa, load_records, save_records
-from ssrtune.evaluate import score_example, task_metrics
-from ssrtune.generate import generate
-from ssrtune.judge import JudgeInput, build_judge, verdict_counts
-from ssrtune.models import context_length
-from ssrtune.prompts import fitted_prompts, prompt_fingerprint
-from ssrtune.store import RecordFile, fingerprint, read_json, write_json, write_jsonl
+from ssrtune.data.loaders import load_records
+from ssrtune.data.prompts import fitted_prompts, prompt_fingerprint
+from ssrtune.data.schema import Record
+from ssrtune.inference.generation import generate
+from ssrtune.judges.base import JudgeInput, verdict_counts
+from ssrtune.judges.build import build_judge
+from ssrtune.models import context_length, load_model, load_tokenizer, model_fingerprint
+from ssrtune.qa_metrics import score_example, task_metrics
+from ssrtune.stages.base import BASE, Run, Stage, TrainedModel
+from ssrtune.stages.data import Data, OodData
+from ssrtune.stages.train import DONE, Train
+from ssrtune.stats import Z95
+from ssrtune.store import RecordFile, file_digest, fingerprint, read_json, write_json, write_jsonl
 
 LoadModel = Callable[[], tuple]  # () -> (model, tokenizer), loaded on first use
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluate(Stage):
+    """Fingerprint: the base model's, or the trained model's result file (ssrtune_train.json), with each suite's
+    settings. Artifact: eval/<name>/ (per suite: answers, scores, metrics). Resume: a suite's answers are appended
+    as they come and refused under other settings (`--fresh` evaluates again); retention benchmarks are redone
+    one by one when their settings changed. The model is loaded once, and only if some suite has work left."""
+
+    model: TrainedModel | None = None  # None: the base model
+    name = "evaluate"
+
+    @property
+    def subject(self) -> str:
+        return BASE if self.model is None else self.model.name  # the base model has no TrainedModel
+
+    def needs(self, config: RunConfig) -> list[Stage]:
+        # a trained model's KL is measured against the base model's responses, written by the base's evaluation
+        kl = self.model is not None and config.evaluate.retention and config.evaluate.retention.kl_prompts
+        return [Data(), *([Train(self.model)] if self.model else []), *([OodData()] if config.evaluate.ood else []),
+                *([Evaluate()] if kl else [])]
+
+    def artifact(self, config: RunConfig) -> Path:
+        return config.path / "eval" / self.subject
+
+    def fingerprint(self, run: Run) -> str:
+        if self.model is None:
+            return model_fingerprint(run.config.model)
+        return file_digest(Train(self.model).artifact(run.config) / DONE)
+
+    def make(self, run: Run) -> dict:
+        config, folder, fresh = run.config, self.artifact(run.config), run.fresh(self)
+        adapter = None if self.model is None else Train(self.model).artifact(config)
+        model_fp = self.fingerprint(run)
+        load = functools.cache(lambda: (load_model(config.model, adapter), load_tokenizer(config.model)))
+        _, test_records = run(Data())
+        test_fp = file_digest(config.path / "data" / "test.jsonl")
+        results = {"task": task_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh)}
+        if config.evaluate.ood:
+            ood = run(OodData())
+            results["ood"] = task_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp, load, fresh)
+        for dataset in config.evaluate.datasets:
+            results[dataset.name] = dataset_suite(config, folder, dataset, model_fp, load, fresh)
+        if config.evaluate.retention:
+            results["retention"] = retention_suite(config, folder, model_fp, load, fresh)
+        return results
 
 
 def records_fingerprint(records: list[Record]) -> str:
@@ -44,7 +97,7 @@ def answers(config: RunConfig, folder: Path, file: str, records: list[Record], d
         prompts = fitted_prompts(config, f"eval/{folder.name}" + (f"/{suite}" if suite else ""), records, tokenizer,
                                  context_length(config.model), reserve=config.evaluate.max_new_tokens)
         generate(model, tokenizer, prompts, out, config.evaluate.batch_size, config.evaluate.max_new_tokens,
-                 config.generate.bf16, description=description)
+                 config.evaluate.bf16, description=description)
     return out.records
 
 
@@ -61,18 +114,6 @@ def task_suite(config: RunConfig, folder: Path, suite: str, records: list[Record
     else:
         write_json(folder / f"{suite}.json", {**metrics, "examples": rows})
     return metrics
-
-
-def ood_records(config: RunConfig) -> list[Record]:
-    """The out-of-domain set, built once per setting into data/ood.jsonl."""
-    path, meta = config.path / "data" / "ood.jsonl", config.path / "data" / "ood.meta.json"
-    wanted = fingerprint(config.evaluate.ood.model_dump(mode="json"))
-    if path.exists() and meta.exists() and read_json(meta)["fingerprint"] == wanted:
-        return load_records(path)
-    records = conversational_qa(config.evaluate.ood)
-    save_records(path, records)
-    write_json(meta, {"fingerprint": wanted, "n": len(records)})
-    return records
 
 
 def dataset_suite(config: RunConfig, folder: Path, dataset: EvalDataset, model_fp: str, load: LoadModel,
@@ -100,13 +141,13 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadMo
     result = read_json(path) if path.exists() and not fresh else {}
     # benchmarks dropped from the configuration leave the report
     result["benchmarks"] = {k: v for k, v in result.get("benchmarks", {}).items() if k in settings.benchmarks}
-    batch, bf16 = settings.batch_size, config.generate.bf16
-    if settings.backend == "lm-eval":
+    batch, bf16 = settings.batch_size, config.evaluate.bf16
+    if settings.harness == "lm-eval":
         wanted = fingerprint(model_fp, settings.model_dump(mode="json"))
         if result.get("fingerprint") != wanted:
             model, tokenizer = load()
             raw = retention.lm_eval_backend(model, tokenizer, settings.benchmarks, settings.limit, batch)
-            result = {"fingerprint": wanted, "backend": "lm-eval", "benchmarks": from_lm_eval(raw)}
+            result = {"fingerprint": wanted, "harness": "lm-eval", "benchmarks": from_lm_eval(raw)}
             write_json(path, result)
         return result
     for name in settings.benchmarks:
@@ -143,11 +184,11 @@ def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadModel, pr
     reference_path = folder.parent / "base" / "kl_reference.safetensors"
     if folder.name == "base":
         reference_fp = fingerprint(model_fp, prompts, settings.kl_max_new_tokens, settings.kl_top_k,
-                                   config.generate.bf16)
+                                   config.evaluate.bf16)
         if not (reference_path.exists() and previous and previous.get("reference") == reference_fp):
             model, tokenizer = load()
             save_file(retention.kl_reference(model, tokenizer, prompts, settings.kl_max_new_tokens, settings.kl_top_k,
-                                             settings.batch_size, config.generate.bf16), reference_path)
+                                             settings.batch_size, config.evaluate.bf16), reference_path)
         return {"reference": reference_fp, "mean_kl": 0.0, "n_prompts": len(prompts)}
     if not reference_path.exists():
         raise FileNotFoundError(f"{reference_path}: evaluate the base model first (its responses are the reference)")
@@ -156,7 +197,7 @@ def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadModel, pr
     if previous and previous.get("fingerprint") == wanted:
         return previous
     model, _ = load()
-    kl = retention.kl_from_reference(model, load_file(reference_path), settings.batch_size, config.generate.bf16)
+    kl = retention.kl_from_reference(model, load_file(reference_path), settings.batch_size, config.evaluate.bf16)
     return {"fingerprint": wanted, **kl}
 
 
@@ -182,7 +223,7 @@ def from_lm_eval(results: dict[str, dict]) -> dict[str, dict]:
             if key in values:
                 se = values.get(key.replace(",", "_stderr,", 1), 0.0)
                 metrics[ours] = {"value": values[key], "stderr": se,
-                                 "ci95": [values[key] - 1.96 * se, values[key] + 1.96 * se]}
+                                 "ci95": [values[key] - Z95 * se, values[key] + Z95 * se]}
         if metrics:
             known = bench.BENCHMARKS.get(task)
             primary = known.primary if known and known.primary in metrics else next(iter(metrics))

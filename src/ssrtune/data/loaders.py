@@ -1,0 +1,142 @@
+"""Loading the user's task files (JSONL, JSON, CSV, Parquet, Hugging Face dataset folders) into records, with
+every bad row located by file, line and field."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ssrtune.data.schema import DataError, Record
+from ssrtune.store import BadLine, jsonl_rows, write_jsonl
+
+
+def _decoded(path: Path, data: bytes) -> str:
+    """The UTF-8 text of a whole file (less a byte order mark); a bad byte is located by its line."""
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise DataError(path, line, None, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line or row number, raw row or the row's `DataError`) for each row of a JSONL, JSON, CSV, Parquet file or
+    HF dataset folder. Problems of one row are yielded, so that the caller decides to raise or skip; problems of
+    the whole file are raised."""
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        dataset = load_from_disk(str(path))
+        if hasattr(dataset, "keys"):  # a DatasetDict: take its only split, or refuse to guess
+            if len(dataset) != 1:
+                raise DataError(path, None, None, f"holds splits {list(dataset)}; point at one split's folder")
+            dataset = next(iter(dataset.values()))
+        yield from enumerate(dataset, start=1)
+        return
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix in (".jsonl", ".jsonl.gz"):
+        for number, row in jsonl_rows(path):
+            yield number, DataError(path, number, None, str(row)) if isinstance(row, BadLine) else row
+    elif suffix == ".json":
+        try:
+            rows = json.loads(_decoded(path, path.read_bytes()))
+        except json.JSONDecodeError as err:
+            raise DataError(path, err.lineno, None, f"invalid JSON ({err.msg})") from None
+        if isinstance(rows, dict) and isinstance(rows.get("data"), list):
+            rows = rows["data"]
+        if not isinstance(rows, list):
+            raise DataError(path, None, None, "a JSON file must hold a list of records (or {'data': [...]})")
+        yield from enumerate(rows, start=1)
+    elif suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(_decoded(path, path.read_bytes()), newline=""))
+        try:
+            for row in reader:
+                if None in row or None in row.values():
+                    yield reader.line_num, DataError(path, reader.line_num, None,
+                                                     "row has a different number of cells than the header")
+                else:
+                    yield reader.line_num, row
+        except csv.Error as err:
+            raise DataError(path, reader.line_num, None, f"unreadable CSV ({err})") from None
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+    else:
+        raise DataError(path, None, None, "unknown format; use .jsonl, .json, .csv, .parquet or a dataset folder")
+
+
+def _readable_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """`read_rows`, with a library's error on a corrupt file (a cut .gz, a broken Parquet or dataset folder) turned
+    into a `DataError` naming the file."""
+    try:
+        yield from read_rows(path)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError) as err:
+        raise DataError(path, None, None, f"unreadable ({type(err).__name__}: {err})") from None
+
+
+def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Record:
+    if not isinstance(raw, dict):
+        raise DataError(path, line, None, f"expected an object, got {type(raw).__name__}")
+    row = {ours: raw[theirs] for ours, theirs in fields.items() if theirs in raw}
+    row.update({k: v for k, v in raw.items() if k not in fields.values() and k not in row})
+    for ours, theirs in fields.items():
+        if theirs not in raw:
+            raise DataError(path, line, theirs, f"missing (mapped to {ours!r} in data.fields)")
+    if "query" in row:  # a flat single-turn record: the query becomes the one user message
+        if "messages" in row:
+            raise DataError(path, line, "query", "give either `query` or `messages`, not both")
+        row["messages"] = [{"role": "user", "content": row.pop("query")}]
+    if isinstance(row.get("id"), int):  # numeric ids from CSV-like sources are fine as strings
+        row["id"] = str(row["id"])
+    try:
+        return Record.model_validate(row)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise DataError(path, line, field, first["msg"]) from None
+
+
+def load_records(path: str | Path, fields: dict[str, str] | None = None,
+                 skipped: list[DataError] | None = None) -> list[Record]:
+    """Load and validate every record of a file. A bad row raises `DataError` naming file, line and field, unless
+    `skipped` is given: then bad rows (unparsable line, invalid record, duplicate id) are left out and their errors
+    appended to it, for the caller to count and report (`data.on_error: skip`). Problems of the whole file (missing,
+    unknown format, no records) always raise."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, None, None, "no such file or folder")
+    records: list[Record] = []
+    seen: dict[str, int] = {}
+    for line, raw in _readable_rows(path):
+        try:
+            if isinstance(raw, DataError):
+                raise raw
+            record = _to_record(raw, fields or {}, path, line)
+            if record.id in seen:
+                raise DataError(path, line, "id", f"duplicate id {record.id!r} (first on line {seen[record.id]})")
+        except DataError as err:
+            if skipped is None:
+                raise err from None
+            skipped.append(err)
+            continue
+        seen[record.id] = line
+        records.append(record)
+    if not records:
+        raise DataError(path, None, None,
+                        "holds no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
+    return records
+
+
+def save_records(path: Path, records: list[Record]) -> None:
+    write_jsonl(path, (r.model_dump(mode="json") for r in records))

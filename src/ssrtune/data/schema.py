@@ -1,0 +1,53 @@
+"""The task record every stage reads, and the error that locates a bad one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Record(BaseModel):
+    """One task example. The final user turn of `messages` is the query; `response` is the gold answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    context: str | None = None
+    response: str = Field(min_length=1)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_user(cls, messages: list[Message]) -> list[Message]:
+        if messages[-1].role != "user":
+            raise ValueError("the last message must be the user's query")
+        if not messages[-1].content.strip():
+            raise ValueError("the user's query is blank")
+        return messages
+
+    @field_validator("response")
+    @classmethod
+    def _not_blank(cls, response: str) -> str:
+        if not response.strip():
+            raise ValueError("the gold response is blank")
+        return response
+
+    @property
+    def query(self) -> str:
+        return self.messages[-1].content
+
+
+class DataError(ValueError):
+    """Bad input, located: file, line (or row) and field."""
+
+    def __init__(self, path: Path | str, line: int | None, field: str | None, problem: str):
+        where = f"{path}" + (f", line {line}" if line is not None else "") + (f", field {field!r}" if field else "")
+        super().__init__(f"{where}: {problem}")

@@ -1,0 +1,68 @@
+"""Scoring given text with a local model: per-token log-probabilities and log-likelihoods of continuations.
+
+Used by the `llm` judge (the verdict words after its prompt), the retention benchmarks (each choice after its
+question) and the KL from the base model (whole next-token distributions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from transformers import PreTrainedModel
+
+from ssrtune.inference.padding import left_padded_batch
+from ssrtune.precision import autocast
+from ssrtune.progress import progress_bar
+
+
+def max_length(model: PreTrainedModel) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 2048))
+
+
+@torch.inference_mode()
+def token_logprobs(model: PreTrainedModel, sequences: list[list[int]], n_last: list[int], batch_size: int,
+                   bf16: bool | None, description: str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """For each sequence, the model's log-probabilities (float32, [n_last, vocab]) predicting its last `n_last`
+    tokens, yielded batch by batch as (index, tensor); with a progress bar when `description` is given.
+
+    Sequences that need the same input (e.g. a context followed by one-token answers "A".."D") are run once.
+    Left padding puts every scored position at the end, so the model projects only those through its LM head.
+    """
+    limit = max_length(model)
+    inputs: dict[tuple[int, ...], list[int]] = {}
+    for index, (sequence, n) in enumerate(zip(sequences, n_last)):
+        if not 0 < n < len(sequence):
+            raise ValueError(f"sequence {index}: can't score the last {n} of {len(sequence)} tokens")
+        inputs.setdefault(tuple(sequence[:-1][-limit:]), []).append(index)
+    order = sorted(inputs, key=len, reverse=True)
+    # No bar without a description: a caller inside another bar's loop (the judge's) can't open a second one.
+    with progress_bar(description) if description else contextlib.nullcontext() as bar:
+        task = bar.add_task(description, total=len(sequences), rate="") if bar else None
+        for start in range(0, len(order), batch_size):
+            keys = order[start: start + batch_size]
+            keep = max(n_last[i] for k in keys for i in inputs[k])
+            # pad id 0: padded positions are masked out and never scored, so any id does
+            batch = {k: v.to(model.device) for k, v in left_padded_batch([list(k) for k in keys], 0).items()}
+            with autocast(bf16, model.device.type):
+                logits = model(**batch, use_cache=False, logits_to_keep=keep).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for row, key in enumerate(keys):
+                for index in inputs[key]:
+                    yield index, logprobs[row, logprobs.shape[1] - n_last[index]:]
+                if bar:
+                    bar.update(task, advance=len(inputs[key]))
+
+
+def loglikelihoods(model: PreTrainedModel, requests: list[tuple[list[int], list[int]]], batch_size: int,
+                   bf16: bool | None, description: str | None = None) -> list[tuple[float, bool]]:
+    """For each (context tokens, continuation tokens): the log-likelihood of the continuation after the context,
+    and whether greedy decoding would produce it."""
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+    for index, logprobs in token_logprobs(model, [c + x for c, x in requests], [len(x) for _, x in requests],
+                                          batch_size, bf16, description):
+        target = torch.tensor(requests[index][1], device=logprobs.device)
+        ll = float(logprobs.gather(-1, target[:, None]).sum())
+        out[index] = (ll, bool((logprobs.argmax(-1) == target).all()))
+    return out

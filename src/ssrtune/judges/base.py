@@ -1,0 +1,46 @@
+"""The judge interface: (query, context, gold, candidate) in, a verdict (accept, reject or failed) out, with an
+optional score and a rationale. A failed verdict means "use the gold answer" and is counted."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ssrtune.data.schema import Record
+
+Verdict = Literal["accept", "reject", "failed"]
+VERDICTS: tuple[Verdict, ...] = ("accept", "reject", "failed")
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    id: str
+    query: str
+    context: str | None
+    gold: str
+    candidate: str
+    answers: list[str] = field(default_factory=list)  # alternative gold answers, when the data has them
+
+    @classmethod
+    def of(cls, record: Record, candidate: str) -> JudgeInput:
+        answers = record.meta.get("answers") or [record.response]
+        return cls(record.id, record.query, record.context, record.response, candidate, list(answers))
+
+
+@dataclass(frozen=True)
+class Judgment:
+    verdict: Verdict
+    rationale: str
+    score: float | None = None
+
+
+class Judge(ABC):
+    @abstractmethod
+    def judge(self, items: list[JudgeInput]) -> list[Judgment]: ...
+
+
+def verdict_counts(judgments: dict[str, dict]) -> dict[str, int]:
+    counts = Counter(j["verdict"] for j in judgments.values())
+    return {k: counts.get(k, 0) for k in VERDICTS}

@@ -1,0 +1,37 @@
+"""From a judge's settings to the judge, and the fingerprint of everything its verdicts depend on."""
+
+from __future__ import annotations
+
+from ssrtune.judges import rules
+from ssrtune.judges.base import Judge
+from ssrtune.judges.config import (CombinedJudgeConfig, ContainsJudgeConfig, EndpointLLMJudgeConfig,
+                                   ExactJudgeConfig, JudgeConfig, LLMJudgeConfig, LocalLLMJudgeConfig,
+                                   NumericJudgeConfig, RefusalJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig)
+from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
+from ssrtune.store import fingerprint
+from ssrtune.text import REFUSAL_PATTERNS
+
+RULES = {RefusalJudgeConfig: lambda _: rules.RefusalJudge(), ContainsJudgeConfig: rules.ContainsJudge,
+         ExactJudgeConfig: rules.ExactJudge, TokenScoreJudgeConfig: rules.TokenScoreJudge,
+         NumericJudgeConfig: rules.NumericJudge, RegexJudgeConfig: rules.RegexJudge}
+
+
+def build_judge(config: JudgeConfig) -> Judge:
+    if isinstance(config, CombinedJudgeConfig):
+        return rules.CombinedJudge(config.kind, [build_judge(child) for child in config.judges])
+    if isinstance(config, LLMJudgeConfig):  # imported here: the rules need neither torch nor a server client
+        from ssrtune.judges.llm import EndpointLLMJudge, LocalLLMJudge
+
+        return {LocalLLMJudgeConfig: LocalLLMJudge, EndpointLLMJudgeConfig: EndpointLLMJudge}[type(config)](config)
+    return RULES[type(config)](config)
+
+
+def judge_fingerprint(config: JudgeConfig) -> str:
+    """The judge's settings, the text of every prompt template it uses (a changed template re-judges) and the
+    refusal phrases the rules match."""
+    def templates(node: JudgeConfig) -> list[str]:
+        if isinstance(node, CombinedJudgeConfig):
+            return [t for child in node.judges for t in templates(child)]
+        return [template_text(node.template, JUDGE_TEMPLATE)] if isinstance(node, LLMJudgeConfig) else []
+
+    return fingerprint(config.model_dump(mode="json"), templates(config), REFUSAL_PATTERNS)

@@ -1,0 +1,121 @@
+"""A stage and the run that runs stages.
+
+A stage is one object: the stages it `needs`, the `fingerprint` of its inputs and settings, its `artifact` in the
+run directory, and `make`, which resumes from that artifact by the cache rule of `store` (records are reused under
+the fingerprint they were made with; anything else is redone or refused). `Run` runs a stage after the stages it
+needs, each once per process: asking for `evaluate/ssr` runs (or reuses) the data, the own answers, the judge,
+ssr's targets and training first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ssrtune.config import RunConfig, dump_config
+from ssrtune.methods import METHODS, Method
+
+log = logging.getLogger(__name__)
+
+BASE = "base"  # the name of the model before fine-tuning, in eval/<name>/
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A model a run trains: its name (models/<name>/, eval/<name>/) and the method whose targets it learns.
+    The name is its own, so that one method can give several models (seeds, LoRA or full fine-tuning)."""
+
+    name: str
+    method: Method
+
+
+def trained_models(config: RunConfig) -> list[TrainedModel]:
+    """One model per configured method, named after it."""
+    return [TrainedModel(name, METHODS[name]) for name in config.methods]
+
+
+class Stage(ABC):
+    """One unit of a run; see the module docstring. A stage of a kind that runs once per method, model or
+    restatement is a dataclass whose one field is that subject; `key` tells them apart (`train/ssr`)."""
+
+    name: ClassVar[str]
+
+    @property
+    def subject(self) -> str | None:
+        """The name of what the stage runs for (its one field's `name`); None for a stage run once per run."""
+        fields = dataclasses.fields(self) if dataclasses.is_dataclass(self) else ()
+        return getattr(self, fields[0].name).name if fields else None
+
+    @property
+    def key(self) -> str:
+        return self.name if self.subject is None else f"{self.name}/{self.subject}"
+
+    def needs(self, config: RunConfig) -> list[Stage]:
+        """The stages whose artifacts this one reads."""
+        return []
+
+    @abstractmethod
+    def artifact(self, config: RunConfig) -> Path:
+        """Where the stage's result lives in the run directory."""
+
+    @abstractmethod
+    def fingerprint(self, run: Run) -> str | None:
+        """What the artifact depends on; None for a stage remade every time (cheap and deterministic)."""
+
+    @abstractmethod
+    def make(self, run: Run) -> Any:
+        """The stage's result: made, resumed or reused from its artifact, by its resume rule."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stage) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"<stage {self.key}>"
+
+
+class Run:
+    """One run directory and the results of the stages run so far in this process.
+
+    `fresh` redoes stages instead of refusing results made under other inputs: True for every stage, or a
+    collection of stage names or keys (the CLI's `--fresh` applies to the stage it runs).
+    """
+
+    def __init__(self, config: RunConfig, fresh: bool | Collection[str] = False):
+        self.config, self.path = config, config.path
+        self._fresh = fresh
+        self._results: dict[str, Any] = {}
+        self.path.mkdir(parents=True, exist_ok=True)
+        dump_config(config, self.path / "config.yaml")
+
+    def fresh(self, stage: Stage) -> bool:
+        return self._fresh is True or (not isinstance(self._fresh, bool)
+                                       and (stage.name in self._fresh or stage.key in self._fresh))
+
+    def upstream(self, stage: Stage) -> list[Stage]:
+        """Every stage `stage` needs, directly or not, in the order they run."""
+        order: list[Stage] = []
+
+        def visit(node: Stage) -> None:
+            for need in node.needs(self.config):
+                if need not in order:
+                    visit(need)
+                    order.append(need)
+
+        visit(stage)
+        return order
+
+    def __call__(self, stage: Stage) -> Any:
+        """The stage's result, after the stages it needs; each stage runs once per process."""
+        if stage.key not in self._results:
+            for need in stage.needs(self.config):
+                self(need)
+            log.info("stage %s", stage.key)
+            self._results[stage.key] = stage.make(self)
+        return self._results[stage.key]

@@ -1,0 +1,90 @@
+"""The task data: data/train.jsonl and data/test.jsonl from a built-in recipe or the user's files, and the
+out-of-domain set data/ood.jsonl."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ssrtune.config import DataConfig, FileDataConfig, RunConfig
+from ssrtune.data.loaders import load_records, save_records
+from ssrtune.data.recipes.coqa import conversational_qa
+from ssrtune.data.recipes.squad import grounded_qa
+from ssrtune.data.schema import DataError, Record
+from ssrtune.stages.base import Run, Stage
+from ssrtune.store import Artifact, file_digest, fingerprint
+
+log = logging.getLogger(__name__)
+
+RECIPES = {"grounded-qa": grounded_qa}
+
+
+class Data(Stage):
+    """Normalised train and test records.
+
+    Fingerprint: the `data` section and the hashes of the user's files. Resume: remade when the fingerprint
+    changed (an edited file is re-read), otherwise read back; cheap, so never refused.
+    """
+
+    name = "data"
+
+    def artifact(self, config: RunConfig) -> Path:
+        return config.path / "data"
+
+    def fingerprint(self, run: Run) -> str:
+        data = run.config.data
+        files = [Path(data.train_file), Path(data.test_file)] if isinstance(data, FileDataConfig) else []
+        return fingerprint(data.model_dump(mode="json"),
+                           [file_digest(f) if f.is_file() else str(f) for f in files if f.exists()])
+
+    def make(self, run: Run) -> tuple[list[Record], list[Record]]:
+        folder = self.artifact(run.config)
+        cache = Artifact(None, folder / "data.meta.json", self.fingerprint(run), "redo")
+        if cache.current and not run.fresh(self):
+            return load_records(folder / "train.jsonl"), load_records(folder / "test.jsonl")
+        skipped: dict[str, list[DataError]] = {}
+        train_records, test_records = prepare(run.config.data, skipped)
+        for split, errors in skipped.items():
+            if errors:
+                log.warning("data: skipped %d bad %s row(s) (data.on_error: skip); first: %s", len(errors), split,
+                            errors[0])
+        save_records(folder / "train.jsonl", train_records)
+        save_records(folder / "test.jsonl", test_records)
+        cache.record(n_train=len(train_records), n_test=len(test_records),
+                     skipped={split: [str(e) for e in errors] for split, errors in skipped.items()})
+        return train_records, test_records
+
+
+def prepare(config: DataConfig, skipped: dict[str, list[DataError]] | None = None) -> tuple[list[Record], list[Record]]:
+    """Train and test records of the configured recipe or files. With `data.on_error: skip`, the bad rows of each
+    file are left out and listed in `skipped` under "train" and "test"."""
+    if not isinstance(config, FileDataConfig):
+        return RECIPES[config.recipe](config)
+    if config.on_error == "raise":
+        return load_records(config.train_file, config.fields), load_records(config.test_file, config.fields)
+    skipped = {} if skipped is None else skipped
+    skipped["train"], skipped["test"] = [], []
+    return (load_records(config.train_file, config.fields, skipped["train"]),
+            load_records(config.test_file, config.fields, skipped["test"]))
+
+
+class OodData(Stage):
+    """The out-of-domain set (`evaluate.ood`). Fingerprint: its settings. Resume: remade when they changed."""
+
+    name = "ood"
+
+    def artifact(self, config: RunConfig) -> Path:
+        return config.path / "data" / "ood.jsonl"
+
+    def fingerprint(self, run: Run) -> str:
+        return fingerprint(run.config.evaluate.ood.model_dump(mode="json"))
+
+    def make(self, run: Run) -> list[Record]:
+        path = self.artifact(run.config)
+        cache = Artifact(None, path.with_name("ood.meta.json"), self.fingerprint(run), "redo")
+        if path.exists() and cache.current:
+            return load_records(path)
+        records = conversational_qa(run.config.evaluate.ood)
+        save_records(path, records)
+        cache.record(n=len(records))
+        return records

@@ -1,0 +1,71 @@
+"""The base model's own greedy answer to every training prompt: generations.jsonl."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ssrtune.config import RunConfig
+from ssrtune.data.prompts import fitted_prompts, prompt_fingerprint, prompt_messages
+from ssrtune.data.schema import Record
+from ssrtune.inference.generation import generate_answers
+from ssrtune.models import context_length, load_tokenizer, model_fingerprint
+from ssrtune.stages.base import Run, Stage
+from ssrtune.stages.data import Data
+from ssrtune.store import RecordFile, file_digest, fingerprint, write_json
+
+log = logging.getLogger(__name__)
+
+
+def generation_fingerprint(config: RunConfig) -> str:
+    """What the base model's greedy answers depend on: the model, the prompts, the training data, the answer
+    length and the engine (and the served model name)."""
+    gen = config.generate
+    return fingerprint(model_fingerprint(config.model), prompt_fingerprint(config),
+                       file_digest(config.path / "data" / "train.jsonl"), gen.max_new_tokens, gen.engine,
+                       *([gen.endpoint.model] if gen.endpoint else []))
+
+
+def task_prompts(config: RunConfig, stage: str, records: list[Record], reserve: int,
+                 targets: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """The prompts for generating from `records`: cut by the one truncation rule to fit the model's context with
+    `reserve` tokens to spare; whole for the openai engine, whose server has its own tokenizer and limit."""
+    if config.generate.engine == "openai" or not records:
+        return {r.id: prompt_messages(r) for r in records}
+    return fitted_prompts(config, stage, records, load_tokenizer(config.model), context_length(config.model),
+                          targets=targets, reserve=reserve)
+
+
+class Generate(Stage):
+    """Fingerprint: `generation_fingerprint`. Artifact: generations.jsonl, records {id, response}. Resume: the
+    prompts without a record are answered; other settings are refused (`--fresh` discards the answers).
+
+    With the openai engine a prompt whose request failed for good gets no generation (its example trains on gold);
+    generations.failures.json lists them, and rerunning the stage retries exactly those.
+    """
+
+    name = "generate"
+
+    def needs(self, config: RunConfig) -> list[Stage]:
+        return [Data()]
+
+    def artifact(self, config: RunConfig) -> Path:
+        return config.path / "generations.jsonl"
+
+    def fingerprint(self, run: Run) -> str:
+        return generation_fingerprint(run.config)
+
+    def make(self, run: Run) -> dict[str, dict]:
+        records, _ = run(Data())
+        out = RecordFile(self.artifact(run.config), self.fingerprint(run), fresh=run.fresh(self))
+        failures: dict[str, str] = {}
+        if len(out) < len(records):
+            prompts = task_prompts(run.config, "generate", records, reserve=run.config.generate.max_new_tokens)
+            failures = generate_answers(run.config.model, run.config.generate, prompts, out,
+                                        "generate train prompts")
+        write_json(run.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
+        if failures:
+            log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
+                        "answer, and rerunning retries them", len(failures), len(records),
+                        next(iter(failures.values())))
+        return out.records

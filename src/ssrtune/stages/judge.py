@@ -1,0 +1,95 @@
+"""The judge's verdict on every own answer: judgments.jsonl; and the resumable judging loop every verdict file
+(own answers, restatements, audits) is written by."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from ssrtune.config import RunConfig
+from ssrtune.data.schema import Record
+from ssrtune.judges.base import Judge as AnyJudge
+from ssrtune.judges.base import JudgeInput, verdict_counts
+from ssrtune.judges.build import build_judge, judge_fingerprint
+from ssrtune.judges.config import JudgeConfig
+from ssrtune.progress import progress_bar
+from ssrtune.stages.base import Run, Stage
+from ssrtune.stages.data import Data
+from ssrtune.stages.generate import Generate
+from ssrtune.store import RecordFile, StaleArtifactError, file_digest, fingerprint, recorded_fingerprint
+
+log = logging.getLogger(__name__)
+
+# Items per batch: verdicts are appended after each, so an interrupted judge loses at most one batch.
+JUDGE_BATCH = 16
+
+
+def judge_all(judge: AnyJudge, items: list[JudgeInput], out: RecordFile, batch_size: int = JUDGE_BATCH
+              ) -> dict[str, dict]:
+    """Judge every item not yet in `out`, appending verdicts batch by batch; returns all records of `out`."""
+    # Each verdict keeps a hash of the answer it judged: answers added by a resumed generation are judged, but an
+    # answer that changed under a verdict is refused rather than silently kept.
+    changed = [item.id for item in items if item.id in out
+               and out.records[item.id].get("candidate_fp", fingerprint(item.candidate)) != fingerprint(item.candidate)]
+    if changed:
+        raise StaleArtifactError(f"{out.path}: {len(changed)} answers changed since they were judged (e.g. "
+                                 f"{changed[0]!r}); rerun with --fresh to judge them again")
+    todo = [item for item in items if item.id not in out]
+    if not todo:
+        return out.records
+    with progress_bar(f"judge ({out.path.name})") as bar:
+        task = bar.add_task("judge", total=len(items), completed=len(items) - len(todo), rate="")
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start: start + batch_size]
+            out.append({"id": item.id, **asdict(j), "candidate_fp": fingerprint(item.candidate)}
+                       for item, j in zip(batch, judge.judge(batch)))
+            bar.update(task, advance=len(batch))
+    return out.records
+
+
+def verdicts_fingerprint(run: Run, judge: JudgeConfig, candidates_file: Path) -> str:
+    """What verdicts on the candidates of `candidates_file` depend on: the judge (settings, prompt templates,
+    refusal phrases), the task data and the settings the candidates were made with."""
+    return fingerprint(judge_fingerprint(judge), file_digest(run.path / "data" / "train.jsonl"),
+                       recorded_fingerprint(candidates_file))
+
+
+def judge_candidates(run: Run, judge: JudgeConfig, candidates_file: Path, out_path: Path,
+                     fresh: bool = False) -> dict[str, dict]:
+    """Judge the candidate answers of the RecordFile `candidates_file`, as they are on disk, against the gold.
+
+    The verdicts are cached in `out_path` under `verdicts_fingerprint`: rerunning costs nothing, and a changed
+    template or input is caught (an answer changed under its verdict too, by the answer hash each verdict keeps).
+    The candidates' settings rather than their file: that file only grows under one fingerprint, so a verdict
+    stays valid when a resumed generation adds the answers that failed before. An example without a candidate
+    gets no verdict.
+    """
+    records, _ = run(Data())
+    out = RecordFile(out_path, verdicts_fingerprint(run, judge, candidates_file), fresh=fresh)
+    candidates = RecordFile(candidates_file, recorded_fingerprint(candidates_file)).records
+    items = [JudgeInput.of(r, candidates[r.id]["response"]) for r in records if r.id in candidates]
+    judgments = judge_all(build_judge(judge), items, out)
+    log.info("%s: %s", out_path.name, verdict_counts(judgments))
+    return judgments
+
+
+class Judge(Stage):
+    """Fingerprint: `verdicts_fingerprint` of the run's judge on the own answers. Artifact: judgments.jsonl,
+    records {id, verdict, rationale, score, candidate_fp}. Resume: the answers
+    without a verdict are judged; another judge or other answers are refused (`--fresh` judges again)."""
+
+    name = "judge"
+
+    def needs(self, config: RunConfig) -> list[Stage]:
+        return [Data(), Generate()]
+
+    def artifact(self, config: RunConfig) -> Path:
+        return config.path / "judgments.jsonl"
+
+    def fingerprint(self, run: Run) -> str:
+        return verdicts_fingerprint(run, run.config.judge, Generate().artifact(run.config))
+
+    def make(self, run: Run) -> dict[str, dict]:
+        return judge_candidates(run, run.config.judge, Generate().artifact(run.config), self.artifact(run.config),
+                                run.fresh(self))
