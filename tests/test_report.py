@@ -285,3 +285,17 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
 
     pixels = imread(str(shot))
     assert pixels.shape[0] > 1000 and len({tuple(p) for p in pixels[::7, ::7].reshape(-1, pixels.shape[-1])}) > 50
+
+
+def test_harness_results_without_documents_show_no_paired_numbers(tmp_path):
+    # lm-evaluation-harness results keep no per-document rows and no KL: values and relative changes only
+    run = make_run(tmp_path)
+    for model, value in (("base", 0.5), ("sft", 0.4), ("ssr", 0.5)):
+        metric = {"value": value, "stderr": 0.05, "ci95": [value - 0.098, value + 0.098]}
+        write_json(run / "eval" / model / "retention.json",
+                   {"backend": "lm-eval", "benchmarks": {"piqa": {"split": "lm-eval", "primary": "acc", "acc": metric}}})
+    write_report(run)
+    md = (run / "report.md").read_text()
+    assert "| piqa | acc | - | 0.500 [0.402, 0.598] | 0.400 [0.302, 0.498] | -20.0% |" in md
+    assert "Paired comparison against the base model" not in md and "Drift from the base model" not in md
+    assert not (run / "figures").exists() or not any((run / "figures").iterdir())

@@ -25,7 +25,8 @@ th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}.note{color:
 img{max-width:100%;margin:.5em 1em 1em 0}"""
 
 STATISTICS = {
-    "interval": "95%, normal (z = {z:.4f}) for means of paired differences and of per-prompt KL; Wilson for shares",
+    "interval": "95%, normal (z = {z:.4f}) for means of paired differences and of per-prompt KL (narrower than "
+                "Student's t with few units, e.g. 6 prompts); Wilson for shares",
     "paired": "difference = mean over documents of (model - reference) on the same documents; stderr = sample SD "
               "(n - 1) / sqrt(n)",
     "pooled_over_benchmarks": "mean of the per-benchmark differences (each benchmark weighs the same); stderr = "
