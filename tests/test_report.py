@@ -1,6 +1,11 @@
-"""The report on a synthetic run directory: tables, paired numbers by hand, figures, the HTML page."""
+"""The report on synthetic run directories (the JSON files only, no model): task tables with and without the
+grounded-QA columns, retention resolved and unresolved, drift, ssr against sft by hand, seeds pooled, report.json,
+the figures and the HTML page."""
 
 import base64
+import json
+import math
+import re
 import shutil
 import subprocess
 
@@ -8,69 +13,236 @@ import pytest
 import yaml
 
 from ssrtune.report import ReportError, write_report
-from ssrtune.store import write_json, write_jsonl
+from ssrtune.stats import Z95
+from ssrtune.store import read_json, write_json, write_jsonl
 
-TASK = {"n": 4, "n_answerable": 2, "n_unanswerable": 2, "answerable_recall": 0.5, "answerable_accuracy": 0.5,
-        "unanswerable_precision": 1.0, "unanswerable_recall": 0.5, "unanswerable_f1": 2 / 3, "accuracy": 0.5}
+GROUNDED = {"n_answerable": 2, "n_unanswerable": 2, "answerable_recall": 0.5, "answerable_accuracy": 0.5,
+            "unanswerable_precision": 1.0, "unanswerable_recall": 0.5, "unanswerable_f1": 2 / 3}
+TASK = {"base": [1, 0, 0, 0], "sft": [1, 0, 0, 0], "ssr": [1, 1, 0, 1]}
+KL = {"sft": [0.03, 0.05, 0.04], "ssr": [0.01, 0.02, 0.03]}
+ARC = {"base": ([1, 1, 0, 0, 1], [-1.0, -2.0, -3.0, -4.0, -5.0]),
+       "sft": ([1, 0, 0, 0, 0], [-2.0, -3.0, -3.0, -5.0, -6.0]),
+       "ssr": ([1, 1, 1, 0, 1], [-1.0, -2.0, -2.5, -4.0, -5.0])}
 
 
-def retention(correct: list[int], gold_ll: list[float]) -> dict:
-    rows = [{"id": str(i), "acc": bool(c), "acc_norm": bool(c), "gold_ll": g} for i, (c, g) in
-            enumerate(zip(correct, gold_ll))]
+def benchmark(correct: list[int], gold_ll: list[float], ids=None) -> dict:
+    ids = ids or [str(i) for i in range(len(correct))]
+    rows = [{"id": i, "acc": bool(c), "acc_norm": bool(c), "gold_ll": g} for i, c, g in zip(ids, correct, gold_ll)]
     value = sum(correct) / len(correct)
-    return {"benchmarks": {"arc_easy": {"n": len(rows), "split": "validation", "primary": "acc_norm",
-                                        "acc": {"value": value, "stderr": 0.1, "ci95": [value - .2, value + .2]},
-                                        "acc_norm": {"value": value, "stderr": 0.1, "ci95": [value - .2, value + .2]},
-                                        "gold_ll": sum(gold_ll) / len(gold_ll), "examples": rows}},
-            "kl": {"mean_kl": 0.0123, "n_prompts": 2, "n_tokens": 10}}
+    metric = {"value": value, "stderr": 0.1, "ci95": [max(0.0, value - .2), min(1.0, value + .2)]}
+    return {"n": len(rows), "split": "validation", "primary": "acc_norm", "acc": metric, "acc_norm": metric,
+            "gold_ll": sum(gold_ll) / len(gold_ll), "examples": rows}
 
 
-def make_run(root, name="run"):
+def hellaswag(model: str) -> dict:
+    """1,000 documents: the base right on 700, sft on 650 (a resolved 5-point drop), ssr on 700 (resolved: none)."""
+    right = {"base": 700, "sft": 650, "ssr": 700}[model]
+    return benchmark([int(i < right) for i in range(1000)], [-1.0 - (i % 3) for i in range(1000)])
+
+
+def write_task(folder, suite: str, correct: list[int], grounded: bool, ids=None):
+    ids = ids or [f"q{i}" for i in range(len(correct))]
+    rows = [{"id": i, "correct": bool(c)} for i, c in zip(ids, correct)]
+    result = {"n": len(rows), "accuracy": sum(correct) / len(correct), **(GROUNDED if grounded else {})}
+    if suite == "task":
+        write_json(folder / "task.json", {**result, "judge": "contains"})
+        write_jsonl(folder / "scores.jsonl", rows)
+    else:
+        write_json(folder / "ood.json", {**result, "examples": rows})
+
+
+def make_run(root, name="run", grounded=True, task=TASK, kl=KL, arc=ARC, task_ids=None):
     run = root / name
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"methods": ["sft", "ssr"]}))
     write_jsonl(run / "judgments.jsonl", [{"id": "a", "verdict": "accept"}, {"id": "b", "verdict": "reject"},
                                           {"id": "c", "verdict": "accept"}])
-    scores = {"base": ([1, 1, 0, 0, 1], [-1.0, -2.0, -3.0, -4.0, -5.0]),
-              "sft": ([1, 0, 0, 0, 0], [-2.0, -3.0, -3.0, -5.0, -6.0]),
-              "ssr": ([1, 1, 1, 0, 1], [-1.0, -2.0, -2.5, -4.0, -5.0])}
-    for model, (correct, lls) in scores.items():
-        write_json(run / "eval" / model / "task.json", {**TASK, "accuracy": 0.25 if model == "base" else 0.75})
-        write_json(run / "eval" / model / "ood.json", {**TASK, "examples": []})
-        write_json(run / "eval" / model / "retention.json", retention(correct, lls))
+    for model in ("base", "sft", "ssr"):
+        folder = run / "eval" / model
+        write_task(folder, "task", task[model], grounded, task_ids)
+        write_task(folder, "ood", task[model], grounded, task_ids)
+        kl_result = ({"reference": "x", "mean_kl": 0.0, "n_prompts": 3} if model == "base" else
+                     {"mean_kl": sum(kl[model]) / 3, "per_prompt": kl[model], "n_prompts": 3, "n_tokens": 30})
+        write_json(folder / "retention.json", {"benchmarks": {"arc_easy": benchmark(*arc[model]),
+                                                              "hellaswag": hellaswag(model)}, "kl": kl_result})
     for method, share in (("sft", {"gold": 1.0}), ("ssr", {"gold": 0.4, "self": 0.6})):
         write_json(run / "train" / f"{method}.stats.json", {"method": method, "n": 5, "shares": share})
     return run
 
 
-def test_report_tables_and_paired_numbers(tmp_path):
+def table(md: str, title: str) -> list[str]:
+    """The lines of one markdown table, from its header on."""
+    section = md.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("|")]
+
+
+def test_grounded_task_table_and_wilson_interval(tmp_path):
     run = make_run(tmp_path)
     write_report(run)
     md = (run / "report.md").read_text()
-    # base 0.6 -> sft 0.2: relative change -66.7%; ssr 0.8: +33.3%
-    assert "| arc_easy | acc_norm | 5 | 0.600 [0.400, 0.800] | 0.200 [0.000, 0.400] | -66.7% |" in md
-    # sft against base: diffs 0,-1,0,0,-1 -> -0.4, sample SD sqrt(0.3), SE sqrt(0.3/5) = 0.2449; 0 gained, 2 lost
-    # gold log-likelihood: diffs -1,-1,0,-1,-1 -> -0.8, sample variance 0.2, SE 0.2
-    assert "| sft | arc_easy | -0.400 ± 0.480 | 0 | 2 | -0.800 ± 0.392 |" in md
-    assert "| ssr | arc_easy | +0.200 ± 0.392 | 1 | 0 | +0.100 ± 0.196 |" in md
-    assert "0.0123 nats/token" in md
-    assert "| ssr | 40.0% | 60.0% |" in md  # training targets: gold, self
-    assert "| own answers (train) | 3 | 2 | 1 | 0 |" in md
-    assert "Task: out of domain" in md and "![change_vs_base.png](figures/change_vs_base.png)" in md
-    assert (run / "figures" / "task_vs_retention.png").read_bytes().startswith(b"\x89PNG")
-    html = (run / "report.html").read_text()
-    images = html.split("data:image/png;base64,")[1:]
-    assert len(images) == 2 and all(base64.b64decode(i.split("'")[0]).startswith(b"\x89PNG") for i in images)
-    assert "src='figures" not in html  # self-contained
+    lines = table(md, "Task: held-out split (in domain)")
+    assert lines[0] == ("| model | n | accuracy [95% CI] | ans. recall | ans. acc | unans. P | unans. R | unans. F1 "
+                        "| self targets |")
+    # 3 of 4: Wilson centre (0.75 + z²/8) / (1 + z²/4), half z / (1 + z²/4) * sqrt(0.75 * 0.25 / 4 + z² / 64)
+    centre, half = (0.75 + Z95 ** 2 / 8) / (1 + Z95 ** 2 / 4), Z95 / (1 + Z95 ** 2 / 4) * math.sqrt(
+        0.75 * 0.25 / 4 + Z95 ** 2 / 64)
+    assert (round(centre - half, 3), round(centre + half, 3)) == (0.301, 0.954)
+    assert "| ssr | 4 | 0.750 [0.301, 0.954] | 0.500 | 0.500 | 1.000 | 0.500 | 0.667 | 60.0% |" in lines
+    assert "2 answerable, 2 unanswerable" in md and "Scored by: contains." in md
 
 
-def test_report_over_several_runs(tmp_path):
-    runs = [make_run(tmp_path, "a"), make_run(tmp_path, "b")]
+def test_task_without_unanswerable_examples_has_no_grounded_columns(tmp_path):
+    run = make_run(tmp_path, grounded=False)
+    (run / "eval" / "base" / "scores.jsonl").unlink()  # no rows: the interval comes from n and accuracy
+    write_report(run)
+    md = (run / "report.md").read_text()
+    for title in ("Task: held-out split (in domain)", "Task: out of domain (conversational QA from CoQA)"):
+        lines = table(md, title)
+        assert lines[0].startswith("| model | n | accuracy [95% CI] |") and "ans." not in "".join(lines)
+    assert "| base | 4 | 0.250 [0.046, 0.699] | - |" in md  # from n and accuracy; base has no training targets
+    report = read_json(run / "report.json")
+    assert "grounded" not in report["models"][0]["task"]
+
+
+def test_retention_resolved_and_unresolved(tmp_path):
+    run = make_run(tmp_path)
+    write_report(run)
+    md = (run / "report.md").read_text()
+    paired = table(md, "Paired comparison against the base model")
+    # arc_easy, 5 documents: sft against base diffs 0,-1,0,0,-1 -> -0.4, SE sqrt(0.3/5): far wider than ±3 points
+    se = math.sqrt(0.3 / 5)
+    low, high = 100 * (-0.4 - Z95 * se), 100 * (-0.4 + Z95 * se)
+    assert f"| sft | arc_easy | -40.0 pts [{low:+.1f}, {high:+.1f}] | unresolved | 0 | 2 |" in "\n".join(paired)
+    # hellaswag, 1,000 documents: 50 lost -> -5 points, SE sqrt(0.05 * 0.95 * 1000 / 999 / 1000): resolved
+    se = math.sqrt((50 * 0.95 ** 2 + 950 * 0.05 ** 2) / 999 / 1000)
+    assert f"| sft | hellaswag | -5.0 pts [{100 * (-0.05 - Z95 * se):+.1f}, {100 * (-0.05 + Z95 * se):+.1f}] | " \
+           "resolved | 0 | 50 |" in "\n".join(paired)
+    # no change at all: the interval is 0 wide but contains 0, so it resolves nothing
+    assert "| ssr | hellaswag | +0.0 pts [+0.0, +0.0] | unresolved | 0 | 0 |" in "\n".join(paired)
+    retention = table(md, "Retention of general ability")
+    assert retention[0] == "| benchmark | metric | n | base | sft | Δ sft | ssr | Δ ssr |"
+    assert "(-66.7%) unresolved" in retention[2]
+    assert retention[3].split(" | ")[5] == "-5.0 pts [-6.4, -3.6] (-7.1%)"
+    report = read_json(run / "report.json")
+    sft = report["models"][1]["retention"]
+    assert sft["hellaswag"]["change"]["resolved"] and not sft["arc_easy"]["change"]["resolved"]
+    assert not report["models"][1]["retention_average"]["resolved"]
+    # retention accuracy is never plotted: the figures are drift and the gold answers' log-likelihood
+    assert sorted(p.name for p in (run / "figures").iterdir()) == ["gold_ll_change.png", "task_vs_drift.png"]
+
+
+def test_drift_headline_and_console_summary(tmp_path, capsys):
+    run = make_run(tmp_path)
+    write_report(run)
+    md = (run / "report.md").read_text()
+    drift = table(md, "Drift from the base model")
+    # sft per prompt .03 .05 .04: mean .04, SE 0.01 / sqrt(3); gold log-lik: arc -0.8 (SE 0.2), hellaswag 0 (SE 0)
+    se = 0.01 / math.sqrt(3)
+    assert f"| sft | 0.0400 [{0.04 - Z95 * se:.4f}, {0.04 + Z95 * se:.4f}] | 3 | 0.0400 | " \
+           f"-0.400 [{-0.4 - Z95 * 0.1:+.3f}, {-0.4 + Z95 * 0.1:+.3f}] | 2 |" in drift
+    assert "| base | 0 (reference) | 3 | - | - | - |" in drift
+    out = capsys.readouterr().out
+    assert "Summary" in out and "0.0400 [" in out and "mean over arc_easy, hellaswag" in out
+    assert "Retention of general ability" not in out  # the console shows the summary, the files hold the tables
+
+
+def test_ssr_against_sft_by_hand(tmp_path):
+    run = make_run(tmp_path)
+    write_report(run)
+    md = (run / "report.md").read_text()
+    rows = "\n".join(table(md, "Method against method: ssr − sft"))
+    # task: ssr 1,1,0,1 against sft 1,0,0,0 -> diffs 0,1,0,1: mean .5, sample variance 1/3, SE sqrt(1/12)
+    se = math.sqrt(1 / 12)
+    assert f"| task accuracy (in domain) | 4 | 0.750 | 0.250 | +50.0 pts [{100 * (.5 - Z95 * se):+.1f}, " \
+           f"{100 * (.5 + Z95 * se):+.1f}] | unresolved |" in rows
+    # KL per prompt: diffs -.02, -.03, -.01 -> -0.02, SE 0.01 / sqrt(3): the interval excludes 0
+    se = 0.01 / math.sqrt(3)
+    assert f"| KL from base (nats/token) | 3 | 0.0200 | 0.0400 | -0.0200 [{-0.02 - Z95 * se:+.4f}, " \
+           f"{-0.02 + Z95 * se:+.4f}] | resolved |" in rows
+    # gold log-lik on arc_easy: ssr - sft = 1, 1, 0.5, 1, 1 -> 0.9, sample variance 0.05, SE 0.1
+    assert f"| arc_easy: gold log-lik | 5 | -2.900 | -3.800 | +0.900 [{0.9 - Z95 * 0.1:+.3f}, " \
+           f"{0.9 + Z95 * 0.1:+.3f}] | resolved |" in rows
+    # means over the two benchmarks: gold log-lik (0.9 + 0) / 2, SE sqrt(0.1² + 0²) / 2
+    assert f"| gold log-lik (mean over benchmarks) | 2 | " in rows and f"+0.450 [{0.45 - Z95 * 0.05:+.3f}, " in rows
+    reading = read_json(run / "report.json")["reading"]
+    assert reading[0].startswith("ssr vs sft: task accuracy 0.750 vs 0.250, no resolved difference")
+    assert "ssr drifts less than sft: KL 0.0200 [" in reading[0] and "3 prompts" in reading[0]
+    assert "retention accuracy: unresolved at this size" in reading[0]
+
+
+def test_no_resolved_difference_is_said_so(tmp_path):
+    run = make_run(tmp_path, kl={"sft": [0.01, 0.05, 0.03], "ssr": [0.02, 0.03, 0.04]})
+    write_report(run)
+    reading = read_json(run / "report.json")["reading"][0]
+    assert "drift: no resolved difference" in reading and "drifts less" not in reading
+
+
+def test_two_seeds_pooled_per_document(tmp_path):
+    # seed a: ssr - sft on q0..q3 = 0,1,0,1; seed b: ssr right on q0,q1 only, sft on all -> 0,0,-1,-1;
+    # per document averaged over seeds: 0, .5, -.5, 0 -> mean 0, sample variance 1/6, SE sqrt(1/24); n = 4 documents
+    runs = [make_run(tmp_path, "a"),
+            make_run(tmp_path, "b", task={"base": [1, 0, 0, 0], "sft": [1, 1, 1, 1], "ssr": [1, 1, 0, 0]})]
     with pytest.raises(ReportError, match="--out"):
         write_report(runs)
     write_report(runs, tmp_path / "both")
+    report = read_json(tmp_path / "both" / "report.json")
+    task = report["comparisons"][0]["task"]
+    assert task["n"] == 4 and task["runs"] == 2 and task["diff"] == pytest.approx(0.0)
+    assert task["stderr"] == pytest.approx(math.sqrt(1 / 24)) and task["per_run"] == pytest.approx([0.5, -0.5])
     md = (tmp_path / "both" / "report.md").read_text()
+    assert "pooled over 2 runs (a, b)" in md and "| +50.0, -50.0 |" in md
     assert "| a/ssr | arc_easy |" in md and "| b/sft | arc_easy |" in md
+    assert report["reading"][0].startswith("ssr vs sft, 2 runs pooled: ")
+
+
+def test_documents_found_in_one_run_only_count_once(tmp_path):
+    runs = [make_run(tmp_path, "a"), make_run(tmp_path, "b", task_ids=["q0", "q1", "x2", "x3"])]
+    write_report(runs, tmp_path / "both")
+    task = read_json(tmp_path / "both" / "report.json")["comparisons"][0]["task"]
+    # q0, q1 in both runs (diffs 0, 1 each time); q2, q3 only in a (0, 1), x2, x3 only in b (0, 1)
+    assert task["n"] == 6 and task["diff"] == pytest.approx(0.5)
+
+
+def test_report_json_holds_every_number_the_tables_show(tmp_path):
+    runs = [make_run(tmp_path, "a"), make_run(tmp_path, "b")]
+    write_report(runs, tmp_path / "both")
+    md = (tmp_path / "both" / "report.md").read_text()
+    numbers = []
+
+    def walk(value):
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            numbers.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(read_json(tmp_path / "both" / "report.json"))
+    cells = [c for line in md.splitlines() if line.startswith("| ") and "---" not in line for c in line.split(" | ")]
+    tokens = [t for c in cells for t in re.findall(r"[+-]?\d+\.\d+%?", c)]
+    assert len(tokens) > 100
+    for token in tokens:
+        digits = len(token.rstrip("%").split(".")[1])
+        value = float(token.rstrip("%"))
+        scale = 100 if token.endswith("%") or digits == 1 else 1  # percentages and points
+        assert any(abs(scale * n - value) <= 0.5 * 10 ** -digits + 1e-9 for n in numbers), token
+
+
+def test_bad_results_name_the_file_and_field(tmp_path):
+    run = make_run(tmp_path)
+    write_json(run / "eval" / "sft" / "task.json", {"n": 4})
+    with pytest.raises(ReportError, match=r"eval/sft/task\.json: field `accuracy`"):
+        write_report(run)
+    write_json(run / "eval" / "sft" / "task.json", {"n": 4, "accuracy": 0.25})
+    write_jsonl(run / "eval" / "sft" / "scores.jsonl", [{"id": "q0", "correct": True}, {"id": "q1"},
+                                                        {"id": "q2", "correct": False}, {"id": "q3", "correct": 0}])
+    with pytest.raises(ReportError, match=r"eval/sft/scores\.jsonl, row 2: no `correct` field"):
+        write_report(run)
+    assert not (run / "report.md").exists()  # nothing half-written
 
 
 def test_report_command_and_missing_results(tmp_path):
@@ -81,7 +253,12 @@ def test_report_command_and_missing_results(tmp_path):
     run = make_run(tmp_path)
     result = CliRunner().invoke(app, ["report", str(run)])
     assert result.exit_code == 0, result.output
-    assert "Retention of general ability" in result.output and (run / "report.html").exists()
+    assert "Summary" in result.output and "ssr vs sft:" in result.output and (run / "report.html").exists()
+    html = (run / "report.html").read_text()
+    images = html.split("data:image/png;base64,")[1:]
+    assert len(images) == 2 and all(base64.b64decode(i.split("'")[0]).startswith(b"\x89PNG") for i in images)
+    assert "src='figures" not in html and "Method against method: ssr − sft" in html  # self-contained
+    assert json.loads((run / "report.json").read_text())["runs"] == [{"name": "run", "path": str(run)}]
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.yaml").write_text("methods: [sft]\n")
@@ -108,3 +285,17 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
 
     pixels = imread(str(shot))
     assert pixels.shape[0] > 1000 and len({tuple(p) for p in pixels[::7, ::7].reshape(-1, pixels.shape[-1])}) > 50
+
+
+def test_harness_results_without_documents_show_no_paired_numbers(tmp_path):
+    # lm-evaluation-harness results keep no per-document rows and no KL: values and relative changes only
+    run = make_run(tmp_path)
+    for model, value in (("base", 0.5), ("sft", 0.4), ("ssr", 0.5)):
+        metric = {"value": value, "stderr": 0.05, "ci95": [value - 0.098, value + 0.098]}
+        write_json(run / "eval" / model / "retention.json",
+                   {"backend": "lm-eval", "benchmarks": {"piqa": {"split": "lm-eval", "primary": "acc", "acc": metric}}})
+    write_report(run)
+    md = (run / "report.md").read_text()
+    assert "| piqa | acc | - | 0.500 [0.402, 0.598] | 0.400 [0.302, 0.498] | -20.0% |" in md
+    assert "Paired comparison against the base model" not in md and "Drift from the base model" not in md
+    assert not (run / "figures").exists() or not any((run / "figures").iterdir())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ssrtune.data.schema import DataError, Record
 from ssrtune.judges.base import VERDICTS
 from ssrtune.judges.config import JudgeConfig, describe
+from ssrtune.report.tables import Table
 from ssrtune.stats import ratio
 from ssrtune.store import BadLine, jsonl_rows, write_json, write_text_atomic
 
@@ -80,20 +81,19 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+METRICS = [("agreement", "agreement"), ("kappa", "Cohen's kappa"), ("accept_precision", "accept precision"),
+           ("accept_recall", "accept recall"), ("accept_f1", "accept F1"),
+           ("audited_accept_rate", "audited accept rate"), ("reference_accept_rate", "reference accept rate")]
+
+
 def markdown(name: str, audited: str, reference: str, result: dict, shown: int = 20) -> str:
-    lines = [
-        f"# Judge audit: {name}", "", f"Audited judge: {audited}  ", f"Reference: {reference}  ",
-        f"Examples: {result['n']}", "",
-        "| agreement | Cohen's kappa | accept precision | accept recall | accept F1 | audited accept rate "
-        "| reference accept rate |", "|---|---|---|---|---|---|---|",
-        "| " + " | ".join(_fmt(result[k]) for k in ("agreement", "kappa", "accept_precision", "accept_recall",
-                                                    "accept_f1", "audited_accept_rate", "reference_accept_rate"))
-        + " |", "", "Confusion matrix (rows: reference, columns: audited judge):", "",
-        "| reference \\ audited | " + " | ".join(VERDICTS) + " |", "|---|" + "---|" * len(VERDICTS),
-    ]
-    lines += [f"| {ref} | " + " | ".join(str(result["confusion"][ref][aud]) for aud in VERDICTS) + " |"
-              for ref in VERDICTS]
-    lines += ["", f"Disagreements: {len(result['disagreements'])} (the first {shown} below; all in the .json file)", ""]
+    metrics = Table([label for _, label in METRICS], [[_fmt(result[key]) for key, _ in METRICS]])
+    confusion = Table(["reference \\ audited", *VERDICTS],
+                      [[ref, *(str(result["confusion"][ref][aud]) for aud in VERDICTS)] for ref in VERDICTS])
+    lines = [f"# Judge audit: {name}", "", f"Audited judge: {audited}  ", f"Reference: {reference}  ",
+             f"Examples: {result['n']}", "", metrics.markdown(),
+             "Confusion matrix (rows: reference, columns: audited judge):", "", confusion.markdown(),
+             f"Disagreements: {len(result['disagreements'])} (the first {shown} below; all in the .json file)", ""]
     for d in result["disagreements"][:shown]:
         lines.append(f"- `{d['id']}` reference **{d['reference']}**, audited **{d['audited']}** "
                      f"({d['audited_rationale']}); gold: {d['gold']!r}; candidate: {d['candidate'][:160]!r}")

@@ -26,6 +26,12 @@ def stderr(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
 
 
+def mean_interval(values: Sequence[float]) -> dict[str, float]:
+    """The mean of independent units (documents, prompts) with its standard error and normal 95% interval."""
+    m, se = mean(values), stderr(values)
+    return {"mean": m, "stderr": se, "ci95": [m - Z95 * se, m + Z95 * se], "n": len(values)}
+
+
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """95% Wilson score interval of a proportion: unlike p ± 1.96 SE it stays inside [0, 1] and is not empty at
     0 or n successes, which matters at the few hundred questions of a CPU run."""
@@ -48,9 +54,8 @@ def paired(base: Sequence[float], other: Sequence[float]) -> dict[str, float]:
     scores the documents that flipped each way."""
     if len(base) != len(other):
         raise ValueError(f"paired comparison needs the same documents ({len(base)} against {len(other)})")
-    diffs = [o - b for b, o in zip(base, other)]
-    diff, se = mean(diffs), stderr(diffs)
-    return {"diff": diff, "stderr": se, "ci95": [diff - Z95 * se, diff + Z95 * se], "n": len(diffs),
+    estimate = mean_interval([o - b for b, o in zip(base, other)])
+    return {"diff": estimate["mean"], "stderr": estimate["stderr"], "ci95": estimate["ci95"], "n": estimate["n"],
             "gained": sum(1 for b, o in zip(base, other) if o > b),
             "lost": sum(1 for b, o in zip(base, other) if o < b)}
 

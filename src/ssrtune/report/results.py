@@ -1,0 +1,137 @@
+"""Reading the results of one or more run directories: the report's only contact with the files of a run.
+
+What the report reads, per run (`eval/<model>/` for `base` and each method of config.yaml):
+- task.json, ood.json: always `n` and `accuracy`; the grounded-QA keys (GROUNDED) only when the data has
+  unanswerable examples; optionally `judge` (how it was scored). Per-example rows, where present, are
+  scores.jsonl (task) and ood.json's `examples`, each with `id` and `correct`.
+- <dataset>.json of user eval sets (judged): `n`, `accuracy`, `verdicts`.
+- retention.json: `benchmarks` (per benchmark `primary`, the metric, and per-document `examples` with the
+  metric and `gold_ll`), and `kl` (`per_prompt`, `mean_kl`, `n_prompts`, `n_tokens`).
+- train/<method>.stats.json: `shares` of target sources; judgments.jsonl: the judge's verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ssrtune.store import iter_jsonl, read_json
+
+SUITES = ("task", "ood", "retention")
+GROUNDED = ("n_answerable", "n_unanswerable", "answerable_recall", "answerable_accuracy", "unanswerable_precision",
+            "unanswerable_recall", "unanswerable_f1")
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass
+class Model:
+    """One evaluated model of one run, with the results the report shows about it."""
+
+    label: str
+    name: str
+    run: Path
+    task: dict | None = None
+    task_rows: list[dict] | None = None
+    ood: dict | None = None
+    ood_rows: list[dict] | None = None
+    retention: dict | None = None
+    datasets: dict[str, dict] = field(default_factory=dict)
+    shares: dict[str, float] | None = None
+    base: Model | None = None
+
+
+def _json(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def _rows(path: Path, rows: list, field_name: str = "correct", where: str = "") -> list[dict]:
+    """Per-example rows, each checked for an `id` and the score the report counts."""
+    for number, row in enumerate(rows, start=1):
+        for key in ("id", field_name):
+            if not isinstance(row, dict) or key not in row:
+                raise ReportError(f"{path}{where}, row {number}: no `{key}` field")
+    return rows
+
+
+def _jsonl(path: Path) -> list[dict]:
+    try:
+        return list(iter_jsonl(path))
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{path}: a line is not valid JSON ({err.msg})") from None
+
+
+def _task(folder: Path, suite: str) -> tuple[dict | None, list[dict] | None]:
+    path = folder / f"{suite}.json"
+    result = _json(path)
+    if result is None:
+        return None, None
+    for key in ("n", "accuracy"):
+        if not isinstance(result.get(key), (int, float)):
+            raise ReportError(f"{path}: field `{key}` is missing or not a number")
+    if suite == "task":
+        scores = folder / "scores.jsonl"
+        rows = _rows(scores, _jsonl(scores)) if scores.exists() else None
+        source = scores
+    else:
+        rows = _rows(path, result["examples"]) if result.get("examples") else None
+        source = path
+    if rows is not None and len(rows) != result["n"]:
+        raise ReportError(f"{source}: {len(rows)} per-example rows, but {path.name} says n = {result['n']}")
+    return result, rows
+
+
+def _retention(path: Path) -> dict | None:
+    result = _json(path)
+    for name, benchmark in (result or {}).get("benchmarks", {}).items():
+        if "primary" not in benchmark or benchmark["primary"] not in benchmark:
+            raise ReportError(f"{path}: benchmark {name} has no `primary` metric")
+        for key in (benchmark["primary"], "gold_ll"):
+            _rows(path, benchmark.get("examples", []), key, f" (benchmark {name})")
+    return result
+
+
+def methods_of(run_dir: Path) -> list[str]:
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise ReportError(f"{path}: no such file (is {run_dir} a run directory?)")
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return [m for m in config.get("methods", []) if m != "base"]
+
+
+def load_models(run_dirs: list[Path]) -> list[Model]:
+    """Base first, then the methods in each run's order; labels carry the run name when there are several runs."""
+    models = []
+    for run_dir in run_dirs:
+        base = None
+        for name in ["base", *methods_of(run_dir)]:
+            folder = run_dir / "eval" / name
+            if not any((folder / f"{suite}.json").exists() for suite in SUITES):
+                continue
+            task, task_rows = _task(folder, "task")
+            ood, ood_rows = _task(folder, "ood")
+            stats = _json(run_dir / "train" / f"{name}.stats.json")
+            datasets = {p.stem: _json(p) for p in sorted(folder.glob("*.json")) if p.stem not in SUITES}
+            model = Model(label=name if len(run_dirs) == 1 else f"{run_dir.name}/{name}", name=name, run=run_dir,
+                          task=task, task_rows=task_rows, ood=ood, ood_rows=ood_rows,
+                          retention=_retention(folder / "retention.json"), datasets=datasets,
+                          shares=stats["shares"] if stats else None, base=base)
+            base = base or (model if name == "base" else None)
+            models.append(model)
+    return models
+
+
+def judge_verdicts(run_dir: Path) -> list[str] | None:
+    """The judge's verdicts on the base model's own answers to the training prompts, if the run has them."""
+    path = run_dir / "judgments.jsonl"
+    return [row["verdict"] for row in _rows(path, _jsonl(path), "verdict")] if path.exists() else None

@@ -1,0 +1,202 @@
+"""The report's tables, each built from the analysis (report.json), so every number shown is in that file."""
+
+from __future__ import annotations
+
+from ssrtune.report.analysis import RESOLUTION
+from ssrtune.report.formats import interval, num, points, share
+from ssrtune.report.tables import Table
+
+GROUNDED_COLUMNS = [("answerable_recall", "ans. recall"), ("answerable_accuracy", "ans. acc"),
+                    ("unanswerable_precision", "unans. P"), ("unanswerable_recall", "unans. R"),
+                    ("unanswerable_f1", "unans. F1")]
+
+
+def self_share(model: dict) -> float | None:
+    return None if model["targets"] is None else model["targets"].get("self", 0.0)
+
+
+def grounded_cells(result: dict | None, shown: bool) -> list[str]:
+    """The grounded-QA columns of a task result: its values, `-` where this model's data has none."""
+    if not shown:
+        return []
+    grounded = (result or {}).get("grounded")
+    return [num(grounded[key]) if grounded else "-" for key, _ in GROUNDED_COLUMNS]
+
+
+def task_table(models: list[dict], suite: str, title: str, about: str) -> Table | None:
+    """Accuracy with its Wilson interval for every model; the grounded-QA columns only where results carry them."""
+    rows = [m for m in models if m[suite]]
+    if not rows:
+        return None
+    grounded = any("grounded" in m[suite] for m in rows)
+    header = ["model", "n", "accuracy [95% CI]", *(label for _, label in GROUNDED_COLUMNS if grounded)]
+    header += ["self targets"] if suite == "task" else []
+    cells = [[m["label"], str(m[suite]["n"]), interval(m[suite]["accuracy"]), *grounded_cells(m[suite], grounded)]
+             + ([share(self_share(m))] if suite == "task" else []) for m in rows]
+    first = rows[0][suite]
+    note = f"{first['n']} examples"
+    if "grounded" in first:
+        note += f" ({first['grounded']['n_answerable']} answerable, {first['grounded']['n_unanswerable']} unanswerable)"
+    note += f". {about} Accuracy with its 95% Wilson interval."
+    if grounded:
+        note += (" `ans. recall` is the paper's token recall of the gold answer on answerable questions; `unans.` "
+                 "P/R/F1 score refusing on unanswerable ones.")
+    if suite == "task":
+        note += " `self targets`: the share of training targets that are the model's own answers."
+    judges = sorted({m[suite]["judge"] for m in rows if m[suite].get("judge")})
+    if judges:
+        note += f" Scored by: {', '.join(judges)}."
+    return Table(header, cells, title, note)
+
+
+def datasets_table(models: list[dict]) -> Table | None:
+    rows = [[m["label"], name, str(r["n"]), interval(r["accuracy"])] for m in models for name, r in m["datasets"].items()]
+    return Table(["model", "dataset", "n", "accepted [95% CI]"], rows, "User eval sets (judged)",
+                 "Share of answers the dataset's judge accepts, with its 95% Wilson interval.") if rows else None
+
+
+def kl_cell(kl: dict | None) -> str:
+    if not kl:
+        return "-"
+    return "0 (reference)" if kl.get("reference") else interval(kl, digits=4)
+
+
+def drift_table(models: list[dict]) -> Table | None:
+    """The headline: how far each model moved from the base model, measured where it resolves at small sizes."""
+    rows = [[m["label"], kl_cell(m["kl"]), str(m["kl"]["n"]) if m["kl"] else "-",
+             num((m["kl"] or {}).get("token_mean"), 4),
+             interval(m["gold_ll_change"], "diff", signed=True),
+             str(m["gold_ll_change"]["benchmarks"]) if m["gold_ll_change"] else "-"]
+            for m in models if m["kl"] or m["gold_ll_change"]]
+    note = ("KL: KL(base || model) per token of the base model's own responses to general prompts (base top-k tokens "
+            "plus one bucket for the rest: a lower bound on the full KL), averaged per prompt and then over prompts, "
+            "with a 95% interval across prompts; `per token` weighs every token of every prompt the same. Δ gold "
+            "log-lik: the change against the base model of the log-likelihood of the gold answers on the retention "
+            "benchmarks, paired on the same documents, averaged over benchmarks (each weighs the same); negative "
+            "means the model finds the right answers less likely than the base did.")
+    header = ["model", "KL from base [95% CI]", "prompts", "KL per token", "Δ gold log-lik [95% CI]", "benchmarks"]
+    return Table(header, rows, "Drift from the base model", note) if rows else None
+
+
+def change_cell(benchmark: dict) -> str:
+    relative = benchmark.get("relative_change")
+    cell = points(benchmark.get("change")) if "change" in benchmark else ""
+    if relative is not None:
+        cell += f" ({share(relative, signed=True)})" if cell else share(relative, signed=True)
+    if "change" in benchmark and not benchmark["change"]["resolved"]:
+        cell += " unresolved"
+    return cell or "-"
+
+
+def retention_table(models: list[dict], names: list[str]) -> Table | None:
+    if not names:
+        return None
+    with_base = [m["name"] != "base" and any("relative_change" in b for b in m["retention"].values()) for m in models]
+    header = ["benchmark", "metric", "n"]
+    for m, delta in zip(models, with_base):
+        header += [m["label"]] + ([f"Δ {m['label']}"] if delta else [])
+    rows = []
+    for name in names:
+        first = next(m["retention"][name] for m in models if name in m["retention"])
+        row = [name, first["metric"], str(first["n"] or "-")]
+        for m, delta in zip(models, with_base):
+            benchmark = m["retention"].get(name)
+            row += [interval(benchmark) if benchmark else "-"] + ([change_cell(benchmark or {})] if delta else [])
+        rows.append(row)
+    average = ["average", "", ""]
+    for m, delta in zip(models, with_base):
+        summary = m["retention_average"]
+        average.append(num(summary and summary["mean"]))
+        if delta:
+            cell = share(summary["relative_change"], signed=True)
+            average.append(cell + ("" if summary["resolved"] else " unresolved"))
+    rows.append(average)
+    note = (f"Primary metric per benchmark with its 95% interval. Δ: the change against the base model of the same "
+            f"run on the same documents, in points with its 95% paired interval, and the relative change (the "
+            f"paper's drop when negative). A change is marked unresolved where its interval contains 0 or is wider "
+            f"than ±{100 * RESOLUTION:.0f} points: too few documents to tell. The average relative change (the "
+            "paper's headline) counts as resolved only when every benchmark's change is.")
+    return Table(header, rows, "Retention of general ability", note)
+
+
+def paired_table(models: list[dict], names: list[str]) -> Table | None:
+    rows = [[m["label"], name, points(b["change"]), "unresolved" if not b["change"]["resolved"] else "resolved",
+             str(b["change"]["gained"]), str(b["change"]["lost"]), interval(b["gold_ll_change"], "diff", signed=True)]
+            for m in models for name in names if "change" in (b := m["retention"].get(name, {}))]
+    note = ("Same documents as the base model of the run: the change of the primary metric with its 95% paired "
+            "interval, how many documents flipped to correct (gained) or to wrong (lost), and the mean change of "
+            "the gold answer's log-likelihood (nats) with its 95% paired interval.")
+    header = ["model", "benchmark", "Δ metric [95% CI]", "reading", "gained", "lost", "Δ gold log-lik [95% CI]"]
+    return Table(header, rows, "Paired comparison against the base model", note) if rows else None
+
+
+def _verdict(estimate: dict, accuracy: bool) -> str:
+    if estimate["resolved"]:
+        return "resolved"
+    return "unresolved" if accuracy else "no resolved difference"
+
+
+def _comparison_row(quantity: str, estimate: dict | None, digits: int, accuracy: bool, runs: int) -> list[str]:
+    if not estimate:
+        return []
+    diff = points(estimate) if accuracy else interval(estimate, "diff", digits, signed=True)
+    row = [quantity, str(estimate.get("n", estimate.get("benchmarks", "-"))), num(estimate["a"], digits),
+           num(estimate["b"], digits), diff, _verdict(estimate, accuracy)]
+    if runs > 1:
+        per_run = [f"{100 * d:+.1f}" if accuracy else num(d, digits, signed=True) for d in estimate["per_run"]]
+        row.append(", ".join(per_run))
+    return row
+
+
+def comparison_table(comparison: dict) -> Table:
+    a, b, runs = comparison["a"], comparison["b"], len(comparison["runs"])
+    specs = [("task accuracy (in domain)", comparison["task"], 3, True),
+             ("task accuracy (out of domain)", comparison["ood"], 3, True),
+             ("KL from base (nats/token)", comparison["kl"], 4, False)]
+    for name, r in comparison["retention"].items():
+        specs += [(f"{name}: {r['metric']}", r["accuracy"], 3, True), (f"{name}: gold log-lik", r["gold_ll"], 3, False)]
+    pooled = comparison["retention_pooled"]
+    specs += [("retention accuracy (mean over benchmarks)", pooled["accuracy"], 3, True),
+              ("gold log-lik (mean over benchmarks)", pooled["gold_ll"], 3, False)]
+    rows = [row for spec in specs if (row := _comparison_row(*spec, runs))]
+    header = ["quantity", "n", a, b, f"{a} − {b} [95% CI]", "reading"] + (["per run"] if runs > 1 else [])
+    note = (f"{a} against {b} directly, paired on the same documents (prompts for KL) within each run"
+            + (f", pooled over {runs} runs ({', '.join(comparison['runs'])}): each document's difference is averaged "
+               "over the runs first and the interval is taken over documents (a document shared by the runs is one "
+               "unit, not one per run); the interval covers the choice of documents, the per-run column shows "
+               "the spread between runs" if runs > 1 else "")
+            + f". n: documents (prompts; benchmarks for the means over benchmarks). The difference of the retention "
+              f"changes against the base equals the difference on the same documents (the base cancels). Accuracy "
+              f"differences are in points and resolved only where the interval excludes 0 and is within "
+              f"±{100 * RESOLUTION:.0f} points; the others where it excludes 0.")
+    return Table(header, rows, f"Method against method: {a} − {b}", note)
+
+
+def targets_table(models: list[dict]) -> Table | None:
+    with_targets = [m for m in models if m["targets"]]
+    sources = sorted({s for m in with_targets for s in m["targets"]})
+    rows = [[m["label"], *(share(m["targets"].get(s, 0.0)) for s in sources)] for m in with_targets]
+    return Table(["method", *sources], rows, "Training targets per method",
+                 "Share of training targets by source: the model's own answers (self), the gold answers, or a "
+                 "restatement of the gold answer.") if rows else None
+
+
+def judge_table(judge: list[dict]) -> Table | None:
+    rows = [[r["judged"], str(r["n"]), *(str(r[v]) for v in ("accept", "reject", "failed"))] for r in judge]
+    return Table(["judged", "n", "accept", "reject", "failed"], rows, "Judge statistics",
+                 "Verdicts on the base model's own answers to the training prompts (judgments.jsonl), and on each "
+                 "model's answers to user eval sets.") if rows else None
+
+
+def build_tables(analysis: dict) -> list[Table]:
+    models, names = analysis["models"], analysis["benchmarks"]
+    tables = [
+        task_table(models, "task", "Task: held-out split (in domain)", "The task's own test split."),
+        task_table(models, "ood", "Task: out of domain (conversational QA from CoQA)",
+                   "A grounded-QA set the models were not trained on."),
+        datasets_table(models), drift_table(models),
+        *(comparison_table(c) for c in analysis["comparisons"]),
+        retention_table(models, names), paired_table(models, names), targets_table(models),
+        judge_table(analysis["judge"]),
+    ]
+    return [t for t in tables if t is not None]

@@ -1,0 +1,68 @@
+"""What the console shows at the end of a run: one row per model, and a reading of each method comparison that
+claims a difference only where the 95% interval of the difference excludes 0."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from ssrtune.report.formats import interval, num, points, share
+from ssrtune.report.sections import GROUNDED_COLUMNS, grounded_cells, kl_cell, self_share
+from ssrtune.report.tables import Table
+
+
+def summary_table(analysis: dict) -> Table:
+    models = analysis["models"]
+    grounded = any(m["task"] and "grounded" in m["task"] for m in models)
+    header = ["model", "task accuracy [95% CI]", *(label for _, label in GROUNDED_COLUMNS if grounded),
+              "self targets", "KL from base [95% CI]", "Δ gold log-lik [95% CI]"]
+    rows = [[m["label"], interval(m["task"]["accuracy"]) if m["task"] else "-", *grounded_cells(m["task"], grounded),
+             share(self_share(m)), kl_cell(m["kl"]), interval(m["gold_ll_change"], "diff", signed=True)]
+            for m in models]
+    note = ""
+    if analysis["benchmarks"]:
+        note = f"Δ gold log-lik: paired against the base, mean over {', '.join(analysis['benchmarks'])}."
+    return Table(header, rows, "Summary", note)
+
+
+def _difference(estimate: dict, digits: int) -> str:
+    return interval(estimate, "diff", digits, signed=True)
+
+
+def reading(comparison: dict) -> str:
+    """One line on method a against method b; each clause names a direction only where it is resolved."""
+    a, b = comparison["a"], comparison["b"]
+    runs = len(comparison["runs"])
+    clauses = []
+    task = comparison["task"]
+    if task:
+        clauses.append(f"task accuracy {num(task['a'])} vs {num(task['b'])}, "
+                       + (f"{a} {'higher' if task['diff'] > 0 else 'lower'} by {points(task)}" if task["resolved"]
+                          else f"no resolved difference ({points(task)})"))
+    kl = comparison["kl"]
+    if kl:
+        levels = (f"KL {interval({'mean': kl['a'], 'ci95': kl['a_ci95']}, digits=4)} vs "
+                  f"{interval({'mean': kl['b'], 'ci95': kl['b_ci95']}, digits=4)}")
+        clauses.append(f"{a} drifts {'less' if kl['diff'] < 0 else 'more'} than {b}: {levels} "
+                       f"(difference {_difference(kl, 4)}, {kl['n']} prompts)" if kl["resolved"]
+                       else f"drift: no resolved difference ({levels}, difference {_difference(kl, 4)})")
+    gold = comparison["retention_pooled"]["gold_ll"]
+    if gold:
+        clauses.append(f"{a} keeps {'more' if gold['diff'] > 0 else 'less'} of the gold answers' log-likelihood "
+                       f"(difference {_difference(gold, 3)} nats)" if gold["resolved"]
+                       else f"gold answers' log-likelihood: no resolved difference ({_difference(gold, 3)} nats)")
+    accuracy = comparison["retention_pooled"]["accuracy"]
+    if accuracy:
+        clauses.append(f"retention accuracy {'higher' if accuracy['diff'] > 0 else 'lower'} for {a} by "
+                       f"{points(accuracy)}" if accuracy["resolved"]
+                       else f"retention accuracy: unresolved at this size ({points(accuracy)})")
+    pooled = f", {runs} runs pooled" if runs > 1 else ""
+    return f"{a} vs {b}{pooled}: " + "; ".join(clauses) + "." if clauses else f"{a} vs {b}: nothing to compare."
+
+
+def print_summary(analysis: dict, console: Console) -> None:
+    table = summary_table(analysis)
+    table.print(console)
+    if table.note:
+        console.print(table.note, markup=False)
+    for line in analysis["reading"]:
+        console.print(line, markup=False)
