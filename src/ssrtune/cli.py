@@ -15,6 +15,7 @@ from ssrtune.data import DataError, PromptTooLongError
 from ssrtune.endpoint import EndpointError
 from ssrtune.extras import MissingExtraError
 from ssrtune.report import ReportError
+from ssrtune.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
 from ssrtune.store import StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -27,13 +28,14 @@ Fresh = Annotated[bool, typer.Option("--fresh", help="Discard results made with 
 
 def _config(path: Path, overrides: list[str] | None) -> RunConfig:
     config = load_config(path, overrides or [])
-    config.path.mkdir(parents=True, exist_ok=True)
+    claim(config.path)  # creates the run directory and holds it (one writer per run) until the command ends
     return config
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    ctx.with_resource(command_scope())  # releases what the command claims, and reports disk faults as one line
 
 
 @app.command()
@@ -150,6 +152,7 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay
     """Write report.md and report.html (with figures) for one or more runs and print the tables."""
     from ssrtune.report import write_report
 
+    claim(out or run_dirs[0])  # the folder the report is written to
     typer.echo(f"report: {write_report(run_dirs, out)}")
 
 
@@ -158,6 +161,6 @@ def entry() -> None:
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError, ReportError) as err:
+            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

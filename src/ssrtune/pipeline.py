@@ -22,6 +22,7 @@ from ssrtune.generate import generate, generate_openai, generate_vllm
 from ssrtune.judge import JudgeInput, build_judge, judge_all, judge_fingerprint, verdict_counts
 from ssrtune.models import context_length, load_model, load_tokenizer, resolve
 from ssrtune.prompts import fitted_prompts, prompt_fingerprint
+from ssrtune.rundir import run_guard
 from ssrtune.prompt_templates import PARAPHRASE_TEMPLATE, REWRITE_TEMPLATE, render, template_text
 from ssrtune.select import select_targets, source_shares, trained_rows
 from ssrtune.store import RecordFile, StaleArtifactError, fingerprint, read_json, write_json, write_jsonl
@@ -268,14 +269,14 @@ def run(config: RunConfig, fresh: bool = False) -> Path:
     """The whole SSR chain: data -> own answers -> judge -> targets per method -> train -> evaluate -> report."""
     from ssrtune.report import write_report
 
-    config.path.mkdir(parents=True, exist_ok=True)
-    dump_config(config, config.path / "config.yaml")
-    train_records, test_records = prepare_data(config, fresh)
-    generations = generate_stage(config, train_records, fresh)
-    judgments = judge_stage(config, train_records, generations, fresh)
-    for method in config.methods:
-        rows = select_stage(config, method, train_records, generations, judgments, fresh)
-        train_stage(config, method, rows, fresh)
-    for name in ["base", *config.methods]:
-        evaluate_stage(config, name, test_records, fresh)
-    return write_report(config.path)
+    with run_guard(config.path):  # one writer per run; a full or read-only disk ends as one DiskFaultError
+        dump_config(config, config.path / "config.yaml")
+        train_records, test_records = prepare_data(config, fresh)
+        generations = generate_stage(config, train_records, fresh)
+        judgments = judge_stage(config, train_records, generations, fresh)
+        for method in config.methods:
+            rows = select_stage(config, method, train_records, generations, judgments, fresh)
+            train_stage(config, method, rows, fresh)
+        for name in ["base", *config.methods]:
+            evaluate_stage(config, name, test_records, fresh)
+        return write_report(config.path)

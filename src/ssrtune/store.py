@@ -1,14 +1,16 @@
 """Crash-safe artifacts: append-only JSONL record files with a fingerprint, and atomic whole-file writes.
 
-Every stage writes its records through `RecordFile`. A record is one JSON line written with a single `write`
-and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off. The
-fingerprint of the stage's inputs and settings sits in a sidecar file, so a resumed run never mixes records
-made under different settings.
+Every stage writes its records through `RecordFile`. A batch of records is JSON lines written with one `write`
+and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off. A write
+that fails (a full disk) is cut back to the last whole record at once. The fingerprint of the stage's inputs and
+settings sits in a sidecar file, so a resumed run never mixes records made under different settings. Renames and
+new files are made durable by fsyncing their folder, so a power loss cannot undo them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import logging
 import os
@@ -29,16 +31,52 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable: its name lives in the folder, which fsyncing the file does
+    not write. POSIX only; Windows cannot open a folder, and its renames are durable once they return."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write `data` at the descriptor's position and fsync it. `os.write` writes all of it at once but for a full disk
+    (or a signal), where it writes a part or raises; an error is given the file's name, which `os.write` leaves out."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as err:
+        err.filename = err.filename or str(path)
+        raise
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name in the same folder, then rename: readers see the old file or the new one."""
+    """Write to a temporary name in the same folder, then rename: readers see the old file or the new one.
+
+    A failed write (a full disk) removes the temporary file and leaves the old one as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _write_all(fd, text.encode("utf-8"), path)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed before its rename
+        stale.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -78,15 +116,15 @@ class RecordFile:
             # The sidecar is written before the first record, so records without one were not made by this run.
             raise StaleArtifactError(f"{self.path} has records but no fingerprint ({self.meta_path.name}); "
                                      "rerun with --fresh to discard them")
-        if self.path.exists() and self.meta_path.exists():
-            old = read_json(self.meta_path).get("fingerprint")
-            if old != fingerprint:
-                raise StaleArtifactError(
-                    f"{self.path} was made with other inputs or settings (fingerprint {old}, now {fingerprint}); "
-                    "rerun with --fresh to discard it"
-                )
+        old = read_json(self.meta_path).get("fingerprint") if self.meta_path.exists() else None
+        if self.path.exists() and self.meta_path.exists() and old != fingerprint:
+            raise StaleArtifactError(
+                f"{self.path} was made with other inputs or settings (fingerprint {old}, now {fingerprint}); "
+                "rerun with --fresh to discard it"
+            )
         self.records: dict[str, dict] = self._load() if self.path.exists() else {}
-        write_json(self.meta_path, {"fingerprint": fingerprint})
+        if old != fingerprint:  # written only when it changes: a stage that only reads its records writes nothing
+            write_json(self.meta_path, {"fingerprint": fingerprint})
 
     def _load(self) -> dict[str, dict]:
         data = self.path.read_bytes()
@@ -115,15 +153,28 @@ class RecordFile:
         return len(self.records)
 
     def append(self, records: Iterable[dict]) -> None:
-        lines = []
+        """Write `records` in one `write` and fsync them; they count as written only once that succeeded."""
+        new: dict[str, dict] = {}
         for record in records:
-            if record["id"] in self.records:
+            if record["id"] in self.records or record["id"] in new:
                 raise ValueError(f"{self.path}: id {record['id']!r} is already written")
-            self.records[record["id"]] = record
-            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-        if not lines:
+            new[record["id"]] = record
+        if not new:
             return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("".join(lines))
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in new.values()).encode("utf-8")
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data, self.path)
+            except BaseException:
+                # A full disk can take part of the batch: cut it, so the file still ends on a whole record.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                raise
+        finally:
+            os.close(fd)
+        if created:  # resuming depends on this file being found
+            fsync_dir(self.path.parent)
+        self.records.update(new)
