@@ -2,14 +2,16 @@
 
 Starting a Python process that imports torch, transformers and TRL costs 5-10 s, too much for dozens of runs. This
 process imports them once, runs the reference run itself (which also loads every lazily imported module), and then
-forks each further run (first one never interrupted, whose duration is the span kills are drawn from): a forked child is a real `ssrtune run` process (`ssrtune.cli.entry` with that
-argv, the console script's code), started in milliseconds. For each seed one child is SIGKILLed at a moment drawn
-uniformly from that run's duration, and a second child reruns the same command to its end. Two seeds run at
-once, one per core.
+forks every further run: a forked child is a real `ssrtune run` process (`ssrtune.cli.entry` with that argv, the
+console script's code), started in milliseconds. First come runs never interrupted, one per lane: their duration is
+the span kill moments are drawn from. Then, per seed, one run is SIGKILLed at a moment drawn uniformly from that
+span, and a second one reruns the same command to its end; while the first holds the run, an `ssrtune generate` on
+the same run is started too, and must stop at once. Two seeds run at once, one per core.
 
 usage: python tests/chain_kill.py SPEC.json     (SPEC: {"work": folder, "config": run config tree, "seeds": [...]})
-Writes <work>/results.json: the exit status of the reference and uninterrupted runs, the latter's duration, and per seed the kill time, the stage it landed in, and the
-exit status of the killed run and of the rerun. Each run's output is in <run dir>.log.
+Writes <work>/results.json: the exit status of the reference and uninterrupted runs, the latter's mean duration,
+and per seed the kill moment, the last artifact written before it, and the exit status and process id of each
+process. Each seed's output is in <work>/seed-<n>.log (and .intruder.log).
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ def write_config(work: Path, name: str, tree: dict) -> Path:
     return path
 
 
-def run_here(config: Path) -> int:
-    """`ssrtune run CONFIG` as the console script runs it; its exit status."""
-    sys.argv = ["ssrtune", "run", str(config)]
+def run_here(config: Path, command: str = "run") -> int:
+    """`ssrtune COMMAND CONFIG` as the console script runs it; its exit status."""
+    sys.argv = ["ssrtune", command, str(config)]
     try:
         cli.entry()
     except SystemExit as done:
@@ -55,7 +57,7 @@ def run_here(config: Path) -> int:
     return 0
 
 
-def fork_run(config: Path, log: Path) -> int:
+def fork_run(config: Path, log: Path, command: str = "run") -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -64,7 +66,7 @@ def fork_run(config: Path, log: Path) -> int:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-        code = run_here(config)
+        code = run_here(config, command)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -100,14 +102,42 @@ class Seed:
     def start_killed_run(self, duration: float) -> None:
         self.result["kill_at"] = round(self.random.uniform(0, duration), 3)
         self.pid, self.started, self.phase = fork_run(self.config, self.log), time.monotonic(), "killed run"
+        self.intruder = None
+        for key in ("intruder_pid", "intruder_status", "holder_pid"):
+            self.result.pop(key, None)
+
+    def holds_lock(self) -> bool:
+        try:
+            return json.loads((self.run_dir / ".ssrtune.lock").read_text()).get("pid") == self.pid
+        except (OSError, ValueError):
+            return False
+
+    def poll_intruder(self) -> bool:
+        """A second process on the run (`ssrtune generate`, as in the issue), started while the run to be killed
+        holds the run's lock: it must stop at once, unless the kill came first (then it may take the run over).
+        True while it runs."""
+        if self.intruder is None and self.phase == "killed run" and self.holds_lock():
+            self.intruder = fork_run(self.config, self.log.with_suffix(".intruder.log"), "generate")
+            self.result.update(intruder_pid=self.intruder, holder_pid=self.pid)
+        if self.intruder is None or "intruder_status" in self.result:
+            return False
+        done, wait_status = os.waitpid(self.intruder, os.WNOHANG)
+        if done:
+            self.result["intruder_status"] = status(wait_status)
+        return not done
 
     def poll(self) -> bool:
-        """Advance; True once both runs are over."""
+        """Advance; True once both runs, and the intruder if one was started, are over."""
+        intruder_running = self.poll_intruder()
+        if self.phase == "done":
+            return not intruder_running
         done, wait_status = os.waitpid(self.pid, os.WNOHANG)
         if self.phase == "killed run":
             if not done and time.monotonic() - self.started >= self.result["kill_at"]:
                 os.kill(self.pid, signal.SIGKILL)
                 done, wait_status = os.waitpid(self.pid, 0)
+            if done and intruder_running:  # one process at a time after the kill, as a user would run them
+                self.result["intruder_status"] = status(os.waitpid(self.intruder, 0)[1])
             if done and not os.WIFSIGNALED(wait_status) and self.result["finished_before_kill"] < 3:
                 self.result["finished_before_kill"] += 1
                 shutil.rmtree(self.run_dir)
@@ -118,10 +148,11 @@ class Seed:
                                    last_written=last_written(self.run_dir),
                                    lock_left=lock.exists() and lock.stat().st_size > 0)
                 self.pid, self.started, self.phase = fork_run(self.config, self.log), time.monotonic(), "rerun"
-            return False
-        if done:
+        elif done:
             self.result.update(rerun_status=status(wait_status), rerun_s=round(time.monotonic() - self.started, 2))
-        return bool(done)
+            self.phase = "done"
+            return not intruder_running
+        return False
 
 
 def main(spec_path: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from ssrtune.cli import entry
 from ssrtune.rundir import LOCK_NAME, DiskFaultError, RunDirInUseError, claim, disk_fault, run_dir_lock, run_guard
@@ -41,6 +43,24 @@ def cli(monkeypatch, capsys, *args) -> tuple[int, str]:
     with pytest.raises(SystemExit) as done:
         entry()
     return done.value.code, capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny-model ops are all overhead: one thread spares the contention of a loaded machine, and runs made under it
+    sum in one order (greedy answers compared across runs cannot flip on a near-tie)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def one_thread():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture()
@@ -99,7 +119,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_with_a_warning(tmp_path, 
 
 
 def test_two_real_generate_processes_on_one_run_write_each_record_once(tiny_model, tmp_path, monkeypatch, capsys,
-                                                                       caplog):
+                                                                       caplog, one_thread):
     """The issue's measurement: two `ssrtune generate` on one run both ran and wrote every id twice."""
     config = make_config(tmp_path, tiny_model, many_records(tmp_path / "records.jsonl"))
     out = tmp_path / "run" / "generations.jsonl"
