@@ -7,6 +7,7 @@ chosen artifact, and made real on a small tmpfs for the Trainer's checkpoints, w
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -16,13 +17,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ssrtune import pipeline
 from ssrtune.config import dump_config, load_config
 from ssrtune.store import RecordFile, write_text_atomic
 from tests.test_chain_faults import chain_config, compare_with_reference
-from tests.test_rundir import cli, one_thread, one_torch_thread  # noqa: F401 (one_thread: a fixture)
+from tests.test_rundir import cli
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -88,6 +90,24 @@ def assert_whole(run_dir: Path) -> None:
         if "checkpoint-" not in str(path):  # the Trainer's own files; an interrupted checkpoint is skipped on resume
             json.loads(path.read_text())
     assert not list(run_dir.rglob(".*.tmp*"))
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny-model ops are all overhead: one thread spares the contention of a loaded machine, and runs made under it
+    sum in one order (greedy answers compared across runs cannot flip on a near-tie)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def one_thread():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

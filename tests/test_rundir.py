@@ -1,8 +1,8 @@
-"""One writer per run directory: a second process stops at once naming the holder; a dead holder's lock is taken over."""
+"""One writer per run directory: a second process stops at once naming the holder; a dead holder's lock is taken
+over. (Real `ssrtune` processes on one run: test_chain_faults.py.)"""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -14,17 +14,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import pytest
-import torch
 
 from ssrtune.cli import entry
 from ssrtune.rundir import LOCK_NAME, DiskFaultError, RunDirInUseError, claim, disk_fault, run_dir_lock, run_guard
 from ssrtune.store import StaleArtifactError
-from tests.conftest import record_dicts
-from tests.test_crash import N_COPIES, SSRTUNE, env, ids_once, lines, make_config, many_records
+from tests.test_crash import env, make_config, many_records
 
 HOLDER = textwrap.dedent("""
     import sys
@@ -43,24 +39,6 @@ def cli(monkeypatch, capsys, *args) -> tuple[int, str]:
     with pytest.raises(SystemExit) as done:
         entry()
     return done.value.code, capsys.readouterr().err
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Tiny-model ops are all overhead: one thread spares the contention of a loaded machine, and runs made under it
-    sum in one order (greedy answers compared across runs cannot flip on a near-tie)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture()
-def one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture()
@@ -116,32 +94,6 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_with_a_warning(tmp_path, 
     with caplog.at_level(logging.WARNING), run_dir_lock(tmp_path / "run"):
         assert json.loads((tmp_path / "run" / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert f"taking over the lock of process {holder.pid} on {socket.gethostname()}" in caplog.text
-
-
-def test_two_real_generate_processes_on_one_run_write_each_record_once(tiny_model, tmp_path, monkeypatch, capsys,
-                                                                       caplog, one_thread):
-    """The issue's measurement: two `ssrtune generate` on one run both ran and wrote every id twice."""
-    config = make_config(tmp_path, tiny_model, many_records(tmp_path / "records.jsonl"))
-    out = tmp_path / "run" / "generations.jsonl"
-    first = subprocess.Popen([SSRTUNE, "generate", str(config)], env=env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while lines(out) < 2:  # the first process is generating
-            assert first.poll() is None, first.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        code, err = cli(monkeypatch, capsys, "generate", config)
-        match = IN_USE.match(err.strip())
-        assert code == 2 and match and int(match["pid"]) == first.pid and match["command"] == "ssrtune generate"
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        first.stderr.close()
-    with caplog.at_level(logging.WARNING):
-        code, _ = cli(monkeypatch, capsys, "generate", config)
-    assert code == 0 and f"taking over the lock of process {first.pid}" in caplog.text
-    ids_once(out, {f"{r['id']}-{k}" for r in record_dicts() for k in range(N_COPIES)})
 
 
 def test_disk_faults_are_recognised_and_other_errors_are_left_alone(tmp_path):

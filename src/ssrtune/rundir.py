@@ -70,8 +70,8 @@ def _acquire(folder: Path) -> int:
     except BlockingIOError:
         holder = _read_holder(fd)
         os.close(fd)
-        who = (f"process {holder['pid']} on {holder['host']} since {_when(holder['started'])} ({holder['command']})"
-               if holder else "another process")
+        who = (f"process {holder.get('pid')} on {holder.get('host')} since {_when(holder.get('started', 0))} "
+               f"({holder.get('command')})" if holder else "another process (starting)")
         raise RunDirInUseError(f"{folder} is in use by {who}; wait for it or pass run_dir=<another folder>") from None
     except BaseException:
         os.close(fd)
