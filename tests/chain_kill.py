@@ -31,8 +31,12 @@ os.environ["OMP_NUM_THREADS"] = "1"  # a forked child must not inherit a live Op
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # nor a Rust thread pool
 
 import yaml  # noqa: E402
+from tqdm import std as tqdm_std  # noqa: E402
 
 from ssrtune import cli  # noqa: E402
+
+tqdm_std.tqdm.monitor_interval = 0  # no tqdm monitor thread, which could hold tqdm's lock when a child is forked
+HANG_S = 300  # a run (killed or rerun) still going after this long is reported as hung and killed
 
 # In the order a run writes them: the last one present tells where a kill landed.
 MILESTONES = ["config.yaml", "data/data.meta.json", "generations.jsonl", "judgments.jsonl", "train/ssr.jsonl",
@@ -57,12 +61,31 @@ def run_here(config: Path, command: str = "run") -> int:
     return 0
 
 
+def own_tqdm_lock() -> None:
+    """Give this forked child a tqdm lock of its own, as a process started from a shell has.
+
+    tqdm shares one multiprocessing lock among a process and all its forked children, so that their bars do not
+    interleave; a sibling SIGKILLed while drawing a bar would hold it forever, and this child's first bar would wait.
+    """
+    tqdm_std.TqdmDefaultWriteLock.th_lock = tqdm_std.TRLock()
+    if "mp_lock" in vars(tqdm_std.TqdmDefaultWriteLock):
+        del tqdm_std.TqdmDefaultWriteLock.mp_lock
+    tqdm_std.TqdmDefaultWriteLock.create_mp_lock()  # a new one
+    classes = [tqdm_std.tqdm]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        if "_lock" in vars(cls):
+            cls._lock = tqdm_std.TqdmDefaultWriteLock()
+
+
 def fork_run(config: Path, log: Path, command: str = "run") -> int:
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
+        own_tqdm_lock()
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -77,6 +100,18 @@ def fork_run(config: Path, log: Path, command: str = "run") -> int:
 
 def status(wait_status: int) -> int:
     return -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else os.WEXITSTATUS(wait_status)
+
+
+def wait(pid: int, started: float) -> int | str | None:
+    """The exit status of `pid` if it ended, "hung" (and killed) past HANG_S, else None."""
+    done, wait_status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        return status(wait_status)
+    if time.monotonic() - started < HANG_S:
+        return None
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"
 
 
 def last_written(run_dir: Path) -> str:
@@ -118,41 +153,46 @@ class Seed:
         True while it runs."""
         if self.intruder is None and self.phase == "killed run" and self.holds_lock():
             self.intruder = fork_run(self.config, self.log.with_suffix(".intruder.log"), "generate")
+            self.intruder_started = time.monotonic()
             self.result.update(intruder_pid=self.intruder, holder_pid=self.pid)
         if self.intruder is None or "intruder_status" in self.result:
             return False
-        done, wait_status = os.waitpid(self.intruder, os.WNOHANG)
-        if done:
-            self.result["intruder_status"] = status(wait_status)
-        return not done
+        ended = wait(self.intruder, self.intruder_started)
+        if ended is not None:
+            self.result["intruder_status"] = ended
+        return ended is None
 
     def poll(self) -> bool:
         """Advance; True once both runs, and the intruder if one was started, are over."""
         intruder_running = self.poll_intruder()
-        if self.phase == "done":
-            return not intruder_running
-        done, wait_status = os.waitpid(self.pid, os.WNOHANG)
         if self.phase == "killed run":
-            if not done and time.monotonic() - self.started >= self.result["kill_at"]:
-                os.kill(self.pid, signal.SIGKILL)
-                done, wait_status = os.waitpid(self.pid, 0)
-            if done and intruder_running:  # one process at a time after the kill, as a user would run them
-                self.result["intruder_status"] = status(os.waitpid(self.intruder, 0)[1])
-            if done and not os.WIFSIGNALED(wait_status) and self.result["finished_before_kill"] < 3:
-                self.result["finished_before_kill"] += 1
-                shutil.rmtree(self.run_dir)
-                self.start_killed_run(time.monotonic() - self.started)
-            elif done:
-                lock = self.run_dir / ".ssrtune.lock"
-                self.result.update(killed_pid=self.pid, killed_status=status(wait_status),
-                                   last_written=last_written(self.run_dir),
-                                   lock_left=lock.exists() and lock.stat().st_size > 0)
-                self.pid, self.started, self.phase = fork_run(self.config, self.log), time.monotonic(), "rerun"
-        elif done:
-            self.result.update(rerun_status=status(wait_status), rerun_s=round(time.monotonic() - self.started, 2))
-            self.phase = "done"
-            return not intruder_running
-        return False
+            self.poll_killed_run()
+        elif self.phase == "rerun":
+            ended = wait(self.pid, self.started)
+            if ended is not None:
+                self.result.update(rerun_status=ended, rerun_s=round(time.monotonic() - self.started, 2))
+                self.phase = "done"
+        return self.phase == "done" and not intruder_running
+
+    def poll_killed_run(self) -> None:
+        done, wait_status = os.waitpid(self.pid, os.WNOHANG)
+        if not done and time.monotonic() - self.started >= self.result["kill_at"]:
+            os.kill(self.pid, signal.SIGKILL)
+            done, wait_status = os.waitpid(self.pid, 0)
+        if not done:
+            return
+        while self.poll_intruder():  # one process at a time after the kill, as a user would run them
+            time.sleep(0.005)
+        if not os.WIFSIGNALED(wait_status) and self.result["finished_before_kill"] < 3:
+            self.result["finished_before_kill"] += 1
+            shutil.rmtree(self.run_dir)
+            self.start_killed_run(time.monotonic() - self.started)
+            return
+        lock = self.run_dir / ".ssrtune.lock"
+        self.result.update(killed_pid=self.pid, killed_status=status(wait_status),
+                           last_written=last_written(self.run_dir),
+                           lock_left=lock.exists() and lock.stat().st_size > 0)
+        self.pid, self.started, self.phase = fork_run(self.config, self.log), time.monotonic(), "rerun"
 
 
 def main(spec_path: str) -> None:

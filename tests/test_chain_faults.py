@@ -4,7 +4,9 @@ are made by tests/chain_kill.py (forked from one warm process, so that over 60 r
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,9 +76,14 @@ def test_kill_9_at_random_moments_of_a_full_run_and_the_rerun_equals_an_uninterr
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"work": str(tmp_path), "config": chain_config(tmp_path),
                                 "seeds": list(range(N_SEEDS))}))
-    done = subprocess.run([sys.executable, HARNESS, str(spec)], env=env(), capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    harness = subprocess.Popen([sys.executable, HARNESS, str(spec)], env=env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output = harness.communicate(timeout=900)[0]
+    finally:  # the harness and every run it forked
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(harness.pid, signal.SIGKILL)
+    assert harness.returncode == 0, output[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["reference_status"] == 0 and set(results["uninterrupted_status"]) == {0}
     reference = tmp_path / "reference"
