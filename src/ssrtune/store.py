@@ -9,8 +9,8 @@ new files are made durable by fsyncing their folder, so a power loss cannot undo
 
 from __future__ import annotations
 
-import hashlib
 import contextlib
+import hashlib
 import json
 import logging
 import os
