@@ -31,7 +31,7 @@ def record_dicts() -> list[dict]:
     ]
 
 
-def build_tiny_model(folder: Path, vocab_size: int = 512, seed: int = 0) -> Path:
+def build_tiny_model(folder: Path, vocab_size: int = 512, seed: int = 0, tie_word_embeddings: bool = True) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -50,7 +50,7 @@ def build_tiny_model(folder: Path, vocab_size: int = 512, seed: int = 0) -> Path
     config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-                         pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
+                         pad_token_id=fast.pad_token_id, tie_word_embeddings=tie_word_embeddings)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     return folder
 

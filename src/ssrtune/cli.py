@@ -26,6 +26,7 @@ from ssrtune.stages.judge import Judge
 from ssrtune.stages.restate import Restate
 from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
+from ssrtune.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
 from ssrtune.store import StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -39,7 +40,9 @@ Fresh = Annotated[bool, typer.Option("--fresh", help="Redo this command's stage,
 
 def _run(path: Path, overrides: list[str] | None, stage_name: str, fresh: bool) -> Run:
     """The run of a stage command: `--fresh` applies to that stage, not to the stages it needs."""
-    return Run(load_config(path, overrides or []), {stage_name} if fresh else False)
+    config = load_config(path, overrides or [])
+    claim(config.path)  # creates the run directory and holds it (one writer per run) until the command ends
+    return Run(config, {stage_name} if fresh else False)
 
 
 def _stages(runner: Run, stages: list[Stage]) -> list:
@@ -52,8 +55,9 @@ def _stages(runner: Run, stages: list[Stage]) -> list:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    ctx.with_resource(command_scope())  # releases what the command claims, and reports disk faults as one line
 
 
 @app.command()
@@ -184,6 +188,7 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay
     """Write report.md and report.html (with figures) for one or more runs and print the tables."""
     from ssrtune.report import write_report
 
+    claim(out or run_dirs[0])  # the folder the report is written to
     typer.echo(f"report: {write_report(run_dirs, out)}")
 
 
@@ -192,6 +197,6 @@ def entry() -> None:
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError, ReportError) as err:
+            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssrtune.config import RunConfig
+from ssrtune.rundir import run_guard
 from ssrtune.stages.base import Run, Stage, trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.evaluate import Evaluate
@@ -28,7 +29,8 @@ def plan(config: RunConfig) -> list[Stage]:
 
 def run(config: RunConfig, fresh: bool = False) -> Path:
     """Run every stage of `plan(config)`; `fresh` redoes them all. Returns the report's path."""
-    runner = Run(config, fresh)
-    for stage in plan(config):
-        runner(stage)
-    return runner(Report())
+    with run_guard(config.path):  # one writer per run; a full or read-only disk ends as one DiskFaultError
+        runner = Run(config, fresh)
+        for stage in plan(config):
+            runner(stage)
+        return runner(Report())

@@ -1,15 +1,18 @@
 """Crash-safe artifacts and the one cache rule of every stage.
 
-Every stage writes its records through `RecordFile`. A record is one JSON line written with a single `write`
-and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off.
-Whole files are written atomically. Whatever a stage makes, records or a whole file or folder, is an `Artifact`:
-reused only under the fingerprint of the inputs and settings it was made with, recorded in a sidecar beside it,
-so a resumed run never mixes results made under different settings.
+Every stage writes its records through `RecordFile`. A batch of records is JSON lines written with one `write`
+and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off. A write
+that fails (a full disk) is cut back to the last whole record at once. Whole files are written atomically.
+Renames and new files are made durable by fsyncing their folder, so a power loss cannot undo them. Whatever a
+stage makes, records or a whole file or folder, is an `Artifact`: reused only under the fingerprint of the inputs
+and settings it was made with, recorded in a sidecar beside it, so a resumed run never mixes results made under
+different settings.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import hashlib
 import json
@@ -38,16 +41,52 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable: its name lives in the folder, which fsyncing the file does
+    not write. POSIX only; Windows cannot open a folder, and its renames are durable once they return."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write `data` at the descriptor's position and fsync it. `os.write` writes all of it at once but for a full disk
+    (or a signal), where it writes a part or raises; an error is given the file's name, which `os.write` leaves out."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as err:
+        err.filename = err.filename or str(path)
+        raise
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name in the same folder, then rename: readers see the old file or the new one."""
+    """Write to a temporary name in the same folder, then rename: readers see the old file or the new one.
+
+    A failed write (a full disk) removes the temporary file and leaves the old one as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _write_all(fd, text.encode("utf-8"), path)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed before its rename
+        stale.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -164,7 +203,8 @@ class RecordFile:
                                      "rerun with --fresh to discard them")
         artifact.check()
         self.records: dict[str, dict] = self._load() if self.path.exists() else {}
-        artifact.record()
+        if not artifact.current:  # written only when it changes: a stage that only reads its records writes nothing
+            artifact.record()
 
     def _load(self) -> dict[str, dict]:
         data = self.path.read_bytes()
@@ -193,15 +233,28 @@ class RecordFile:
         return len(self.records)
 
     def append(self, records: Iterable[dict]) -> None:
-        lines = []
+        """Write `records` in one `write` and fsync them; they count as written only once that succeeded."""
+        new: dict[str, dict] = {}
         for record in records:
-            if record["id"] in self.records:
+            if record["id"] in self.records or record["id"] in new:
                 raise ValueError(f"{self.path}: id {record['id']!r} is already written")
-            self.records[record["id"]] = record
-            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-        if not lines:
+            new[record["id"]] = record
+        if not new:
             return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("".join(lines))
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in new.values()).encode("utf-8")
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data, self.path)
+            except BaseException:
+                # A full disk can take part of the batch: cut it, so the file still ends on a whole record.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                raise
+        finally:
+            os.close(fd)
+        if created:  # resuming depends on this file being found
+            fsync_dir(self.path.parent)
+        self.records.update(new)
