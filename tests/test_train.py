@@ -22,7 +22,7 @@ def fit(tiny_model, tmp_path, **overrides):
 
 
 def test_lora_training_learns_and_saves_an_adapter(tiny_model, tmp_path):
-    result, out = fit(tiny_model, tmp_path, epochs=10, save_steps=1000)
+    result, out = fit(tiny_model, tmp_path, epochs=10, save_every="1000 steps")
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     curve = result["loss_curve"]
     assert result["lora"] and len(curve) >= 2 and curve[-1] < curve[0]
@@ -84,7 +84,7 @@ def test_too_short_max_length_fails_loudly(tiny_model, tmp_path):
 
 
 def test_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
-    _, out = fit(tiny_model, tmp_path, epochs=2, save_steps=2)
+    _, out = fit(tiny_model, tmp_path, epochs=2, save_every="2 steps")
     assert (out / "checkpoint-4").exists()
-    result, _ = fit(tiny_model, tmp_path, epochs=3, save_steps=2)
+    result, _ = fit(tiny_model, tmp_path, epochs=3, save_every="2 steps")
     assert result["resumed_from"].endswith("checkpoint-4") and result["steps"] == 6
