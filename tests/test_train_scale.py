@@ -180,3 +180,13 @@ def test_training_in_this_process_reads_the_method_rows(tiny_model, tmp_path):
     with mock.patch("torch.cuda.device_count", return_value=0):
         result = train_method(config, tmp_path / "ssr.jsonl", tmp_path / "ssr")
     assert result["steps"] == 2 and result["processes"] == 1 and (tmp_path / "ssr" / "adapter_model.safetensors").exists()
+
+
+def test_a_logger_without_its_extra_is_one_clear_error(tiny_model, tmp_path):
+    import sys
+
+    from ssrtune.extras import MissingExtraError
+
+    with mock.patch.dict(sys.modules, {"trackio": None}), \
+            pytest.raises(MissingExtraError, match=r"pip install 'ssrtune\[trackio\]'"):
+        fit(tiny_model, tmp_path, report_to="trackio")

@@ -244,5 +244,6 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list
             "micro_batch_size": trainer.args.per_device_train_batch_size,
             "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
             "gradient_checkpointing": trainer.args.activation_checkpointing, "processes": trainer.args.world_size,
+            "run_name": run_name,
             "runtime_s": result.metrics.get("train_runtime"), "rank": trainer.args.process_index,
             "example_ids_per_rank": gather_object([seen_ids])}
