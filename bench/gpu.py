@@ -225,7 +225,7 @@ def table(model: str, rows: list[dict], gpu: str) -> str:
     return "\n".join(lines)
 
 
-def check(model: str, overrides: list[str], work: Path) -> bool:
+def check(model: str, overrides: list[str], work: Path, timeout_s: float) -> bool:
     from ssrtune.config import ModelConfig, load_config
     from ssrtune.models import load_tokenizer
 
@@ -241,8 +241,12 @@ def check(model: str, overrides: list[str], work: Path) -> bool:
     sampler = GpuSampler()
     baseline, start = sampler.baseline_mib(), time.time()
     try:
-        done = subprocess.run([sys.executable, "-c", child, str(ROOT / "bench"), str(ROOT / "src"), str(probe_log),
-                               "run", str(ROOT / "configs" / "quickstart.yaml"), *arguments])
+        returncode = subprocess.run([sys.executable, "-c", child, str(ROOT / "bench"), str(ROOT / "src"),
+                                     str(probe_log), "run", str(ROOT / "configs" / "quickstart.yaml"), *arguments],
+                                    timeout=timeout_s).returncode
+    except subprocess.TimeoutExpired:
+        returncode = None  # stages off the GPU take hours with a 7B model: the table shows how far it got
+        print(f"gpu-check: {model}: stopped after {timeout_s:.0f} s", file=sys.stderr)
     finally:
         sampler.stop()
     probes = [json.loads(line) for line in probe_log.read_text().splitlines()] if probe_log.exists() else []
@@ -250,13 +254,13 @@ def check(model: str, overrides: list[str], work: Path) -> bool:
     gpu = subprocess.run(["nvidia-smi", "-i", "0", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                          text=True).stdout.strip()
     print(table(model, rows, gpu), flush=True)
-    ok = done.returncode == 0 and bool(rows) and not any(r["problems"] for r in rows)
+    ok = returncode == 0 and bool(rows) and not any(r["problems"] for r in rows)
     total = sum(r["seconds"] for r in rows)
     if model == "mistral-7b":
         print(f"7B shape: {total / 60:.1f} min (goal: under 10 min on one H100)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"gpu-{model}.json").write_text(json.dumps(
-        {"benchmark": "gpu", "model": model, "gpu": gpu, "overrides": arguments, "returncode": done.returncode,
+        {"benchmark": "gpu", "model": model, "gpu": gpu, "overrides": arguments, "returncode": returncode,
          "total_s": total, "ok": ok, "stages": rows}, indent=2))
     return ok
 
@@ -265,6 +269,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=sorted(SHAPES), default=["smollm2-135m", "mistral-7b"])
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "gpu-check", help="models and runs go here")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per model before the run is stopped")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the run")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -275,7 +280,7 @@ def main() -> None:
         print("gpu-check: nvidia-smi is not on PATH; it samples the GPU's utilisation", file=sys.stderr)
         sys.exit(1)
     sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
-    results = [check(model, args.overrides, args.work) for model in args.models]
+    results = [check(model, args.overrides, args.work, args.timeout) for model in args.models]
     sys.exit(0 if all(results) else 1)
 
 
