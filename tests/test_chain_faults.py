@@ -39,7 +39,7 @@ def chain_config(folder: Path) -> dict:
             "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
             "generate": {"batch_size": 1, "max_new_tokens": 4, "bf16": False},
             "judge": {"kind": "regex", "pattern": "Tw"},  # accepts some own answers: targets mix self and gold
-            "train": {"epochs": 1, "batch_size": 3, "bf16": False, "save_steps": 1, "learning_rate": LEARNING_RATE},
+            "train": {"epochs": 1, "batch_size": 3, "bf16": False, "save_every": "1 steps", "learning_rate": LEARNING_RATE},
             "evaluate": {"batch_size": 2, "max_new_tokens": 4}}
 
 

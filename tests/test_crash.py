@@ -46,7 +46,7 @@ def make_config(folder: Path, tiny_model: Path, records: Path, **sections) -> Pa
             "model": {"name": str(tiny_model)},
             "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
             "generate": {"batch_size": 1, "max_new_tokens": 8, "bf16": False},
-            "train": {"epochs": 1, "batch_size": 2, "bf16": False, "save_steps": 2, "learning_rate": 1e-3},
+            "train": {"epochs": 1, "batch_size": 2, "bf16": False, "save_every": "2 steps", "learning_rate": 1e-3},
             **sections}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(tree))

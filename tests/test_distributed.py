@@ -17,7 +17,7 @@ def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_
     data = [{**row, "id": f"{row['id']}-{copy}"} for copy in range(2) for row in rows()]
     write_jsonl(tmp_path / "rows.jsonl", data)
     config = RunConfig(model=ModelConfig(name=str(tiny_model)), train=TrainConfig(
-        batch_size=4, epochs=1, learning_rate=3e-3, warmup_ratio=0.0, bf16=False, save_steps=1000,
+        batch_size=4, epochs=1, learning_rate=3e-3, warmup_ratio=0.0, bf16=False, save_every="1000 steps",
         num_processes=2))
 
     distributed = launch(config, tmp_path / "rows.jsonl", tmp_path / "ddp")

@@ -134,7 +134,7 @@ def test_a_checkpoint_pickle_cannot_run_code_on_resume(tiny_model, tmp_path):
             for r in record_dicts()]
     model_config = ModelConfig(name=str(tiny_model))
     out = tmp_path / "model"
-    config = TrainConfig(epochs=1, batch_size=3, bf16=False, save_steps=2)
+    config = TrainConfig(epochs=1, batch_size=3, bf16=False, save_every="2 steps")
     train(load_model(model_config), load_tokenizer(model_config), rows, config, out)
     marker = tmp_path / "pickle-ran"
     checkpoint = out / "checkpoint-2"

@@ -14,16 +14,16 @@ def rows():
             for r in record_dicts()]
 
 
-def fit(tiny_model, tmp_path, **overrides):
+def fit(tiny_model, tmp_path, run_name=None, **overrides):
     config = TrainConfig(**{"epochs": 3, "batch_size": 3, "learning_rate": 3e-3, "bf16": False,
                             "warmup_ratio": 0.0, **overrides})
     model_config = ModelConfig(name=str(tiny_model))
     out = tmp_path / "model"
-    return train(load_model(model_config), load_tokenizer(model_config), rows(), config, out), out
+    return train(load_model(model_config), load_tokenizer(model_config), rows(), config, out, run_name), out
 
 
 def test_lora_training_learns_and_saves_an_adapter(tiny_model, tmp_path):
-    result, out = fit(tiny_model, tmp_path, epochs=10, save_steps=1000)
+    result, out = fit(tiny_model, tmp_path, epochs=10, save_every="1000 steps")
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     curve = result["loss_curve"]
     assert result["lora"] and len(curve) >= 2 and curve[-1] < curve[0]
@@ -85,7 +85,22 @@ def test_too_short_max_length_fails_loudly(tiny_model, tmp_path):
 
 
 def test_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
-    _, out = fit(tiny_model, tmp_path, epochs=2, save_steps=2)
+    _, out = fit(tiny_model, tmp_path, epochs=2, save_every="2 steps")
     assert (out / "checkpoint-4").exists()
-    result, _ = fit(tiny_model, tmp_path, epochs=3, save_steps=2)
+    result, _ = fit(tiny_model, tmp_path, epochs=3, save_every="2 steps")
     assert result["resumed_from"].endswith("checkpoint-4") and result["steps"] == 6
+
+
+def test_tensorboard_receives_the_loss_of_every_logging_step(tiny_model, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # 6 examples, batch 3, 10 epochs: 20 steps, logged every 5
+    result, out = fit(tiny_model, tmp_path, epochs=10, save_every="1000 steps", report_to="tensorboard",
+                      run_name="tiny-ssr")
+    (event_file,) = out.glob("runs/*/events.out.tfevents.*")
+    events = EventAccumulator(str(event_file.parent))
+    events.Reload()
+    logged = events.Scalars("train/loss")
+    assert [e.step for e in logged] == [5, 10, 15, 20]
+    assert [e.value for e in logged] == pytest.approx(result["loss_curve"], rel=1e-6)
+    assert result["run_name"] == "tiny-ssr"

@@ -15,6 +15,7 @@ from ssrtune.config import ConfigError, RunConfig, load_config
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
 from ssrtune.endpoint import EndpointError
+from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
 from ssrtune.methods import METHODS, source_shares
 from ssrtune.report import ReportError
@@ -192,11 +193,23 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay
     typer.echo(f"report: {write_report(run_dirs, out)}")
 
 
+@app.command()
+def export(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run directory.")],
+           method: Annotated[str, typer.Argument(help="The trained method to export, e.g. ssr.")],
+           out: Annotated[Path, typer.Option(help="A new folder for the model.")],
+           dtype: Annotated[str, typer.Option(help="auto (the base model's precision; full fine-tuning: as "
+                                              "trained), float32, bfloat16 or float16.")] = "auto") -> None:
+    """Write a trained method as a stand-alone model (LoRA merged in, safetensors, tokenizer, model card)."""
+    from ssrtune.export import export as export_model
+
+    typer.echo(f"exported: {export_model(run_dir, method, out, dtype)}")
+
+
 def entry() -> None:
     """Console script: known user errors print one clear line, not a traceback."""
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError) as err:
+            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

@@ -16,6 +16,7 @@ from ssrtune.benchmarks import BENCHMARKS
 from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
 from ssrtune.methods import METHODS, restatements
 from ssrtune.schema import EndpointConfig, ModelConfig, Strict
+from ssrtune.train_config import TrainConfig
 
 DEFAULT_METHODS = ("sft", "ssr")
 
@@ -94,35 +95,6 @@ GenerateConfig = create_model(
     __doc__="How the base model answers the training prompts (own answers) and restates gold answers.",
     **{r.config_key: (str | None, Field(None, description=r.description)) for r in restatements()},
 )
-
-
-class TrainConfig(Strict):
-    full: bool = Field(False, description="Full fine-tuning instead of LoRA.")
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_target_modules: list[str] | str = "all-linear"
-    learning_rate: float = Field(2e-4, gt=0)
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(8, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    max_length: int = Field(512, gt=16)
-    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
-    seed: int = 0
-    bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
-    save_steps: int = Field(10, gt=0, description="Checkpoint interval, for resuming after a crash.")
-    num_processes: int = Field(1, gt=0, description=(
-        "Data-parallel training processes launched through `accelerate` (DDP); `batch_size` stays the global "
-        "batch, split evenly across them, so the result does not depend on this number."))
-    accelerate_config: str | None = Field(None, description=(
-        "An `accelerate config` file for multi-process training (e.g. FSDP or DeepSpeed on GPUs)."))
-
-    @model_validator(mode="after")
-    def _batch_splits_across_processes(self) -> TrainConfig:
-        if self.batch_size % self.num_processes:
-            raise ValueError(f"batch_size {self.batch_size} does not split evenly across "
-                             f"num_processes {self.num_processes}")
-        return self
 
 
 class RetentionConfig(Strict):

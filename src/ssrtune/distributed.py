@@ -13,7 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ssrtune.config import RunConfig
+from ssrtune.config import ConfigError, RunConfig
+from ssrtune.train_config import process_count
 from ssrtune.store import iter_jsonl, read_json, write_json
 
 
@@ -25,7 +26,7 @@ def free_port() -> int:
 
 def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_file: Path) -> list[str]:
     train = config.train
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(train.num_processes),
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(process_count(train)),
                "--num_machines", "1", "--main_process_port", str(free_port())]
     if train.accelerate_config:
         command += ["--config_file", train.accelerate_config]
@@ -36,6 +37,19 @@ def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_
                       str(result_file)]
 
 
+def train_method(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
+    """Train on `rows_file` (train/<method>.jsonl) into `output_dir`: in this process on one device, or with
+    `train.num_processes` accelerate processes; the result of `train.train`."""
+    processes = process_count(config.train)
+    try:
+        config.train.batch_plan(processes)
+    except ValueError as err:
+        raise ConfigError(f"train: {err}") from None
+    if processes == 1:
+        return train_here(config, rows_file, output_dir)
+    return launch(config, rows_file, output_dir)
+
+
 def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
     """Train on `rows_file` with `config.train.num_processes` processes; the result of `train.train`."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -44,14 +58,20 @@ def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
         return read_json(result_file)
 
 
-def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:
-    from ssrtune.models import load_model, load_tokenizer
+def train_here(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
+    """This process's part of the training: the model loaded onto its own device (see `load_for_training`)."""
+    from ssrtune.models import load_tokenizer
     from ssrtune.methods import trained_rows
-    from ssrtune.train import train
+    from ssrtune.train import load_for_training, train
 
-    config = RunConfig.model_validate_json(config_json)
-    rows = trained_rows(list(iter_jsonl(Path(rows_file))))
-    result = train(load_model(config.model), load_tokenizer(config.model), rows, config.train, Path(output_dir))
+    rows = trained_rows(list(iter_jsonl(rows_file)))
+    model = load_for_training(config.model, config.train)
+    return train(model, load_tokenizer(config.model), rows, config.train, output_dir,
+                 run_name=f"{config.name}-{output_dir.name}")
+
+
+def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:
+    result = train_here(RunConfig.model_validate_json(config_json), Path(rows_file), Path(output_dir))
     if result["rank"] == 0:
         write_json(Path(result_file), result)
 

@@ -78,8 +78,14 @@ def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(config: ModelConfig, adapter: Path | None = None) -> PreTrainedModel:
-    """The base model, or with `adapter` a fine-tuned one: a PEFT adapter merged in, or a full-weights folder."""
+def load_model(config: ModelConfig, adapter: Path | None = None, *, device: str | torch.device | None = None,
+               dtype: torch.dtype = torch.float32, quantization_config=None) -> PreTrainedModel:
+    """The base model, or with `adapter` a fine-tuned one: a PEFT adapter merged in, or a full-weights folder.
+
+    By default on the CPU in float32. `device` loads the weights straight onto that device and `dtype` in that
+    precision (no full float32 copy in host memory first); `quantization_config` (e.g. transformers'
+    `BitsAndBytesConfig`) quantizes the base model while loading it.
+    """
     source = resolve(config.name)
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
         source = str(adapter)  # full fine-tuning saved whole weights
@@ -87,7 +93,9 @@ def load_model(config: ModelConfig, adapter: Path | None = None) -> PreTrainedMo
         source,
         revision=None if source != config.name else config.revision,
         trust_remote_code=config.trust_remote_code,
-        dtype=torch.float32,
+        dtype=dtype,
+        device_map=device,
+        quantization_config=quantization_config,
         use_safetensors=True,
     )
     if adapter is not None and (Path(adapter) / "adapter_config.json").exists():

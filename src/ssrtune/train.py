@@ -6,20 +6,24 @@ assistant turn, the completion is the assistant turn, and TRL masks everything o
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTConfig, SFTTrainer
 
-from ssrtune.config import TrainConfig
+from ssrtune.checkpoints import checkpoint_callbacks, last_complete_checkpoint, save_arguments
+from ssrtune.config import ConfigError
+from ssrtune.extras import import_extra
 from ssrtune.inference.padding import left_pad, left_padded_batch
+from ssrtune.models import load_model
 from ssrtune.precision import bf16_supported
+from ssrtune.schema import ModelConfig
+from ssrtune.train_config import GRADIENT_CHECKPOINTING_ABOVE, TrainConfig, process_count
 
 log = logging.getLogger(__name__)
 
@@ -102,32 +106,33 @@ def check_trainable(rows: list[dict], dataset: Dataset, eos_token_id: int) -> No
         )
 
 
-def last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest checkpoint the Trainer finished writing, or None.
+class OneDeviceSFTConfig(SFTConfig):
+    """`SFTConfig` for a process that trains on one device.
 
-    The Trainer writes a checkpoint's files one by one, trainer_state.json last, straight into checkpoint-<step>/;
-    a crash while saving leaves a newer folder without a readable state, which `get_last_checkpoint` would pick
-    and resuming would fail on.
+    The Trainer wraps the model in `torch.nn.DataParallel` when one process sees several GPUs: the batch silently
+    becomes per-device batch x GPUs, through a replicate-scatter-gather that is slower than DDP. The Trainer's own
+    escape (for models it treats as model-parallel) is `n_gpu = 1`; we take it always, since ssrtune uses several GPUs
+    only through one accelerate process per GPU (`train.num_processes`).
     """
-    complete = []
-    for folder in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        try:
-            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning("ignoring the incomplete checkpoint %s (interrupted while saving)", folder)
-            continue
-        complete.append(folder)
-    return str(max(complete, key=lambda f: int(f.name.rsplit("-", 1)[1]))) if complete else None
+
+    @property
+    def n_gpu(self) -> int:
+        return min(super().n_gpu, 1)
 
 
-def sft_config(config: TrainConfig, output_dir: Path) -> SFTConfig:
+def sft_config(config: TrainConfig, output_dir: Path, n_parameters: int, run_name: str | None = None) -> SFTConfig:
     bf16 = bf16_supported() if config.bf16 is None else config.bf16
-    return SFTConfig(
+    micro_batch, accumulation = config.batch_plan(process_count(config))
+    checkpointing = (n_parameters > GRADIENT_CHECKPOINTING_ABOVE if config.gradient_checkpointing is None
+                     else config.gradient_checkpointing)
+    return OneDeviceSFTConfig(
         output_dir=str(output_dir),
+        run_name=run_name,
         num_train_epochs=config.epochs,
-        # The global batch is the configured one, whatever the number of processes: same steps, same result.
-        per_device_train_batch_size=config.batch_size // config.num_processes,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # The global batch is the configured one, whatever the number of processes and micro-batches: same steps,
+        # same result (the loss is normalised by the answer tokens of the whole global batch).
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type="linear",
@@ -135,22 +140,60 @@ def sft_config(config: TrainConfig, output_dir: Path) -> SFTConfig:
         completion_only_loss=True,
         bf16=bf16,  # TRL defaults to True, which fails on hardware without bf16
         use_cpu=not torch.cuda.is_available(),  # bf16 on CPU is refused unless the Trainer is told it runs there
-        gradient_checkpointing=False,  # a small model's activations fit; recomputing them costs a third more time
+        # A small model's activations fit, and recomputing them costs a third more time; a 7B model's do not.
+        activation_checkpointing=checkpointing,
+        # LoRA leaves the frozen base weights without gradients: DDP would search the graph for them every step.
+        ddp_find_unused_parameters=False if not config.full else None,
         logging_steps=5,
-        save_strategy="steps",
-        save_steps=config.save_steps,
+        **save_arguments(config),
         save_total_limit=2,
         seed=config.seed,
         data_seed=config.seed,
-        report_to="none",
+        report_to=config.report_to,
         dataset_num_proc=None,
         remove_unused_columns=True,
     )
 
 
+def training_dtype(config: TrainConfig, on_cuda: bool) -> torch.dtype:
+    """The precision the weights are loaded in. LoRA freezes the base model, so on a GPU with bf16 it stays in bf16
+    (half the memory; PEFT keeps the adapter in float32). Full fine-tuning keeps float32 master weights under bf16
+    autocast, and so does the CPU, whose speed was measured that way (docs/PERFORMANCE.md)."""
+    bf16 = bf16_supported() if config.bf16 is None else config.bf16
+    return torch.bfloat16 if on_cuda and bf16 and not config.full else torch.float32
+
+
+def load_for_training(model_config: ModelConfig, config: TrainConfig) -> PreTrainedModel:
+    """The base model, loaded straight onto this process's GPU in the training precision (QLoRA: quantized to 4 bits
+    while loading), so that no rank holds a float32 copy in host memory; on the CPU as before.
+
+    Under an accelerate config file (FSDP, DeepSpeed) the framework places the weights, so they load unplaced.
+    """
+    on_cuda = torch.cuda.is_available()
+    quantization = None
+    if config.quantization == "4bit":
+        if not on_cuda:
+            raise ConfigError("train.quantization: 4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels run "
+                              "there only; this machine has none (train without `quantization`)")
+        import_extra("bitsandbytes", "qlora", "train.quantization: 4bit")
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                          bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
+    device = None
+    if on_cuda and not config.accelerate_config:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    dtype = quantization.bnb_4bit_compute_dtype if quantization else training_dtype(config, on_cuda)
+    return load_model(model_config, device=device, dtype=dtype, quantization_config=quantization)
+
+
 def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
-                  output_dir: Path, seen_ids: list[str] | None = None) -> AnswerOnlySFTTrainer:
+                  output_dir: Path, seen_ids: list[str] | None = None, run_name: str | None = None
+                  ) -> AnswerOnlySFTTrainer:
     """The trainer for `rows` ({id, messages, target}), its data checked (see `check_trainable`)."""
+    if config.report_to != "none":
+        import_extra(config.report_to, config.report_to, f"train.report_to: {config.report_to}")
     peft_config = None
     if not config.full:
         from peft import LoraConfig
@@ -160,18 +203,19 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ro
     tokenizer.padding_side = "right"
     trainer = AnswerOnlySFTTrainer(
         model=model,
-        args=sft_config(config, output_dir),
+        args=sft_config(config, output_dir, model.num_parameters(), run_name),
         train_dataset=to_dataset(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
         data_collator=left_pad_collator(tokenizer.pad_token_id, seen_ids),
+        callbacks=checkpoint_callbacks(config),
     )
     check_trainable(rows, trainer.train_dataset, tokenizer.eos_token_id)
     return trainer
 
 
 def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
-          output_dir: Path) -> dict:
+          output_dir: Path, run_name: str | None = None) -> dict:
     """Fine-tune on `rows` ({id, messages, target}), resuming from the last checkpoint in `output_dir`.
 
     Under `accelerate launch` every process calls this on the same rows and trains on its own shard.
@@ -179,7 +223,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list
     from accelerate.utils import gather_object
 
     seen_ids: list[str] = []
-    trainer = build_trainer(model, tokenizer, rows, config, output_dir, seen_ids)
+    trainer = build_trainer(model, tokenizer, rows, config, output_dir, seen_ids, run_name)
     checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
@@ -189,6 +233,10 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list
         tokenizer.save_pretrained(str(output_dir))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {"train_loss": result.training_loss, "loss_curve": losses, "steps": trainer.state.global_step,
-            "resumed_from": checkpoint, "lora": not config.full,
+            "resumed_from": checkpoint, "lora": not config.full, "quantization": config.quantization,
+            "micro_batch_size": trainer.args.per_device_train_batch_size,
+            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+            "gradient_checkpointing": trainer.args.activation_checkpointing, "processes": trainer.args.world_size,
+            "run_name": run_name,
             "runtime_s": result.metrics.get("train_runtime"), "rank": trainer.args.process_index,
             "example_ids_per_rank": gather_object([seen_ids])}

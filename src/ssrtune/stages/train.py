@@ -7,20 +7,19 @@ from pathlib import Path
 
 from ssrtune.config import RunConfig
 from ssrtune.data.schema import DataError
-from ssrtune.distributed import launch
+from ssrtune.distributed import train_method
 from ssrtune.methods import trained_rows
-from ssrtune.models import load_model, load_tokenizer, model_fingerprint
+from ssrtune.models import model_fingerprint
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
 from ssrtune.store import Artifact, file_digest, fingerprint, write_json
-from ssrtune.train import train
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
 
 @dataclass(frozen=True, eq=False)
 class Train(Stage):
-    """Fingerprint: the model, the `train` section (less how many processes share the same global batch) and
+    """Fingerprint: the model, the `train` section (less how the training runs: `TrainConfig.EXECUTION_ONLY`) and
     train/<method>.jsonl. Artifact: models/<name>/, finished when ssrtune_train.json exists; its fingerprint is in
     ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
     inputs are refused (`--fresh` trains again from scratch)."""
@@ -35,8 +34,7 @@ class Train(Stage):
         return config.path / "models" / self.model.name
 
     def fingerprint(self, run: Run) -> str:
-        return fingerprint(model_fingerprint(run.config.model),
-                           run.config.train.model_dump(mode="json", exclude={"num_processes", "accelerate_config"}),
+        return fingerprint(model_fingerprint(run.config.model), run.config.train.fingerprint_settings(),
                            file_digest(Select(self.model.method).artifact(run.config)))
 
     def make(self, run: Run) -> Path:
@@ -52,9 +50,6 @@ class Train(Stage):
             raise DataError(rows_file, None, None,
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
         cache.record()
-        if config.train.num_processes > 1:
-            result = launch(config, rows_file, output_dir)
-        else:
-            result = train(load_model(config.model), load_tokenizer(config.model), kept, config.train, output_dir)
+        result = train_method(config, rows_file, output_dir)
         write_json(output_dir / DONE, result)
         return output_dir

@@ -1,0 +1,158 @@
+"""`ssrtune export`: a trained method as a stand-alone model folder that transformers and vLLM load as they are.
+
+The folder holds the weights (a LoRA adapter merged into the base model, or the fully fine-tuned weights) as
+safetensors, the tokenizer with its chat template, and a model card (README.md) quoting what the run measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+
+from ssrtune.config import ModelConfig
+from ssrtune.models import load_model, load_tokenizer, resolve
+from ssrtune.store import read_json, write_text_atomic
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ExportError(ValueError):
+    pass
+
+
+def export(run_dir: Path, method: str, out: Path, dtype: str = "auto") -> Path:
+    """Write models/<method> of `run_dir` to `out` (which must not exist yet, or be empty) and return `out`.
+
+    dtype `auto`: a merged LoRA model takes the precision its base checkpoint declares, fully fine-tuned weights keep
+    the precision they were trained in.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    trained = run_dir / "models" / method
+    if not (trained / "ssrtune_train.json").exists():
+        raise ExportError(f"{trained}: no finished training of method {method!r} (run `ssrtune train` first)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} already exists and is not empty: choose a new folder")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ExportError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
+    config = _run_config(run_dir)
+    model_config = ModelConfig.model_validate(config.get("model") or {})
+    lora = (trained / "adapter_config.json").exists()
+    precision = DTYPES[dtype] if dtype != "auto" else _declared_dtype(resolve(model_config.name) if lora else trained)
+    # Loaded in the exported precision (a 7B model in float32 would need 28 GB of memory); PEFT adds the float32
+    # LoRA product to each weight in that precision.
+    model = load_model(model_config, adapter=trained, dtype=precision)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    load_tokenizer(model_config).save_pretrained(tmp)
+    card = model_card(run_dir, method, config, lora=lora, dtype=str(model.dtype).removeprefix("torch."))
+    write_text_atomic(tmp / "README.md", card)
+    if out.exists():
+        out.rmdir()  # empty, checked above
+    os.replace(tmp, out)
+    return out
+
+
+def _run_config(run_dir: Path) -> dict:
+    path = run_dir / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ExportError(f"{path}: {err}") from err
+    if not isinstance(config, dict):
+        raise ExportError(f"{path}: not a run configuration")
+    return config
+
+
+def _declared_dtype(folder: str | Path) -> torch.dtype:
+    declared = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    name = declared.get("dtype") or declared.get("torch_dtype") or "float32"
+    return DTYPES.get(str(name).removeprefix("torch."), torch.float32)
+
+
+def model_card(run_dir: Path, method: str, config: dict, lora: bool, dtype: str) -> str:
+    """README.md of the exported model: the method, its training targets, the judge, what the run measured, the
+    configuration. Every number comes from a file of the run."""
+    base = (config.get("model") or {}).get("name", ModelConfig().name)
+    train = config.get("train") or {}
+    training = read_json(run_dir / "models" / method / "ssrtune_train.json")
+    stats_path = run_dir / "train" / f"{method}.stats.json"
+    stats = read_json(stats_path) if stats_path.exists() else {}
+    front = {"library_name": "transformers", "tags": ["ssrtune", f"ssrtune-{method}", "selective-self-rehearsal"],
+             **({"base_model": base} if _hub_id(base) else {})}
+    weights = (f"LoRA (r={train.get('lora_r')}, alpha={train.get('lora_alpha')}) merged into the base weights" if lora
+               else "full fine-tuning")
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+             f"# {config.get('name', run_dir.name)}: {method}", "",
+             f"`{base}` fine-tuned by ssrtune with the method **{method}** (Selective Self-Rehearsal and its "
+             f"relatives, arXiv 2409.04787): {weights}; weights in {dtype}. {training.get('steps')} optimizer steps, final training loss "
+             f"{_number(training.get('train_loss'))}.", "",
+             "## Training targets", "", f"`train/{method}.stats.json`: {stats.get('n', '?')} examples.", "",
+             "| source | share |", "|---|---|",
+             *[f"| {source} | {share:.1%} |" for source, share in (stats.get("shares") or {}).items()], ""]
+    if stats.get("judge"):
+        lines += ["Judge verdicts on the own answers: "
+                  + ", ".join(f"{verdict} {count}" for verdict, count in stats["judge"].items()) + ".", ""]
+    lines += ["## Judge", "", "```yaml", yaml.safe_dump(config.get("judge"), sort_keys=False).strip(), "```", "",
+              "## What the run measured", "", *_measurements(run_dir, method), "",
+              "## Configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _measurements(run_dir: Path, method: str) -> list[str]:
+    """The run's numbers about this model beside the base model's, from the report's own analysis of the run (the
+    numbers report.json holds), each with its 95% interval."""
+    from ssrtune.report import analyse
+
+    try:
+        summaries = {m["name"]: m for m in analyse([run_dir])["models"]}
+    except FileNotFoundError:
+        summaries = {}
+    if method not in summaries:
+        return ["The trained model was not evaluated (`ssrtune evaluate`)."]
+    base = summaries.get("base", {})
+    mine = summaries[method]
+    rows = []
+    for suite in ("task", "ood"):
+        if mine.get(suite):
+            rows.append((f"{suite}: accuracy", _estimate((base.get(suite) or {}).get("accuracy")),
+                         _estimate(mine[suite]["accuracy"])))
+            for key, value in (mine[suite].get("grounded") or {}).items():
+                rows.append((f"{suite}: {key}", _number(((base.get(suite) or {}).get("grounded") or {}).get(key)),
+                             _number(value)))
+    if mine.get("kl"):
+        rows.append(("KL from base (nats/token, mean over prompts)", "0 (reference)", _estimate(mine["kl"])))
+    if mine.get("gold_ll_change"):
+        rows.append(("change of the gold answers' log-likelihood (mean over benchmarks)", "",
+                     _estimate(mine["gold_ll_change"])))
+    for name, bench in (mine.get("retention") or {}).items():
+        change = bench.get("change")
+        note = "" if change is None else f" (change {_estimate(change)}{'' if change['resolved'] else ', unresolved'})"
+        rows.append((f"retention: {name} {bench['metric']}",
+                     _estimate(((base.get("retention") or {}).get(name))), _estimate(bench) + note))
+    return ["From the run's report (`ssrtune report`; 95% intervals in brackets):", "",
+            f"| measure | base | {method} |", "|---|---|---|", *[f"| {a} | {b} | {c} |" for a, b, c in rows]]
+
+
+def _estimate(estimate: dict | None) -> str:
+    """A level (`mean`) or a difference (`diff`) with its 95% interval."""
+    if not estimate:
+        return ""
+    value = estimate.get("mean", estimate.get("diff"))
+    interval = estimate.get("ci95")
+    return _number(value) + (f" [{_number(interval[0])}, {_number(interval[1])}]" if interval else "")
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not Path(name).exists() and not name.endswith(".gguf")

@@ -1,0 +1,127 @@
+"""The `train` section of the configuration: what the fine-tuning learns, and how it runs (precision, batches,
+processes, checkpoints, logging)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ssrtune.schema import Strict
+
+# Gradient checkpointing by default above this many parameters: a 7B LoRA run at batch 8 x 512 needs more than
+# 80 GB without it (16 GB with it, issue 9); below 1B the activations fit and recomputing them costs a third more time.
+GRADIENT_CHECKPOINTING_ABOVE = 1e9
+
+
+SAVE_INTERVAL = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>steps?|epochs?|s|m|h)\s*$")
+SECONDS_PER = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_save_every(text: str) -> tuple[str, float]:
+    """`train.save_every` as (unit, amount): ("steps", 200), ("epoch", 0.25) or ("seconds", 1800)."""
+    match = SAVE_INTERVAL.match(text)
+    if match is None or float(match["number"]) <= 0:
+        raise ValueError(f"{text!r} is not an interval: write e.g. '0.25 epoch', '200 steps', '30m', '2h' or '900s'")
+    number, unit = float(match["number"]), match["unit"]
+    if unit.startswith("step"):
+        if not number.is_integer():
+            raise ValueError(f"{text!r}: a number of steps is a whole number")
+        return "steps", number
+    if unit.startswith("epoch"):
+        return "epoch", number
+    return "seconds", number * SECONDS_PER[unit]
+
+
+class TrainConfig(Strict):
+    full: bool = Field(False, description="Full fine-tuning instead of LoRA.")
+    lora_r: int = Field(16, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator: the update is scaled by alpha / r.")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input (0 skips a copy of every LoRA input).")
+    lora_target_modules: list[str] | str = Field("all-linear", description="Modules that get LoRA adapters (PEFT's `target_modules`).")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW, linear decay after warm-up).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training targets (fractions allowed).")
+    batch_size: int = Field(8, gt=0, description="The global batch: examples per optimizer step, over all processes.")
+    micro_batch_size: int | None = Field(None, gt=0, description=(
+        "Examples per forward pass on each device; the rest of the global batch is gradient accumulation "
+        "(batch_size / (micro_batch_size x processes), which must be a whole number). null = the whole per-process "
+        "share of the batch at once."))
+    max_length: int = Field(512, gt=16, description="Longest training sequence (prompt + target), in tokens; longer documents are cut.")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of the steps spent warming the learning rate up.")
+    seed: int = Field(0, description="Seed of the adapter initialisation and the data order.")
+    bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
+    gradient_checkpointing: bool | None = Field(None, description=(
+        "Recompute activations in the backward pass (less memory, about a third more time); null = on for models "
+        f"over {GRADIENT_CHECKPOINTING_ABOVE:.0e} parameters."))
+    quantization: Literal["4bit"] | None = Field(None, description=(
+        "4bit: QLoRA (the frozen base model in 4-bit NF4 through bitsandbytes; CUDA only, LoRA only; "
+        "pip install 'ssrtune[qlora]')."))
+    save_every: str = Field("0.25 epoch", description=(
+        "Checkpoint interval, for resuming after a crash: a fraction of an epoch ('0.25 epoch'), a number of "
+        "optimizer steps ('200 steps') or a time ('30m', '2h', '900s'). Not part of the training fingerprint."))
+    report_to: Literal["none", "tensorboard", "trackio", "wandb"] = Field("none", description=(
+        "Where the Trainer logs the loss besides models/<method>/ssrtune_train.json; each needs its extra, "
+        "e.g. pip install 'ssrtune[tensorboard]'."))
+    num_processes: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(1, description=(
+        "Data-parallel training processes launched through `accelerate` (DDP), one per GPU; auto = every visible "
+        "GPU (1 without GPUs). `batch_size` stays the global batch, so the result does not depend on this number."))
+    accelerate_config: str | None = Field(None, description=(
+        "An `accelerate config` file for multi-process training (e.g. FSDP or DeepSpeed on GPUs)."))
+
+    # How the training runs, not what it learns: a change of these resumes the same model (see fingerprint_settings).
+    EXECUTION_ONLY: ClassVar[frozenset[str]] = frozenset({
+        "micro_batch_size", "gradient_checkpointing", "save_every", "report_to", "num_processes", "accelerate_config"})
+    REMOVED: ClassVar[dict[str, str]] = {
+        "save_steps": "train.save_every (e.g. '200 steps', '0.25 epoch', '30m')",
+        "gradient_accumulation_steps": "train.micro_batch_size (accumulation = batch_size / (micro_batch_size x "
+                                       "processes); batch_size is the global batch)",
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        for key in sorted(cls.REMOVED.keys() & (data.keys() if isinstance(data, dict) else set())):
+            raise ValueError(f"`{key}` was replaced by {cls.REMOVED[key]}")
+        return data
+
+    @field_validator("save_every")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        parse_save_every(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.quantization and self.full:
+            raise ValueError("quantization (QLoRA) trains LoRA adapters on a frozen quantized model: not with full")
+        if self.num_processes != "auto":
+            self.batch_plan(self.num_processes)
+        return self
+
+    def batch_plan(self, processes: int) -> tuple[int, int]:
+        """(examples per device per forward pass, gradient accumulation steps) for `processes` processes."""
+        if self.batch_size % processes:
+            raise ValueError(f"batch_size {self.batch_size} does not split evenly across num_processes {processes}")
+        micro = self.micro_batch_size or self.batch_size // processes
+        if self.batch_size % (micro * processes):
+            raise ValueError(f"batch_size {self.batch_size} is not a whole number of micro_batch_size {micro} x "
+                             f"{processes} process(es): gradient accumulation must be exact")
+        return micro, self.batch_size // (micro * processes)
+
+    @property
+    def save_interval(self) -> tuple[str, float]:
+        return parse_save_every(self.save_every)
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The settings that decide the trained weights: the training stage's fingerprint holds these only."""
+        return self.model_dump(mode="json", exclude=set(self.EXECUTION_ONLY))
+
+
+def process_count(train: TrainConfig) -> int:
+    """`train.num_processes`, with `auto` = one process per visible GPU (1 without GPUs)."""
+    if train.num_processes != "auto":
+        return train.num_processes
+    import torch
+
+    return max(torch.cuda.device_count(), 1)

@@ -1,0 +1,117 @@
+"""`ssrtune export`: the merged model computes what the adapter computed, loads as a plain transformers model, and
+its card quotes the run's own numbers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ssrtune import pipeline
+from ssrtune.config import ModelConfig, TrainConfig, load_config
+from ssrtune.report import analyse
+from ssrtune.export import ExportError, export
+from ssrtune.models import load_model, load_tokenizer
+from ssrtune.store import read_json, write_json
+from ssrtune.train import train
+from tests.test_train import rows
+
+SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_model, tmp_path_factory):
+    """A finished run on the tiny model: ssr trained with LoRA, evaluated on the task and the KL from the base."""
+    folder = tmp_path_factory.mktemp("export-run")
+    records = folder / "records.jsonl"
+    from tests.conftest import record_dicts
+
+    records.write_text("".join(json.dumps(r) + "\n" for r in record_dicts()), encoding="utf-8")
+    config = load_config(None, [
+        "name=tiny", f"run_dir={folder / 'run'}", f"model.name={tiny_model}", "methods=[ssr]", "data.recipe=null",
+        f"data.train_file={records}", f"data.test_file={records}", "generate.batch_size=6",
+        "generate.max_new_tokens=4", "generate.bf16=false", "train.epochs=3", "train.batch_size=3",
+        "train.bf16=false", "train.learning_rate=3e-3", "evaluate.batch_size=6", "evaluate.max_new_tokens=4",
+        "evaluate.retention={benchmarks: [], kl_prompts: 2, kl_max_new_tokens: 4}"])
+    pipeline.run(config)
+    return config.path
+
+
+def ssrtune(*args):
+    return subprocess.run([SSRTUNE, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_the_exported_model_computes_the_adapter_models_logits(run_dir, tiny_model, tmp_path):
+    from peft import PeftModel
+
+    export(run_dir, "ssr", tmp_path / "ssr")
+    assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja", "README.md"} <= {
+        p.name for p in (tmp_path / "ssr").iterdir()}
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "ssr")  # plain transformers, no ssrtune, no peft
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    adapter = PeftModel.from_pretrained(base, run_dir / "models" / "ssr").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ssr")
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Who wrote the letter?"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        ours, theirs = exported(**prompt).logits, adapter(**prompt).logits
+    torch.testing.assert_close(ours, theirs)  # float32's default tolerances: W + BA against W x + B(A x)
+    untrained = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)(**prompt).logits
+    assert (untrained - theirs).abs().max() > 100 * (ours - theirs).abs().max()  # the adapter changed something
+    assert tokenizer.chat_template == load_tokenizer(ModelConfig(name=str(tiny_model))).chat_template
+
+
+def test_the_model_card_quotes_the_run(run_dir, tmp_path):
+    card = (export(run_dir, "ssr", tmp_path / "ssr") / "README.md").read_text(encoding="utf-8")
+    task = read_json(run_dir / "eval" / "ssr" / "task.json")
+    kl = read_json(run_dir / "eval" / "ssr" / "retention.json")["kl"]["mean_kl"]
+    stats = read_json(run_dir / "train" / "ssr.stats.json")
+    training = read_json(run_dir / "models" / "ssr" / "ssrtune_train.json")
+    assert "**ssr**" in card and "LoRA (r=16, alpha=32) merged" in card
+    models = {m["name"]: m for m in analyse([run_dir])["models"]}
+    accuracy = {name: models[name]["task"]["accuracy"] for name in ("base", "ssr")}
+    assert accuracy["ssr"]["mean"] == task["accuracy"]
+    cells = [f"{a['mean']:.4g} [{a['ci95'][0]:.4g}, {a['ci95'][1]:.4g}]" for a in accuracy.values()]
+    assert f"| task: accuracy | {cells[0]} | {cells[1]} |" in card
+    kl_summary = models["ssr"]["kl"]
+    assert kl_summary["token_mean"] == kl > 0
+    assert (f"| KL from base (nats/token, mean over prompts) | 0 (reference) | {kl_summary['mean']:.4g} "
+            f"[{kl_summary['ci95'][0]:.4g}, {kl_summary['ci95'][1]:.4g}] |") in card
+    for source, share in stats["shares"].items():
+        assert f"| {source} | {share:.1%} |" in card
+    assert f"final training loss {training['train_loss']:.4g}" in card
+    config = yaml.safe_load(card.split("## Configuration")[1].split("```yaml")[1].split("```")[0])
+    assert config == yaml.safe_load((run_dir / "config.yaml").read_text())
+    judge = yaml.safe_load(card.split("## Judge")[1].split("```yaml")[1].split("```")[0])
+    assert judge == config["judge"]
+
+
+def test_full_fine_tuning_exports_the_trained_weights(tiny_model, tmp_path):
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"name": "full", "model": {"name": str(tiny_model)}}))
+    model_config = ModelConfig(name=str(tiny_model))
+    result = train(load_model(model_config), load_tokenizer(model_config), rows(),
+                   TrainConfig(full=True, epochs=1, batch_size=3, bf16=False, learning_rate=1e-3), run / "models" / "sft")
+    write_json(run / "models" / "sft" / "ssrtune_train.json", result)
+    out = export(run, "sft", tmp_path / "out")
+    exported = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    trained = load_model(model_config, adapter=run / "models" / "sft").state_dict()
+    assert exported.keys() == trained.keys() and all(torch.equal(exported[k], trained[k]) for k in trained)
+    assert "full fine-tuning" in (out / "README.md").read_text()
+
+
+def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not empty"):
+        export(run_dir, "ssr", taken)
+    assert (taken / "mine.txt").read_text() == "keep me"
+    result = ssrtune("export", run_dir, "sft", "--out", tmp_path / "sft")
+    assert result.returncode == 2 and "no finished training of method 'sft'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "sft").exists()
