@@ -137,7 +137,8 @@ class Seed:
     def start_killed_run(self, duration: float) -> None:
         self.result["kill_at"] = round(self.random.uniform(0, duration), 3)
         self.pid, self.started, self.phase = fork_run(self.config, self.log), time.monotonic(), "killed run"
-        self.intruder = None
+        self.intruder = None  # only this attempt's intruder is reported: its log starts empty
+        self.log.with_suffix(".intruder.log").unlink(missing_ok=True)
         for key in ("intruder_pid", "intruder_status", "holder_pid"):
             self.result.pop(key, None)
 
