@@ -18,7 +18,7 @@ from ssrtune.inference.generation import prompt_text
 from ssrtune.inference.lm import LM, Prompt
 from ssrtune.inference.scoring import encode_request
 from ssrtune.models import load_tokenizer, resolve
-from ssrtune.placement import hardware, place
+from ssrtune.placement import place
 from ssrtune.schema import ModelConfig, VllmConfig
 
 # The ranks vLLM's `max_lora_rank` takes (vLLM 0.30); an adapter needs one at least its own rank.
@@ -29,9 +29,9 @@ def vllm_dtype(model: ModelConfig, settings: VllmConfig) -> str:
     """The precision vLLM runs in: `vllm.dtype`, else model.dtype's decision for the visible GPUs."""
     if settings.dtype:
         return settings.dtype
-    if not hardware().gpus:  # vLLM will say it needs a GPU; the setting is all there is to record
-        return model.dtype
-    return place(model.model_copy(update={"device_map": "auto"})).precision[1]
+    placement = place(model.model_copy(update={"device_map": "auto"}))  # every visible GPU
+    # without a GPU vLLM will say it needs one; the setting is all there is to record
+    return placement.precision[1] if placement.device_type == "cuda" else model.dtype
 
 
 def lora_rank(adapter: Path) -> int:
