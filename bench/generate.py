@@ -2,7 +2,7 @@
 
 The same prompts (the quickstart's first training prompts) and greedy settings on both sides. The naive
 baseline is `model.generate` in fp32, one prompt at a time, in data order; the engine is
-`ssrtune.inference.generation.generate` (length-sorted batches, bf16 where the CPU runs it natively). The same run measures
+`ssrtune.inference.local.TransformersLM` (length-sorted batches, bf16 where the CPU runs it natively). The same run measures
 the CPU's bf16 matrix-multiply rate and expresses the engine's prefill and decode as a fraction of it.
 
     .venv/bin/python bench/generate.py [--n 64]
@@ -20,8 +20,8 @@ import torch
 from common import quickstart, save, train_records
 
 from ssrtune.data.prompts import prompt_messages
-from ssrtune.inference.generation import generate, generate_batch
-from ssrtune.models import load_model, load_tokenizer
+from ssrtune.inference.generation import generate_into
+from ssrtune.inference.local import TransformersLM
 from ssrtune.store import RecordFile
 
 
@@ -84,7 +84,8 @@ def main() -> None:
     records = train_records(config, args.n)
     prompts = {r.id: prompt_messages(r) for r in records}
     batch_size, max_new_tokens = config.generate.batch_size, config.generate.max_new_tokens
-    model, tokenizer = load_model(config.model), load_tokenizer(config.model)
+    lm = TransformersLM(config.model, batch_size=batch_size)
+    model, tokenizer = lm.model, lm.tokenizer  # the naive baseline runs the same weights without autocast
 
     peak = {"bf16": matmul_gflops(torch.bfloat16), "fp32": matmul_gflops(torch.float32)}
 
@@ -95,8 +96,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         out = RecordFile(Path(scratch) / "generations.jsonl", "bench")
         start = time.perf_counter()
-        records_out = generate(model, tokenizer, prompts, out, batch_size, max_new_tokens, config.generate.bf16)
+        generate_into(lm, prompts, out, max_new_tokens, "generate")
         engine_s = time.perf_counter() - start
+        records_out = out.records
     engine_answers = [records_out[i]["response"] for i in prompts]
 
     # Prefill alone: the same length-sorted batches, one new token each.
@@ -104,9 +106,7 @@ def main() -> None:
               for i, p in prompts.items()}
     order = sorted(prompts, key=lambda i: length[i], reverse=True)
     start = time.perf_counter()
-    for offset in range(0, len(order), batch_size):
-        generate_batch(model, tokenizer, [prompts[i] for i in order[offset: offset + batch_size]], 1,
-                       config.generate.bf16)
+    lm.generate([prompts[i] for i in order], 1)  # in the same batches: the engine sorts them the same way
     prefill_s = time.perf_counter() - start
     decode_s = engine_s - prefill_s
     # an answer that ended before the limit also generated its end-of-turn token
@@ -116,7 +116,7 @@ def main() -> None:
     naive_tokens, engine_tokens = count_tokens(tokenizer, naive_answers), count_tokens(tokenizer, engine_answers)
     result = {
         "config": {"n": args.n, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-                   "bf16": config.generate.bf16},
+                   "precision": list(lm.placement.precision)},
         "matmul_peak_gflops": peak,
         "naive": {"seconds": naive_s, "examples_per_s": args.n / naive_s, "tokens_per_s": naive_tokens / naive_s,
                   "tokens": naive_tokens},

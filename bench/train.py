@@ -26,17 +26,18 @@ def run_variant(variant: str, steps: int, output: Path) -> None:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from ssrtune.models import load_model, load_tokenizer
+    from ssrtune.models import load_tokenizer
     from ssrtune.methods import METHODS
-    from ssrtune.train import build_trainer, to_dataset
+    from ssrtune.train import build_trainer, load_for_training, to_dataset
 
     config = quickstart(["train.save_every=1000000 steps"])
     train = config.train
     rows = METHODS["sft"].select(train_records(config, steps * train.batch_size), {}, {})
-    model, tokenizer = load_model(config.model), load_tokenizer(config.model)
+    model, placement = load_for_training(config.model, train)  # as ssrtune trains: the same weights for both
+    tokenizer = load_tokenizer(config.model)
     with tempfile.TemporaryDirectory() as scratch:
         if variant == "ssrtune":
-            trainer = build_trainer(model, tokenizer, rows, train, Path(scratch))
+            trainer = build_trainer(model, tokenizer, rows, train, Path(scratch), placement=placement)
         else:
             args = SFTConfig(output_dir=scratch, per_device_train_batch_size=train.batch_size,
                              max_length=train.max_length, num_train_epochs=train.epochs,

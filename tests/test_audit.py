@@ -58,12 +58,12 @@ def test_judge_audit_command_against_labels_and_another_judge(tiny_model, record
     run = tmp_path / "run"
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
-        "run_dir": str(run), "model": {"name": str(tiny_model)},
+        "run_dir": str(run), "model": {"name": str(tiny_model), "dtype": "float32"},
         "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-        "generate": {"batch_size": 6, "max_new_tokens": 4, "bf16": False},
+        "generate": {"batch_size": 6, "max_new_tokens": 4},
     }))
     llm = tmp_path / "llm.yaml"
-    llm.write_text(yaml.safe_dump({"kind": "llm", "model": {"name": str(tiny_model)}, "bf16": False}))
+    llm.write_text(yaml.safe_dump({"kind": "llm", "model": {"name": str(tiny_model), "dtype": "float32"}}))
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps({"id": f"q{i}", "label": i % 2 == 0}) + "\n" for i in range(1, 7)))
 

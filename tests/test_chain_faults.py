@@ -35,11 +35,11 @@ def chain_config(folder: Path) -> dict:
     model = build_tiny_model(folder / "model", seed=3, tie_word_embeddings=False)
     records = folder / "records.jsonl"
     records.write_text("".join(json.dumps(r) + "\n" for r in record_dicts()))
-    return {"name": "chain", "methods": ["ssr"], "model": {"name": str(model)},
+    return {"name": "chain", "methods": ["ssr"], "model": {"name": str(model), "dtype": "float32"},
             "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
-            "generate": {"batch_size": 1, "max_new_tokens": 4, "bf16": False},
+            "generate": {"batch_size": 1, "max_new_tokens": 4},
             "judge": {"kind": "regex", "pattern": "Tw"},  # accepts some own answers: targets mix self and gold
-            "train": {"epochs": 1, "batch_size": 3, "bf16": False, "save_every": "1 steps", "learning_rate": LEARNING_RATE},
+            "train": {"epochs": 1, "batch_size": 3, "save_every": "1 steps", "learning_rate": LEARNING_RATE},
             "evaluate": {"batch_size": 2, "max_new_tokens": 4}}
 
 

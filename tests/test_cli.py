@@ -13,10 +13,10 @@ SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
 def write_config(tmp_path, tiny_model, records_file, **extra):
     config = {
         "name": "tiny", "run_dir": str(tmp_path / "run"),
-        "model": {"name": str(tiny_model)},
+        "model": {"name": str(tiny_model), "dtype": "float32"},
         "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-        "generate": {"batch_size": 4, "max_new_tokens": 6, "bf16": False},
-        "train": {"epochs": 1, "batch_size": 3, "bf16": False},
+        "generate": {"batch_size": 4, "max_new_tokens": 6},
+        "train": {"epochs": 1, "batch_size": 3},
         "evaluate": {"batch_size": 4, "max_new_tokens": 6},
         **extra,
     }

@@ -116,9 +116,19 @@ def test_every_field_documents_itself():
     assert missing == []
 
 
-def test_precision_is_set_per_stage():
-    config = load_config(None, ["generate.bf16=false", "evaluate.bf16=true", "train.bf16=false"])
-    assert (config.generate.bf16, config.evaluate.bf16, config.train.bf16) == (False, True, False)
+def test_precision_is_the_models_and_the_old_per_stage_keys_name_it():
+    config = load_config(None, ["model.dtype=bfloat16", "model.device_map=cuda:1", "model.attn_implementation=sdpa"])
+    assert (config.model.dtype, config.model.device_map, config.model.attn_implementation) == ("bfloat16", "cuda:1",
+                                                                                               "sdpa")
+    for key in ("generate.bf16", "evaluate.bf16", "train.bf16"):
+        with pytest.raises(ConfigError, match=rf"{key.split('.')[0]}: `bf16` was replaced by model.dtype"):
+            load_config(None, [f"{key}=false"])
+    with pytest.raises(ConfigError, match=r"judge: `bf16` was replaced by the judge model's own dtype: judge.model.dtype"):
+        load_config(None, ["judge={kind: llm, bf16: false}"])
+    with pytest.raises(ConfigError, match=r"generate: `tensor_parallel_size` was replaced by vllm.tensor_parallel_size"):
+        load_config(None, ["generate.tensor_parallel_size=2"])
+    with pytest.raises(ConfigError, match=r"model.device_map: String should match pattern"):
+        load_config(None, ["model.device_map=gpu0"])
 
 
 def test_judge_file(tmp_path):

@@ -43,10 +43,10 @@ def many_records(path: Path) -> Path:
 
 def make_config(folder: Path, tiny_model: Path, records: Path, **sections) -> Path:
     tree = {"name": "crash", "run_dir": str(folder / "run"), "methods": ["sft"],
-            "model": {"name": str(tiny_model)},
+            "model": {"name": str(tiny_model), "dtype": "float32"},
             "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
-            "generate": {"batch_size": 1, "max_new_tokens": 8, "bf16": False},
-            "train": {"epochs": 1, "batch_size": 2, "bf16": False, "save_every": "2 steps", "learning_rate": 1e-3},
+            "generate": {"batch_size": 1, "max_new_tokens": 8},
+            "train": {"epochs": 1, "batch_size": 2, "save_every": "2 steps", "learning_rate": 1e-3},
             **sections}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(tree))

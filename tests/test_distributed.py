@@ -16,8 +16,8 @@ def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_
     # 12 examples, a global batch of 4 (2 per process), one epoch: 3 optimizer steps on the same batches.
     data = [{**row, "id": f"{row['id']}-{copy}"} for copy in range(2) for row in rows()]
     write_jsonl(tmp_path / "rows.jsonl", data)
-    config = RunConfig(model=ModelConfig(name=str(tiny_model)), train=TrainConfig(
-        batch_size=4, epochs=1, learning_rate=3e-3, warmup_ratio=0.0, bf16=False, save_every="1000 steps",
+    config = RunConfig(model=ModelConfig(name=str(tiny_model), dtype="float32"), train=TrainConfig(
+        batch_size=4, epochs=1, learning_rate=3e-3, warmup_ratio=0.0, save_every="1000 steps",
         num_processes=2))
 
     distributed = launch(config, tmp_path / "rows.jsonl", tmp_path / "ddp")

@@ -1,4 +1,5 @@
-"""The openai and vllm generation engines, their configuration, and how the pipeline handles failed requests."""
+"""The openai and vllm generation engines, their configuration, and how the pipeline handles failed requests (the
+vllm engine's calls themselves: tests/test_vllm_engine.py)."""
 
 import json
 import sys
@@ -9,9 +10,10 @@ from ssrtune.cli import entry
 from ssrtune.config import ConfigError, load_config
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
-from ssrtune.endpoint import ChatEndpoint
 from ssrtune.extras import MissingExtraError
-from ssrtune.inference.generation import generate_openai, generate_vllm
+from ssrtune.inference.factory import build_lm
+from ssrtune.inference.generation import generate_into
+from ssrtune.inference.server import OpenAILM
 from ssrtune.methods import METHODS
 from ssrtune.schema import EndpointConfig
 from ssrtune.stages.base import Run
@@ -61,8 +63,8 @@ def endpoint_config(server, **overrides) -> EndpointConfig:
 def test_openai_engine_writes_answers_counts_failures_and_retries_only_those(fake_openai, tmp_path):
     prompts = {r.id: prompt_messages(r) for r in records()}
     fake_openai.handler = failing(BROKEN)
-    chat = ChatEndpoint(endpoint_config(fake_openai))
-    failures = generate_openai(chat, prompts, RecordFile(tmp_path / "g.jsonl", "fp"), max_new_tokens=9)
+    chat = OpenAILM(endpoint_config(fake_openai))
+    failures = generate_into(chat, prompts, RecordFile(tmp_path / "g.jsonl", "fp"), max_new_tokens=9, description="g")
     assert sorted(failures) == ["q2", "q4", "q5", "q6"]
     assert "HTTP 429" in failures["q2"] and "HTTP 500" in failures["q4"] and "not valid JSON" in failures["q5"]
     assert "HTTP 401" in failures["q6"] and KEY not in failures["q6"]
@@ -78,17 +80,17 @@ def test_openai_engine_writes_answers_counts_failures_and_retries_only_those(fak
     assert {i: r["response"] for i, r in out.records.items()} == {i: f"answer {i}" for i in ("q1", "q3")}
     fake_openai.requests.clear()
     fake_openai.handler = failing({})
-    assert generate_openai(chat, prompts, out, max_new_tokens=9) == {}
+    assert generate_into(chat, prompts, out, max_new_tokens=9, description="g") == {}
     assert sorted(record_id(r["json"]) for r in fake_openai.requests) == ["q2", "q4", "q5", "q6"]
     lines = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
     assert sorted(row["id"] for row in lines) == sorted(prompts)  # each id exactly once
     assert all(set(row) == {"id", "response"} for row in lines)
 
 
-def run_config(tmp_path, records_file, **generate):
+def run_config(tmp_path, records_file, *overrides, **generate):
     return load_config(None, [
         f"run_dir={tmp_path / 'run'}", "data.recipe=null", f"data.train_file={records_file}",
-        f"data.test_file={records_file}", *(f"generate.{k}={json.dumps(v)}" for k, v in generate.items())])
+        f"data.test_file={records_file}", *(f"generate.{k}={json.dumps(v)}" for k, v in generate.items()), *overrides])
 
 
 def test_pipeline_with_failed_requests_falls_back_to_gold_and_resumes(fake_openai, tmp_path, records_file):
@@ -134,17 +136,16 @@ def test_engine_and_endpoint_settings_are_checked_together(tmp_path, records_fil
     with pytest.raises(ConfigError, match=r"generate.endpoint.max_concurrency"):
         run_config(tmp_path, records_file, engine="openai",
                    endpoint={"base_url": "http://127.0.0.1:1/v1", "model": "m", "max_concurrency": 0})
-    with pytest.raises(ConfigError, match=r"generate.tensor_parallel_size"):
-        run_config(tmp_path, records_file, engine="vllm", tensor_parallel_size=0)
-    config = run_config(tmp_path, records_file, engine="vllm", tensor_parallel_size=4)
-    assert (config.generate.engine, config.generate.tensor_parallel_size) == ("vllm", 4)
+    with pytest.raises(ConfigError, match=r"vllm.tensor_parallel_size"):
+        run_config(tmp_path, records_file, "vllm.tensor_parallel_size=0", engine="vllm")
+    config = run_config(tmp_path, records_file, "vllm.tensor_parallel_size=4", engine="vllm")
+    assert (config.generate.engine, config.vllm.tensor_parallel_size) == ("vllm", 4)
 
 
 def test_vllm_engine_without_vllm_says_how_to_install(tmp_path, records_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # what `import vllm` meets when it is not installed
-    prompts = {r.id: prompt_messages(r) for r in records()}
     with pytest.raises(MissingExtraError, match=r"pip install 'ssrtune\[vllm\]'"):
-        generate_vllm(load_config(None).model, prompts, RecordFile(tmp_path / "g.jsonl", "fp"), 8)
+        build_lm("vllm", load_config(None).model)
     config = run_config(tmp_path, records_file, engine="vllm")
     with pytest.raises(MissingExtraError, match="the vllm engine"):
         Run(config)(Generate())

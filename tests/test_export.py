@@ -34,8 +34,8 @@ def run_dir(tiny_model, tmp_path_factory):
     config = load_config(None, [
         "name=tiny", f"run_dir={folder / 'run'}", f"model.name={tiny_model}", "methods=[ssr]", "data.recipe=null",
         f"data.train_file={records}", f"data.test_file={records}", "generate.batch_size=6",
-        "generate.max_new_tokens=4", "generate.bf16=false", "train.epochs=3", "train.batch_size=3",
-        "train.bf16=false", "train.learning_rate=3e-3", "evaluate.batch_size=6", "evaluate.max_new_tokens=4",
+        "generate.max_new_tokens=4", "model.dtype=float32", "train.epochs=3", "train.batch_size=3",
+        "train.learning_rate=3e-3", "evaluate.batch_size=6", "evaluate.max_new_tokens=4",
         "evaluate.retention={benchmarks: [], kl_prompts: 2, kl_max_new_tokens: 4}"])
     pipeline.run(config)
     return config.path
@@ -96,7 +96,7 @@ def test_full_fine_tuning_exports_the_trained_weights(tiny_model, tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump({"name": "full", "model": {"name": str(tiny_model)}}))
     model_config = ModelConfig(name=str(tiny_model))
     result = train(load_model(model_config), load_tokenizer(model_config), rows(),
-                   TrainConfig(full=True, epochs=1, batch_size=3, bf16=False, learning_rate=1e-3), run / "models" / "sft")
+                   TrainConfig(full=True, epochs=1, batch_size=3, learning_rate=1e-3), run / "models" / "sft")
     write_json(run / "models" / "sft" / "ssrtune_train.json", result)
     out = export(run, "sft", tmp_path / "out")
     exported = AutoModelForCausalLM.from_pretrained(out).state_dict()

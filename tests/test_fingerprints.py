@@ -26,8 +26,8 @@ def run(tiny_model, tmp_path):
     records = tmp_path / "records.jsonl"
     records.write_text("".join(json.dumps(r) + "\n" for r in record_dicts()))
     base = [f"run_dir={tmp_path / 'run'}", f"model.name={model}", "data.recipe=null", f"data.train_file={records}",
-            f"data.test_file={records}", "generate.max_new_tokens=4", "generate.bf16=false", "methods=[sft]",
-            "train.bf16=false", "train.batch_size=3"]
+            f"data.test_file={records}", "generate.max_new_tokens=4", "model.dtype=float32", "methods=[sft]",
+            "train.batch_size=3"]
 
     def config(*overrides):
         return load_config(None, [*base, *overrides])

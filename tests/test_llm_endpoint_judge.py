@@ -81,5 +81,5 @@ def test_endpoint_settings_are_validated():
         with pytest.raises(ConfigError, match=f"`{name}` does not apply to a `llm` judge with engine openai"):
             load_config(None, [f"judge={{kind: llm, engine: openai, {key}, endpoint: {{base_url: 'http://x/v1', "
                                "model: m}}"])
-    with pytest.raises(ConfigError, match=r"judge\.engine: an `llm` judge's engine is transformers or openai"):
+    with pytest.raises(ConfigError, match=r"judge\.engine: an `llm` judge's engine is transformers, vllm or openai"):
         load_config(None, ["judge={kind: llm, engine: cloud}"])

@@ -3,18 +3,22 @@
 import pytest
 import torch
 
+from ssrtune.inference.local import TransformersLM
 from ssrtune.inference.scoring import loglikelihoods
 from ssrtune.judges.base import JudgeInput
 from ssrtune.judges.build import build_judge, judge_fingerprint
 from ssrtune.judges.config import LocalLLMJudgeConfig
 from ssrtune.judges.llm import LocalLLMJudge
 from ssrtune.models import load_model, load_tokenizer
+from ssrtune.placement import Placement
 from ssrtune.schema import ModelConfig
+
+CPU_FP32 = Placement("cpu", "cpu", torch.float32, torch.float32)
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model):
-    config = ModelConfig(name=str(tiny_model))
+    config = ModelConfig(name=str(tiny_model), dtype="float32")
     return config, load_model(config), load_tokenizer(config)
 
 
@@ -39,7 +43,7 @@ def test_batched_left_padded_scores_equal_direct_ones(tiny):
     words = [" blue", " Anna in Paris", "Yes", "No"]  # single- and multi-token continuations together
     tokens = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompts + words]
     requests = [(p, w) for p in tokens[:3] for w in tokens[3:]]
-    batched = loglikelihoods(model, requests, batch_size=5, bf16=False)
+    batched = loglikelihoods(model, requests, batch_size=5, placement=CPU_FP32)
     assert len(batched) == 12
     for (prompt, word), (ll, _) in zip([(p, w) for p in prompts for w in words], batched):
         assert ll == pytest.approx(direct_logprob(model, tokenizer, prompt, word), abs=1e-4)
@@ -49,7 +53,10 @@ def test_local_judge_verdicts_follow_the_threshold_and_batching(tiny, tmp_path):
     config, model, tokenizer = tiny
 
     def run(**settings):
-        judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, **settings), model, tokenizer)
+        judge_config = LocalLLMJudgeConfig(model=config, **settings)
+        judge = LocalLLMJudge(judge_config, TransformersLM(config, batch_size=judge_config.batch_size,
+                                                           loaded=(model, tokenizer)))
+        assert judge.batch_size == judge_config.batch_size  # verdicts written at a time
         return judge.judge(items())
 
     one_by_one, batched = run(batch_size=1), run(batch_size=4)
@@ -71,9 +78,10 @@ def test_user_template_changes_the_prompt_and_the_fingerprint(tiny, tmp_path):
     config, model, tokenizer = tiny
     template = tmp_path / "judge.jinja"
     template.write_text("Gold: {{ gold }}. Candidate: {{ candidate }}. Same? {{ accept_word }} or {{ reject_word }}")
-    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)), model, tokenizer)
+    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)),
+                          TransformersLM(config, loaded=(model, tokenizer)))
     prompt = judge.prompt(items()[1])
-    assert "Gold: Anna. Candidate: Bob. Same? Yes or No" in prompt and prompt.endswith("assistant\n")
+    assert prompt == [{"role": "user", "content": "Gold: Anna. Candidate: Bob. Same? Yes or No"}]
     default = LocalLLMJudgeConfig(model=config)
     custom = LocalLLMJudgeConfig(model=config, template=str(template))
     before = judge_fingerprint(custom)
@@ -86,7 +94,8 @@ def test_template_errors_are_clear(tiny, tmp_path):
     config, model, tokenizer = tiny
     template = tmp_path / "judge.jinja"
     template.write_text("Gold: {{ gold_answer }}")
-    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)), model, tokenizer)
+    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)),
+                          TransformersLM(config, loaded=(model, tokenizer)))
     with pytest.raises(ValueError, match="gold_answer"):
         judge.judge(items(1))
     with pytest.raises(FileNotFoundError, match="missing.jinja"):

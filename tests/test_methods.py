@@ -19,7 +19,7 @@ def tiny_config(tmp_path, tiny_model, records_file, *overrides):
     return load_config(None, [
         f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "data.recipe=null",
         f"data.train_file={records_file}", f"data.test_file={records_file}", "generate.batch_size=4",
-        "generate.max_new_tokens=5", "generate.bf16=false", *overrides,
+        "generate.max_new_tokens=5", "model.dtype=float32", *overrides,
     ])
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from ssrtune.benchmarks import Question, stratified_sample
+from ssrtune.inference.local import TransformersLM
+from ssrtune.inference.scoring import encode_request
 from ssrtune.models import load_model, load_tokenizer
-from ssrtune.retention import (coarse_kl, encode_request, harness_loglikelihoods, kl_from_reference, kl_reference,
-                               score_questions)
+from ssrtune.retention import coarse_kl, kl_from_reference, kl_reference, score_questions
 from ssrtune.schema import ModelConfig
 
 
@@ -48,6 +49,12 @@ def tiny(tiny_model):
     return load_model(config), load_tokenizer(config)
 
 
+def lm(model, tokenizer) -> TransformersLM:
+    """The inference layer over a model in memory, in float32 on the CPU (no autocast, whatever the CPU)."""
+    return TransformersLM(ModelConfig(name="in-memory", dtype="float32", device_map="cpu"), batch_size=2,
+                          loaded=(model, tokenizer))
+
+
 def test_encode_request_moves_trailing_space_to_the_continuation(tiny):
     _, tok = tiny
     context, continuation = encode_request(tok, "The sky is ", "blue")
@@ -58,7 +65,7 @@ def test_batched_loglikelihoods_match_a_plain_forward_pass(tiny):
     model, tok = tiny
     requests = [("The sky is", " blue on a clear day."), ("Who wrote", " the letter?"), ("Who wrote", " Anna"),
                 ("Bread is baked every morning", " by the baker.")]
-    got = harness_loglikelihoods(model, tok, requests, batch_size=3, bf16=False, description="score")
+    got = lm(model, tok).loglikelihood(requests, batch_size=3, description="score")
     for (context, continuation), (ll, greedy) in zip(requests, got):
         ctx, cont = encode_request(tok, context, continuation)
         ids = torch.tensor([ctx + cont])
@@ -75,8 +82,8 @@ def test_kl_from_the_reference_equals_the_exact_kl_with_the_whole_vocabulary(tin
     model, tok = tiny
     vocab = model.config.vocab_size
     prompts = ["What colour is the sky?", "Who wrote the letter?"]
-    reference = kl_reference(model, tok, prompts, 5, vocab, 2, False)
-    same = kl_from_reference(model, reference, 2, False)
+    reference = kl_reference(lm(model, tok), prompts, 5, vocab, 2)
+    same = kl_from_reference(lm(model, tok), reference, 2)
     assert same["mean_kl"] == pytest.approx(0.0, abs=1e-6) and same["n_prompts"] == 2
     other = load_model(ModelConfig(name=str(build_tiny_model(tmp_path / "other", seed=1))))
     # by hand: full distributions of both models over every scored position
@@ -90,8 +97,8 @@ def test_kl_from_the_reference_equals_the_exact_kl_with_the_whole_vocabulary(tin
             q = torch.log_softmax(other(ids).logits[0, -n - 1:-1].double(), -1)
         total += float((p.exp() * (p - q)).sum())
     exact = total / sum(n_scored)
-    assert kl_from_reference(other, reference, 2, False)["mean_kl"] == pytest.approx(exact, rel=1e-3)
-    coarse = kl_from_reference(other, kl_reference(model, tok, prompts, 5, 4, 2, False), 2, False)["mean_kl"]
+    assert kl_from_reference(lm(other, tok), reference, 2)["mean_kl"] == pytest.approx(exact, rel=1e-3)
+    coarse = kl_from_reference(lm(other, tok), kl_reference(lm(model, tok), prompts, 5, 4, 2), 2)["mean_kl"]
     assert 0 < coarse <= exact + 1e-9
 
 
@@ -101,14 +108,14 @@ def test_lm_eval_backend_plumbing(tiny, monkeypatch):
     import types
 
     from ssrtune.extras import MissingExtraError
-    from ssrtune.retention import lm_eval_backend
+    from ssrtune.inference.harness import harness_results
     from ssrtune.stages.evaluate import from_lm_eval
     from ssrtune.stats import Z95
 
     model, tok = tiny
     monkeypatch.setitem(sys.modules, "lm_eval", None)
     with pytest.raises(MissingExtraError, match="pip install 'ssrtune\\[lm-eval\\]'"):
-        lm_eval_backend(model, tok, ["arc_easy"], 10, 4)
+        harness_results(lm(model, tok), ["arc_easy"], 10, 4)
 
     calls = {}
 
@@ -129,7 +136,7 @@ def test_lm_eval_backend_plumbing(tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "lm_eval", harness)
     monkeypatch.setitem(sys.modules, "lm_eval.models", models_module)
     monkeypatch.setitem(sys.modules, "lm_eval.models.huggingface", huggingface)
-    raw = lm_eval_backend(model, tok, ["arc_easy"], 10, 4)
+    raw = harness_results(lm(model, tok), ["arc_easy"], 10, 4)
     assert calls == {"model": model, "batch_size": 4, "tasks": ["arc_easy"], "limit": 10}
     ours = from_lm_eval(raw)["arc_easy"]
     assert ours["primary"] == "acc_norm" and ours["acc_norm"]["value"] == 0.6

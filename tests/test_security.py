@@ -42,10 +42,10 @@ def test_full_run_keeps_the_api_key_out_and_cuts_long_documents(tiny_model, tmp_
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
         "name": "secret", "run_dir": str(tmp_path / "run"), "methods": ["ssr"],
-        "model": {"name": str(tiny_model), "max_context": 400},
+        "model": {"name": str(tiny_model), "max_context": 400, "dtype": "float32"},
         "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
-        "generate": {"batch_size": 4, "max_new_tokens": 8, "bf16": False},
-        "train": {"epochs": 1, "batch_size": 4, "bf16": False, "max_length": 300},
+        "generate": {"batch_size": 4, "max_new_tokens": 8},
+        "train": {"epochs": 1, "batch_size": 4, "max_length": 300},
         "evaluate": {"batch_size": 4, "max_new_tokens": 8},
     }))
     before = set(tmp_path.rglob("*"))
@@ -134,7 +134,7 @@ def test_a_checkpoint_pickle_cannot_run_code_on_resume(tiny_model, tmp_path):
             for r in record_dicts()]
     model_config = ModelConfig(name=str(tiny_model))
     out = tmp_path / "model"
-    config = TrainConfig(epochs=1, batch_size=3, bf16=False, save_every="2 steps")
+    config = TrainConfig(epochs=1, batch_size=3, save_every="2 steps")
     train(load_model(model_config), load_tokenizer(model_config), rows, config, out)
     marker = tmp_path / "pickle-ran"
     checkpoint = out / "checkpoint-2"

@@ -15,7 +15,7 @@ def rows():
 
 
 def fit(tiny_model, tmp_path, run_name=None, **overrides):
-    config = TrainConfig(**{"epochs": 3, "batch_size": 3, "learning_rate": 3e-3, "bf16": False,
+    config = TrainConfig(**{"epochs": 3, "batch_size": 3, "learning_rate": 3e-3,
                             "warmup_ratio": 0.0, **overrides})
     model_config = ModelConfig(name=str(tiny_model))
     out = tmp_path / "model"

@@ -13,6 +13,7 @@ from ssrtune.train_config import parse_save_every
 from ssrtune.distributed import train_method
 from ssrtune.train_config import process_count
 from ssrtune.models import load_model
+from ssrtune.placement import Hardware, Placement
 from ssrtune.store import write_jsonl
 from ssrtune.train import OneDeviceSFTConfig, load_for_training, sft_config
 from tests.test_train import fit, rows
@@ -74,16 +75,19 @@ def test_micro_batches_and_gradient_checkpointing_train_the_same_adapter(tiny_mo
     assert all(w.abs().max() > 100 * tolerance for n, w in reference.items() if "lora_B" in n)
 
 
+CPU_FP32 = Placement("cpu", "cpu", torch.float32, torch.float32)
+
+
 def test_gradient_checkpointing_is_on_by_default_above_a_billion_parameters(tmp_path):
-    args = {size: sft_config(TrainConfig(bf16=False), tmp_path, size) for size in (135_000_000, 7_200_000_000)}
+    args = {size: sft_config(TrainConfig(), tmp_path, size, placement=CPU_FP32) for size in (135_000_000, 7_200_000_000)}
     assert not args[135_000_000].activation_checkpointing and args[7_200_000_000].activation_checkpointing
-    forced = sft_config(TrainConfig(bf16=False, gradient_checkpointing=False), tmp_path, 7_200_000_000)
+    forced = sft_config(TrainConfig(gradient_checkpointing=False), tmp_path, 7_200_000_000, placement=CPU_FP32)
     assert not forced.activation_checkpointing
 
 
 def test_lora_tells_ddp_that_no_parameter_goes_unused(tmp_path):
-    assert sft_config(TrainConfig(bf16=False), tmp_path, 1).ddp_find_unused_parameters is False
-    assert sft_config(TrainConfig(bf16=False, full=True), tmp_path, 1).ddp_find_unused_parameters is None
+    assert sft_config(TrainConfig(), tmp_path, 1, placement=CPU_FP32).ddp_find_unused_parameters is False
+    assert sft_config(TrainConfig(full=True), tmp_path, 1, placement=CPU_FP32).ddp_find_unused_parameters is None
 
 
 def test_one_process_on_a_machine_with_several_gpus_trains_on_one():
@@ -100,7 +104,7 @@ def test_one_process_on_a_machine_with_several_gpus_trains_on_one():
 
 
 def test_qlora_is_refused_without_cuda_and_with_full_fine_tuning(tiny_model):
-    with mock.patch("torch.cuda.is_available", return_value=False), \
+    with mock.patch("ssrtune.placement.hardware", return_value=Hardware(False, ())), \
             pytest.raises(ConfigError, match="train.quantization: 4bit .* needs a CUDA GPU"):
         load_for_training(ModelConfig(name=str(tiny_model)), TrainConfig(quantization="4bit"))
     with pytest.raises(ConfigError, match="not with full"):
@@ -114,8 +118,10 @@ def test_load_model_places_weights_in_the_asked_device_and_precision(tiny_model)
     half = load_model(config, device="cpu", dtype=torch.bfloat16)
     assert {(p.device.type, p.dtype) for p in half.parameters()} == {("cpu", torch.bfloat16)}
     # on the CPU, training keeps the float32 weights whose speed docs/PERFORMANCE.md measured
-    for_training = load_for_training(config, TrainConfig())
+    with mock.patch("ssrtune.placement.hardware", return_value=Hardware(True, ())):
+        for_training, placement = load_for_training(config, TrainConfig())
     assert {p.dtype for p in for_training.parameters()} == {torch.float32}
+    assert (placement.device_type, placement.compute) == ("cpu", torch.bfloat16)
 
 
 @pytest.mark.parametrize("text, parsed", [
@@ -177,8 +183,8 @@ def test_how_the_training_runs_is_not_in_its_fingerprint():
 
 def test_training_in_this_process_reads_the_method_rows(tiny_model, tmp_path):
     write_jsonl(tmp_path / "ssr.jsonl", [{**row, "source": "gold"} for row in rows()])
-    config = RunConfig(name="tiny", model=ModelConfig(name=str(tiny_model)), train=TrainConfig(
-        epochs=1, batch_size=3, bf16=False, num_processes="auto"))
+    config = RunConfig(name="tiny", model=ModelConfig(name=str(tiny_model), dtype="float32"), train=TrainConfig(
+        epochs=1, batch_size=3, num_processes="auto"))
     with mock.patch("torch.cuda.device_count", return_value=0):
         result = train_method(config, tmp_path / "ssr.jsonl", tmp_path / "ssr")
     assert result["steps"] == 2 and result["processes"] == 1 and (tmp_path / "ssr" / "adapter_model.safetensors").exists()

@@ -17,6 +17,7 @@ from ssrtune.data.schema import DataError
 from ssrtune.endpoint import EndpointError
 from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
+from ssrtune.inference.lm import UnsupportedRequest
 from ssrtune.methods import METHODS, source_shares
 from ssrtune.report import ReportError
 from ssrtune.stages.base import Run, Stage, trained_models
@@ -205,11 +206,23 @@ def export(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False,
     typer.echo(f"exported: {export_model(run_dir, method, out, dtype)}")
 
 
+@app.command()
+def doctor(config: Annotated[Optional[Path], typer.Argument(help="A run configuration: also show the engine, "
+                                                            "device and precision of each of its stages.",
+                                                            exists=True, dir_okay=False)] = None,
+           overrides: Overrides = None) -> None:
+    """Print the machine, the installed packages and extras, the cache folders and (with CONFIG) how each stage
+    would run: the first thing to paste into a bug report."""
+    from ssrtune.doctor import report
+
+    typer.echo(report(load_config(config, overrides or []) if config else None, str(config) if config else None))
+
+
 def entry() -> None:
     """Console script: known user errors print one clear line, not a traceback."""
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError) as err:
+            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

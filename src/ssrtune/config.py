@@ -7,7 +7,7 @@ field on another kind, a recipe's field with the user's own files) is an error n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError,
 from ssrtune.benchmarks import BENCHMARKS
 from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
 from ssrtune.methods import METHODS, restatements
-from ssrtune.schema import EndpointConfig, ModelConfig, Strict
+from ssrtune.schema import EndpointConfig, ModelConfig, Strict, VllmConfig
 from ssrtune.train_config import TrainConfig
 
 DEFAULT_METHODS = ("sft", "ssr")
@@ -70,22 +70,30 @@ DataConfig = Annotated[
 ]
 
 
-class _GenerateSettings(Strict):
-    engine: Literal["transformers", "openai", "vllm"] = Field(
-        "transformers", description="transformers (here), openai (any OpenAI-compatible server) or vllm (offline, GPU)."
-    )
+class EngineSettings(Strict):
+    """Which engine answers prompts (ssrtune.inference.factory.build_lm); the model's placement and precision are
+    the model's own settings (`model.dtype`, `model.device_map`)."""
+
+    engine: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="transformers (in this process: CPU, one GPU or one model sharded over GPUs), "
+                                    "vllm (vLLM on GPUs; the run's `vllm` settings) or openai (any OpenAI-compatible "
+                                    "server).")
     endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
-    tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs to shard the model over.")
     batch_size: int = Field(16, gt=0, description="transformers: prompts per batch.")
-    max_new_tokens: int = Field(48, gt=0, description="The longest own answer (or restatement), in tokens.")
-    bf16: bool | None = Field(None, description="transformers: bf16 autocast while generating the own answers and "
-                                                "restatements; null = where the hardware runs bf16 natively.")
+    REMOVED: ClassVar[dict[str, str]] = {
+        "bf16": "model.dtype (auto | float32 | bfloat16 | float16: one precision for every stage of the model)",
+        "tensor_parallel_size": "vllm.tensor_parallel_size (the run's vllm settings, shared by every stage)",
+    }
 
     @model_validator(mode="after")
-    def _endpoint_for_openai(self) -> _GenerateSettings:
+    def _endpoint_for_openai(self) -> EngineSettings:
         if (self.engine == "openai") != (self.endpoint is not None):
             raise ValueError("`endpoint` is required by engine `openai`, and only by it")
         return self
+
+
+class _GenerateSettings(EngineSettings):
+    max_new_tokens: int = Field(48, gt=0, description="The longest own answer (or restatement), in tokens.")
 
 
 # The base model's own answers, and the restatements of the methods that have one: a restating method brings its
@@ -137,13 +145,11 @@ class EvalDataset(Strict):
                                                                               "gold answers.")
 
 
-class EvaluateConfig(Strict):
-    """Evaluation of the base model and of every trained one."""
+class EvaluateConfig(EngineSettings):
+    """Evaluation of the base model and of every trained one. With the vllm engine a trained LoRA adapter is served
+    without merging; with the openai engine the server must serve each trained model under its name (README)."""
 
-    batch_size: int = Field(16, gt=0, description="Prompts per batch when answering the task, OOD and user sets.")
     max_new_tokens: int = Field(48, gt=0, description="The longest answer, in tokens.")
-    bf16: bool | None = Field(None, description="bf16 autocast in every evaluation (answers, retention benchmarks, "
-                                                "KL); null = where the hardware runs bf16 natively.")
     retention: RetentionConfig | None = Field(None, description="Retention benchmarks; null = none.")
     ood: OodConfig | None = Field(None, description="Out-of-domain task; null = none.")
     datasets: list[EvalDataset] = Field(default_factory=list, description="The user's own eval sets, each judged.")
@@ -154,6 +160,23 @@ class EvaluateConfig(Strict):
         reserved = {"task", "retention", "ood", "kl"}
         if len(set(names)) != len(names) or reserved & set(names):
             raise ValueError(f"evaluate.datasets: names must be unique and not one of {sorted(reserved)}")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_serves_retention(self) -> EvaluateConfig:
+        """What each engine cannot give, refused before the run rather than after the first model's answers."""
+        retention, engine = self.retention, self.engine
+        if retention is None or engine == "transformers":
+            return self
+        if engine == "openai":
+            raise ValueError("`retention` needs log-likelihoods, which an OpenAI-compatible server does not give: "
+                             "use engine transformers or vllm, or retention: null")
+        if retention.harness == "lm-eval":
+            raise ValueError("retention.harness lm-eval runs on the transformers engine's model: use engine "
+                             "transformers, or harness native")
+        if retention.kl_prompts:
+            raise ValueError("retention.kl_prompts: the KL from the base model needs whole next-token distributions, "
+                             "which the vllm engine does not give: use engine transformers, or kl_prompts: 0")
         return self
 
 
@@ -172,6 +195,8 @@ class RunConfig(Strict):
                                                                               "restatement) is acceptable.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation.")
+    vllm: VllmConfig = Field(default_factory=VllmConfig, description="The vllm engine's settings, for every stage "
+                                                                     "whose engine is vllm (generate, evaluate).")
 
     @property
     def path(self) -> Path:
@@ -239,7 +264,7 @@ def _validation_message(path: Path | str | None, err: ValidationError) -> str:
         message = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
         if e["type"] == "judge_kind":
             kind = e["input"].get("kind") if isinstance(e["input"], dict) else None
-            where, message = ((f"{where}.engine", f"an `llm` judge's engine is transformers or openai, not "
+            where, message = ((f"{where}.engine", f"an `llm` judge's engine is transformers, vllm or openai, not "
                                f"{e['input'].get('engine')!r}") if kind == "llm" else
                               (f"{where}.kind", f"unknown judge kind {kind!r}; one of: {', '.join(KINDS)}"))
         elif e["type"] == "data_recipe":

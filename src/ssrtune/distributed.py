@@ -65,9 +65,9 @@ def train_here(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
     from ssrtune.train import load_for_training, train
 
     rows = trained_rows(list(iter_jsonl(rows_file)))
-    model = load_for_training(config.model, config.train)
+    model, placement = load_for_training(config.model, config.train)
     return train(model, load_tokenizer(config.model), rows, config.train, output_dir,
-                 run_name=f"{config.name}-{output_dir.name}")
+                 run_name=f"{config.name}-{output_dir.name}", placement=placement)
 
 
 def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:

@@ -82,9 +82,10 @@ def load_model(config: ModelConfig, adapter: Path | None = None, *, device: str 
                dtype: torch.dtype = torch.float32, quantization_config=None) -> PreTrainedModel:
     """The base model, or with `adapter` a fine-tuned one: a PEFT adapter merged in, or a full-weights folder.
 
-    By default on the CPU in float32. `device` loads the weights straight onto that device and `dtype` in that
-    precision (no full float32 copy in host memory first); `quantization_config` (e.g. transformers'
-    `BitsAndBytesConfig`) quantizes the base model while loading it.
+    By default on the CPU in float32. `device` (a device or a transformers `device_map`, see
+    `ssrtune.placement.place`) loads the weights straight onto that device and `dtype` in that precision (no full
+    float32 copy in host memory first); `quantization_config` (e.g. transformers' `BitsAndBytesConfig`) quantizes the
+    base model while loading it. `config.attn_implementation` picks the attention kernel.
     """
     source = resolve(config.name)
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
@@ -96,6 +97,7 @@ def load_model(config: ModelConfig, adapter: Path | None = None, *, device: str 
         dtype=dtype,
         device_map=device,
         quantization_config=quantization_config,
+        attn_implementation=config.attn_implementation,
         use_safetensors=True,
     )
     if adapter is not None and (Path(adapter) / "adapter_config.json").exists():

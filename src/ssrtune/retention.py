@@ -2,42 +2,24 @@
 
 Written by hand rather than through lm-evaluation-harness because the harness fetches its data from the Hub at
 run time, which a machine without network (and our embedded default) cannot do; the scoring follows the
-harness's `multiple_choice` semantics, and the harness itself is an optional backend (`lm_eval_backend`).
+harness's `multiple_choice` semantics, and the harness itself is an optional backend (`ssrtune.inference.harness`).
+Every model call goes through an `ssrtune.inference.lm.LM`: the benchmarks run on any engine that gives
+log-likelihoods, the KL on the transformers engine (it needs whole next-token distributions).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ssrtune.benchmarks import MathProblem, Question, gsm8k_exemplars, gsm8k_prompt
-from ssrtune.extras import import_extra
-from ssrtune.inference.generation import complete_batch, generate_batch
-from ssrtune.inference.scoring import loglikelihoods, token_logprobs
-from ssrtune.progress import progress_bar
+from ssrtune.inference.lm import LM
 from ssrtune.stats import accuracy, mean
 from ssrtune.text import final_number
 
-Request = tuple[str, str]
-
-
-def encode_request(tokenizer: PreTrainedTokenizerBase, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Context and continuation tokens as the harness makes them: trailing spaces of the context move to the
-    continuation, and the continuation's tokens are those the whole text adds after the context's."""
-    spaces = len(context) - len(context.rstrip())
-    if spaces:
-        context, continuation = context[:-spaces], context[-spaces:] + continuation
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-    return whole[:len(context_ids)], whole[len(context_ids):]
-
-
-def harness_loglikelihoods(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, requests: list[Request],
-                           batch_size: int, bf16: bool | None, description: str) -> list[tuple[float, bool]]:
-    """(log-likelihood of the continuation given the context, whether greedy decoding would produce it), with
-    the requests tokenized as the harness does (`encode_request`)."""
-    encoded = [encode_request(tokenizer, context, continuation) for context, continuation in requests]
-    return loglikelihoods(model, encoded, batch_size, bf16, description)
+if TYPE_CHECKING:
+    from ssrtune.inference.local import TransformersLM
 
 
 def score_questions(questions: list[Question], lls: list[tuple[float, bool]]) -> list[dict]:
@@ -55,10 +37,9 @@ def score_questions(questions: list[Question], lls: list[tuple[float, bool]]) ->
     return rows
 
 
-def multiple_choice(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, questions: list[Question],
-                    batch_size: int, bf16: bool | None, name: str) -> list[dict]:
+def multiple_choice(lm: LM, questions: list[Question], batch_size: int, name: str) -> list[dict]:
     requests = [r for q in questions for r in q.requests]
-    return score_questions(questions, harness_loglikelihoods(model, tokenizer, requests, batch_size, bf16, name))
+    return score_questions(questions, lm.loglikelihood(requests, batch_size=batch_size, description=name))
 
 
 def summarise(rows: list[dict], metrics: tuple[str, ...]) -> dict:
@@ -69,22 +50,15 @@ def summarise(rows: list[dict], metrics: tuple[str, ...]) -> dict:
 
 # --- GSM8K ------------------------------------------------------------------------------------------------------
 
-def gsm8k(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: list[MathProblem], shots: int,
-          max_new_tokens: int, batch_size: int, bf16: bool | None) -> list[dict]:
+def gsm8k(lm: LM, problems: list[MathProblem], shots: int, max_new_tokens: int, batch_size: int) -> list[dict]:
     """Greedy chain-of-thought answers with `shots` exemplars; correct when the final number equals the gold one.
     The gold worked answer's log-likelihood is kept too, as a finer measure of drift."""
     exemplars = gsm8k_exemplars()[:shots]
     prompts = [gsm8k_prompt(p.question, exemplars) for p in problems]
-    lls = harness_loglikelihoods(model, tokenizer, [(t, f" {p.solution}") for t, p in zip(prompts, problems)],
-                                 batch_size, bf16, "gsm8k gold")
-    answers: list[str] = []
-    with progress_bar("gsm8k") as bar:
-        task = bar.add_task("gsm8k", total=len(prompts), rate="")
-        for start in range(0, len(prompts), batch_size):
-            batch, _ = complete_batch(model, tokenizer, prompts[start: start + batch_size], max_new_tokens, bf16,
-                                      stop_strings=["Question:", "\n\n"])
-            answers += batch
-            bar.update(task, advance=len(batch))
+    lls = lm.loglikelihood([(t, f" {p.solution}") for t, p in zip(prompts, problems)], batch_size=batch_size,
+                           description="gsm8k gold")
+    answers = lm.generate(prompts, max_new_tokens, stop=["Question:", "\n\n"], batch_size=batch_size,
+                          description="gsm8k")
     rows = []
     for p, answer, (ll, _) in zip(problems, answers, lls):
         predicted = final_number(answer)
@@ -115,15 +89,14 @@ GENERAL_PROMPTS = [
 ]
 
 
-def kl_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                 max_new_tokens: int, top_k: int, batch_size: int, bf16: bool | None) -> dict[str, torch.Tensor]:
+def kl_reference(lm: TransformersLM, prompts: list[str], max_new_tokens: int, top_k: int, batch_size: int
+                 ) -> dict[str, torch.Tensor]:
     """The base model's greedy responses to general prompts and, at every response position, its top-k next-token
     log-probabilities and the log of the remaining mass, stored so that each fine-tuned model is compared
     without loading the base model beside it."""
     chats = [[{"role": "user", "content": p}] for p in prompts]
-    responses: list[str] = []
-    for start in range(0, len(chats), batch_size):
-        responses += generate_batch(model, tokenizer, chats[start: start + batch_size], max_new_tokens, bf16)[0]
+    responses = lm.generate(chats, max_new_tokens, batch_size=batch_size)
+    tokenizer = lm.tokenizer
     sequences, n_last = [], []
     for chat, response in zip(chats, responses):
         prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -132,7 +105,7 @@ def kl_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pro
         sequences.append(prompt_ids + response_ids)
         n_last.append(len(response_ids))
     ids, logps, tails = [None] * len(sequences), [None] * len(sequences), [None] * len(sequences)
-    for index, logprobs in token_logprobs(model, sequences, n_last, batch_size, bf16, "kl reference"):
+    for index, logprobs in lm.token_logprobs(sequences, n_last, batch_size=batch_size, description="kl reference"):
         top = logprobs.topk(min(top_k, logprobs.shape[-1]), dim=-1)
         ids[index], logps[index] = top.indices.to(torch.int32), top.values
         tails[index] = _log1mexp(torch.logsumexp(top.values.double(), dim=-1)).float()
@@ -157,8 +130,7 @@ def coarse_kl(p_top: torch.Tensor, p_tail: torch.Tensor, q_top: torch.Tensor, q_
     return (p_top.exp() * (p_top - q_top)).sum(-1) + p_tail.exp() * (p_tail - q_tail)
 
 
-def kl_from_reference(model: PreTrainedModel, reference: dict[str, torch.Tensor], batch_size: int,
-                      bf16: bool | None) -> dict:
+def kl_from_reference(lm: LM, reference: dict[str, torch.Tensor], batch_size: int) -> dict:
     """Mean KL(base || model) per response token over the base model's responses, and per prompt."""
     lengths = reference["sequence_length"].tolist()
     n_scored = reference["n_scored"].tolist()
@@ -168,7 +140,7 @@ def kl_from_reference(model: PreTrainedModel, reference: dict[str, torch.Tensor]
     offsets = [sum(n_scored[:i]) for i in range(len(n_scored))]
     per_prompt: list[float] = [0.0] * len(sequences)
     total = 0.0
-    for index, logprobs in token_logprobs(model, sequences, n_scored, batch_size, bf16, "kl"):
+    for index, logprobs in lm.token_logprobs(sequences, n_scored, batch_size=batch_size, description="kl"):
         rows = slice(offsets[index], offsets[index] + n_scored[index])
         top_ids = reference["top_ids"][rows].long().to(logprobs.device)
         q_top = logprobs.gather(-1, top_ids)
@@ -178,14 +150,3 @@ def kl_from_reference(model: PreTrainedModel, reference: dict[str, torch.Tensor]
         total += float(kl.sum())
     return {"mean_kl": total / sum(n_scored), "per_prompt": per_prompt, "n_prompts": len(sequences),
             "n_tokens": sum(n_scored), "top_k": int(reference["top_ids"].shape[-1])}
-
-
-def lm_eval_backend(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[str],
-                    limit: int | None, batch_size: int) -> dict:
-    """lm-evaluation-harness on the same model object, for machines that reach the harness's data."""
-    lm_eval = import_extra("lm_eval", "lm-eval", "evaluate.retention.harness=lm-eval")
-    HFLM = import_extra("lm_eval.models.huggingface", "lm-eval", "evaluate.retention.harness=lm-eval").HFLM
-    results = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size),
-                                      tasks=tasks, limit=limit, log_samples=False)
-    return {name: {k: v for k, v in values.items() if isinstance(v, (int, float))}
-            for name, values in results["results"].items()}

@@ -7,7 +7,6 @@ assistant turn, the completion is the assistant turn, and TRL masks everything o
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from ssrtune.config import ConfigError
 from ssrtune.extras import import_extra
 from ssrtune.inference.padding import left_pad, left_padded_batch
 from ssrtune.models import load_model
-from ssrtune.precision import bf16_supported
+from ssrtune.placement import Placement, training_placement
 from ssrtune.schema import ModelConfig
 from ssrtune.train_config import GRADIENT_CHECKPOINTING_ABOVE, TrainConfig, process_count
 
@@ -120,8 +119,9 @@ class OneDeviceSFTConfig(SFTConfig):
         return min(super().n_gpu, 1)
 
 
-def sft_config(config: TrainConfig, output_dir: Path, n_parameters: int, run_name: str | None = None) -> SFTConfig:
-    bf16 = bf16_supported() if config.bf16 is None else config.bf16
+def sft_config(config: TrainConfig, output_dir: Path, n_parameters: int, run_name: str | None = None, *,
+               placement: Placement) -> SFTConfig:
+    """The Trainer's arguments; its mixed precision is the placement's compute precision (bf16 or fp16 autocast)."""
     micro_batch, accumulation = config.batch_plan(process_count(config))
     checkpointing = (n_parameters > GRADIENT_CHECKPOINTING_ABOVE if config.gradient_checkpointing is None
                      else config.gradient_checkpointing)
@@ -138,8 +138,9 @@ def sft_config(config: TrainConfig, output_dir: Path, n_parameters: int, run_nam
         lr_scheduler_type="linear",
         max_length=config.max_length,
         completion_only_loss=True,
-        bf16=bf16,  # TRL defaults to True, which fails on hardware without bf16
-        use_cpu=not torch.cuda.is_available(),  # bf16 on CPU is refused unless the Trainer is told it runs there
+        bf16=placement.compute == torch.bfloat16,  # TRL defaults to True, which fails on hardware without bf16
+        fp16=placement.compute == torch.float16,
+        use_cpu=placement.device_type == "cpu",  # bf16 on CPU is refused unless the Trainer is told it runs there
         # A small model's activations fit, and recomputing them costs a third more time; a 7B model's do not.
         activation_checkpointing=checkpointing,
         # LoRA leaves the frozen base weights without gradients: DDP would search the graph for them every step.
@@ -155,43 +156,36 @@ def sft_config(config: TrainConfig, output_dir: Path, n_parameters: int, run_nam
     )
 
 
-def training_dtype(config: TrainConfig, on_cuda: bool) -> torch.dtype:
-    """The precision the weights are loaded in. LoRA freezes the base model, so on a GPU with bf16 it stays in bf16
-    (half the memory; PEFT keeps the adapter in float32). Full fine-tuning keeps float32 master weights under bf16
-    autocast, and so does the CPU, whose speed was measured that way (docs/PERFORMANCE.md)."""
-    bf16 = bf16_supported() if config.bf16 is None else config.bf16
-    return torch.bfloat16 if on_cuda and bf16 and not config.full else torch.float32
-
-
-def load_for_training(model_config: ModelConfig, config: TrainConfig) -> PreTrainedModel:
+def load_for_training(model_config: ModelConfig, config: TrainConfig) -> tuple[PreTrainedModel, Placement]:
     """The base model, loaded straight onto this process's GPU in the training precision (QLoRA: quantized to 4 bits
-    while loading), so that no rank holds a float32 copy in host memory; on the CPU as before.
-
-    Under an accelerate config file (FSDP, DeepSpeed) the framework places the weights, so they load unplaced.
-    """
-    on_cuda = torch.cuda.is_available()
+    while loading), so that no rank holds a float32 copy in host memory; on the CPU as before. Returns it with its
+    placement."""
+    placement = training_placement(model_config, config)
+    if placement.device_map not in (None, "cpu") and not placement.device_map.startswith("cuda"):
+        raise ConfigError(f"model.device_map {model_config.device_map!r} shards one model over GPUs; training runs "
+                          "one model per process (train.num_processes), or FSDP / DeepSpeed through "
+                          "train.accelerate_config")
     quantization = None
     if config.quantization == "4bit":
-        if not on_cuda:
+        if placement.device_type != "cuda":
             raise ConfigError("train.quantization: 4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels run "
                               "there only; this machine has none (train without `quantization`)")
         import_extra("bitsandbytes", "qlora", "train.quantization: 4bit")
         from transformers import BitsAndBytesConfig
 
-        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                          bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
-    device = None
-    if on_cuda and not config.accelerate_config:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    dtype = quantization.bnb_4bit_compute_dtype if quantization else training_dtype(config, on_cuda)
-    return load_model(model_config, device=device, dtype=dtype, quantization_config=quantization)
+                                          bnb_4bit_compute_dtype=placement.compute,
+                                          bnb_4bit_quant_storage=placement.compute)
+    model = load_model(model_config, device=placement.device_map, dtype=placement.dtype,
+                       quantization_config=quantization)
+    return model, placement
 
 
 def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
-                  output_dir: Path, seen_ids: list[str] | None = None, run_name: str | None = None
-                  ) -> AnswerOnlySFTTrainer:
-    """The trainer for `rows` ({id, messages, target}), its data checked (see `check_trainable`)."""
+                  output_dir: Path, seen_ids: list[str] | None = None, run_name: str | None = None,
+                  placement: Placement | None = None) -> AnswerOnlySFTTrainer:
+    """The trainer for `rows` ({id, messages, target}), its data checked (see `check_trainable`); `placement` says
+    where and in which precision it trains (`load_for_training`), by default the model as it is."""
     if config.report_to != "none":
         import_extra(config.report_to, config.report_to, f"train.report_to: {config.report_to}")
     peft_config = None
@@ -203,7 +197,8 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ro
     tokenizer.padding_side = "right"
     trainer = AnswerOnlySFTTrainer(
         model=model,
-        args=sft_config(config, output_dir, model.num_parameters(), run_name),
+        args=sft_config(config, output_dir, model.num_parameters(), run_name,
+                        placement=placement or Placement.of(model)),
         train_dataset=to_dataset(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
@@ -215,7 +210,7 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ro
 
 
 def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], config: TrainConfig,
-          output_dir: Path, run_name: str | None = None) -> dict:
+          output_dir: Path, run_name: str | None = None, placement: Placement | None = None) -> dict:
     """Fine-tune on `rows` ({id, messages, target}), resuming from the last checkpoint in `output_dir`.
 
     Under `accelerate launch` every process calls this on the same rows and trains on its own shard.
@@ -223,7 +218,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list
     from accelerate.utils import gather_object
 
     seen_ids: list[str] = []
-    trainer = build_trainer(model, tokenizer, rows, config, output_dir, seen_ids, run_name)
+    trainer = build_trainer(model, tokenizer, rows, config, output_dir, seen_ids, run_name, placement)
     checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
@@ -237,6 +232,6 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list
             "micro_batch_size": trainer.args.per_device_train_batch_size,
             "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
             "gradient_checkpointing": trainer.args.activation_checkpointing, "processes": trainer.args.world_size,
-            "run_name": run_name,
+            "run_name": run_name, "mixed_precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "no",
             "runtime_s": result.metrics.get("train_runtime"), "rank": trainer.args.process_index,
             "example_ids_per_rank": gather_object([seen_ids])}

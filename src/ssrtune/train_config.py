@@ -1,4 +1,4 @@
-"""The `train` section of the configuration: what the fine-tuning learns, and how it runs (precision, batches,
+"""The `train` section of the configuration: what the fine-tuning learns, and how it runs (batches,
 processes, checkpoints, logging)."""
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class TrainConfig(Strict):
     max_length: int = Field(512, gt=16, description="Longest training sequence (prompt + target), in tokens; longer documents are cut.")
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of the steps spent warming the learning rate up.")
     seed: int = Field(0, description="Seed of the adapter initialisation and the data order.")
-    bf16: bool | None = Field(None, description="bf16 autocast; null = where the hardware supports it.")
     gradient_checkpointing: bool | None = Field(None, description=(
         "Recompute activations in the backward pass (less memory, about a third more time); null = on for models "
         f"over {GRADIENT_CHECKPOINTING_ABOVE:.0e} parameters."))
@@ -76,14 +75,9 @@ class TrainConfig(Strict):
         "save_steps": "train.save_every (e.g. '200 steps', '0.25 epoch', '30m')",
         "gradient_accumulation_steps": "train.micro_batch_size (accumulation = batch_size / (micro_batch_size x "
                                        "processes); batch_size is the global batch)",
+        "bf16": "model.dtype (one precision for every stage; training adds float32 master weights for full "
+                "fine-tuning)",
     }
-
-    @model_validator(mode="before")
-    @classmethod
-    def _removed_keys(cls, data: Any) -> Any:
-        for key in sorted(cls.REMOVED.keys() & (data.keys() if isinstance(data, dict) else set())):
-            raise ValueError(f"`{key}` was replaced by {cls.REMOVED[key]}")
-        return data
 
     @field_validator("save_every")
     @classmethod

@@ -1,7 +1,8 @@
-"""Scoring given text with a local model: per-token log-probabilities and log-likelihoods of continuations.
+"""Scoring given tokens with a local model: per-token log-probabilities and log-likelihoods of continuations, and
+the harness's way of tokenizing a (context, continuation) pair.
 
-Used by the `llm` judge (the verdict words after its prompt), the retention benchmarks (each choice after its
-question) and the KL from the base model (whole next-token distributions).
+Behind `TransformersLM.loglikelihood` and `.token_logprobs`: the `llm` judge (the verdict words after its prompt), the
+retention benchmarks (each choice after its question) and the KL from the base model (whole next-token distributions).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ssrtune.inference.padding import left_padded_batch
-from ssrtune.precision import autocast
+from ssrtune.placement import Placement
 from ssrtune.progress import progress_bar
 
 
@@ -23,7 +24,7 @@ def max_length(model: PreTrainedModel) -> int:
 
 @torch.inference_mode()
 def token_logprobs(model: PreTrainedModel, sequences: list[list[int]], n_last: list[int], batch_size: int,
-                   bf16: bool | None, description: str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+                   placement: Placement, description: str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """For each sequence, the model's log-probabilities (float32, [n_last, vocab]) predicting its last `n_last`
     tokens, yielded batch by batch as (index, tensor); with a progress bar when `description` is given.
 
@@ -45,7 +46,7 @@ def token_logprobs(model: PreTrainedModel, sequences: list[list[int]], n_last: l
             keep = max(n_last[i] for k in keys for i in inputs[k])
             # pad id 0: padded positions are masked out and never scored, so any id does
             batch = {k: v.to(model.device) for k, v in left_padded_batch([list(k) for k in keys], 0).items()}
-            with autocast(bf16, model.device.type):
+            with placement.autocast():
                 logits = model(**batch, use_cache=False, logits_to_keep=keep).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             for row, key in enumerate(keys):
@@ -56,13 +57,24 @@ def token_logprobs(model: PreTrainedModel, sequences: list[list[int]], n_last: l
 
 
 def loglikelihoods(model: PreTrainedModel, requests: list[tuple[list[int], list[int]]], batch_size: int,
-                   bf16: bool | None, description: str | None = None) -> list[tuple[float, bool]]:
+                   placement: Placement, description: str | None = None) -> list[tuple[float, bool]]:
     """For each (context tokens, continuation tokens): the log-likelihood of the continuation after the context,
     and whether greedy decoding would produce it."""
     out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
     for index, logprobs in token_logprobs(model, [c + x for c, x in requests], [len(x) for _, x in requests],
-                                          batch_size, bf16, description):
+                                          batch_size, placement, description):
         target = torch.tensor(requests[index][1], device=logprobs.device)
         ll = float(logprobs.gather(-1, target[:, None]).sum())
         out[index] = (ll, bool((logprobs.argmax(-1) == target).all()))
     return out
+
+
+def encode_request(tokenizer: PreTrainedTokenizerBase, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Context and continuation tokens as lm-evaluation-harness makes them: trailing spaces of the context move to the
+    continuation, and the continuation's tokens are those the whole text adds after the context's."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return whole[:len(context_ids)], whole[len(context_ids):]

@@ -37,8 +37,21 @@ class Judgment:
 
 
 class Judge(ABC):
+    """Used as a context manager: leaving it releases the judge's model, if it has one."""
+
+    batch_size: int = 16  # items per `judge` call of the resumable judging loop (verdicts written at a time)
+
     @abstractmethod
     def judge(self, items: list[JudgeInput]) -> list[Judgment]: ...
+
+    def close(self) -> None:
+        """Release the judge's model (and its accelerator memory); nothing for a rule."""
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def verdict_counts(judgments: dict[str, dict]) -> dict[str, int]:

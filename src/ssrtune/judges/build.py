@@ -5,8 +5,7 @@ from __future__ import annotations
 from ssrtune.judges import rules
 from ssrtune.judges.base import Judge
 from ssrtune.judges.config import (CombinedJudgeConfig, ContainsJudgeConfig, EndpointLLMJudgeConfig,
-                                   ExactJudgeConfig, JudgeConfig, LLMJudgeConfig, LocalLLMJudgeConfig,
-                                   NumericJudgeConfig, RefusalJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig)
+                                   ExactJudgeConfig, JudgeConfig, LLMJudgeConfig, NumericJudgeConfig, RefusalJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig)
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
 from ssrtune.store import fingerprint
 from ssrtune.text import REFUSAL_PATTERNS
@@ -22,7 +21,7 @@ def build_judge(config: JudgeConfig) -> Judge:
     if isinstance(config, LLMJudgeConfig):  # imported here: the rules need neither torch nor a server client
         from ssrtune.judges.llm import EndpointLLMJudge, LocalLLMJudge
 
-        return {LocalLLMJudgeConfig: LocalLLMJudge, EndpointLLMJudgeConfig: EndpointLLMJudge}[type(config)](config)
+        return EndpointLLMJudge(config) if isinstance(config, EndpointLLMJudgeConfig) else LocalLLMJudge(config)
     return RULES[type(config)](config)
 
 

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 
-from ssrtune.schema import EndpointConfig, ModelConfig, Strict
+from ssrtune.schema import EndpointConfig, ModelConfig, Strict, VllmConfig
 
 # A union member's tag shows up in a validation error's location; the `=` marks it so that error messages can
 # leave it out of the key path (config.validation_message).
@@ -101,12 +101,20 @@ class LocalLLMJudgeConfig(LLMJudgeConfig):
     """The judge model runs here and decides by the log-probabilities of the two verdict words after the prompt."""
 
     engine: Literal["transformers"] = Field("transformers", description="transformers: the judge model runs here.")
-    model: ModelConfig = Field(default_factory=ModelConfig, description="The judge model.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The judge model (its `dtype` and "
+                                                                        "`device_map` place it).")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="The least P(accept word) / (P(accept word) + "
                                                               "P(reject word)) accepted.")
-    batch_size: int = Field(8, gt=0, description="Prompts per forward pass.")
-    bf16: bool | None = Field(None, description="bf16 autocast in the judge's forward passes; null = where the "
-                                                "hardware runs bf16 natively.")
+    batch_size: int = Field(8, gt=0, description="Prompts per forward pass, and verdicts written at a time.")
+    REMOVED: ClassVar[dict[str, str]] = {"bf16": "the judge model's own dtype: judge.model.dtype (auto | float32 | "
+                                                 "bfloat16 | float16)"}
+
+
+class VllmLLMJudgeConfig(LocalLLMJudgeConfig):
+    """Like the transformers engine's judge (the verdict words' log-probabilities), the judge model in vLLM on GPUs."""
+
+    engine: Literal["vllm"] = Field(description="vllm: the judge model in vLLM, in a child process.")
+    vllm: VllmConfig = Field(default_factory=VllmConfig, description="The judge's vLLM engine settings.")
 
 
 class EndpointLLMJudgeConfig(LLMJudgeConfig):
@@ -127,7 +135,7 @@ def _tag(value: Any) -> str | None:
 
 
 MEMBERS = [RefusalJudgeConfig, ContainsJudgeConfig, ExactJudgeConfig, TokenScoreJudgeConfig, NumericJudgeConfig,
-           RegexJudgeConfig, CombinedJudgeConfig, LocalLLMJudgeConfig, EndpointLLMJudgeConfig]
+           RegexJudgeConfig, CombinedJudgeConfig, LocalLLMJudgeConfig, VllmLLMJudgeConfig, EndpointLLMJudgeConfig]
 
 
 def _member_tags(member: type[Strict]) -> list[str]:
@@ -163,7 +171,7 @@ def describe(judge: JudgeConfig) -> str:
     if isinstance(judge, CombinedJudgeConfig):
         return f"{judge.kind}(" + ", ".join(describe(child) for child in judge.judges) + ")"
     if isinstance(judge, LocalLLMJudgeConfig):
-        return f"llm(transformers: {judge.model.name}, threshold {judge.threshold})"
+        return f"llm({judge.engine}: {judge.model.name}, threshold {judge.threshold})"
     if isinstance(judge, EndpointLLMJudgeConfig):
         return f"llm(openai: {judge.endpoint.model})"
     return judge.kind

@@ -1,9 +1,9 @@
 """The `llm` judge: a language model compares the candidate with the gold answer, guided by a prompt template.
 
-With the transformers engine the judge model runs here and the verdict comes from the log-probabilities of the
-two verdict words right after the prompt, so there is no free text to parse and a batch is one forward pass. The
-openai engine asks an OpenAI-compatible server and parses its reply strictly: anything but one verdict word is a
-failed verdict.
+With the transformers or vllm engine the verdict comes from the log-probabilities of the two verdict words right
+after the prompt (`LM.loglikelihood`), so there is no free text to parse and a batch is one forward pass. The openai
+engine asks an OpenAI-compatible server and parses its reply strictly: anything but one verdict word is a failed
+verdict. Both reach their model through `ssrtune.inference`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import re
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from ssrtune.inference.scoring import loglikelihoods
+from ssrtune.inference.factory import build_lm
+from ssrtune.inference.lm import LM
 from ssrtune.judges.base import Judge, JudgeInput, Judgment, Verdict
 from ssrtune.judges.config import EndpointLLMJudgeConfig, LocalLLMJudgeConfig
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, render, template_text
@@ -28,33 +27,31 @@ def judge_prompt(template: str, item: JudgeInput, words: tuple[str, str]) -> str
 class LocalLLMJudge(Judge):
     """Accept when P(accept word) / (P(accept word) + P(reject word)) after the prompt reaches the threshold."""
 
-    def __init__(self, config: LocalLLMJudgeConfig, model: PreTrainedModel | None = None,
-                 tokenizer: PreTrainedTokenizerBase | None = None):
+    def __init__(self, config: LocalLLMJudgeConfig, lm: LM | None = None):
         self.config = config
         self.template = template_text(config.template, JUDGE_TEMPLATE)
-        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = config.batch_size
+        self._lm = lm
 
-    def _load(self) -> None:
-        # Loaded on first use, so building a judge (e.g. to fingerprint it) costs nothing.
-        if self.model is None:
-            from ssrtune.models import load_model, load_tokenizer
+    @property
+    def lm(self) -> LM:
+        # Built on first use, so building a judge (e.g. to fingerprint it) loads nothing.
+        if self._lm is None:
+            self._lm = build_lm(self.config.engine, self.config.model, batch_size=self.config.batch_size,
+                                vllm=getattr(self.config, "vllm", None))
+        return self._lm
 
-            self.model, self.tokenizer = load_model(self.config.model), load_tokenizer(self.config.model)
+    def close(self) -> None:
+        if self._lm is not None:
+            self._lm.close()
 
-    def prompt(self, item: JudgeInput) -> str:
-        text = judge_prompt(self.template, item, self.config.verdict_words)
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                  add_generation_prompt=True)
+    def prompt(self, item: JudgeInput) -> list[dict[str, str]]:
+        """The judge's chat prompt; the engine renders it with the judge model's chat template."""
+        return [{"role": "user", "content": judge_prompt(self.template, item, self.config.verdict_words)}]
 
     def judge(self, items: list[JudgeInput]) -> list[Judgment]:
-        self._load()
         accept_word, reject_word = self.config.verdict_words
-        words = [self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in (accept_word, reject_word)]
-        if not all(words):
-            raise ValueError("a verdict word tokenizes to nothing")
-        prompts = [self.tokenizer(self.prompt(i), add_special_tokens=False)["input_ids"] for i in items]
-        lls = loglikelihoods(self.model, [(p, w) for p in prompts for w in words], self.config.batch_size,
-                             self.config.bf16)
+        lls = self.lm.loglikelihood([(self.prompt(i), w) for i in items for w in (accept_word, reject_word)])
         out = []
         for accept_lp, reject_lp in zip(lls[0::2], lls[1::2]):
             p_accept = 1.0 / (1.0 + math.exp(reject_lp[0] - accept_lp[0]))
@@ -89,20 +86,20 @@ class EndpointLLMJudge(Judge):
     """Ask an OpenAI-compatible server; a failed request or an unparseable reply is a failed verdict (the
     example then uses gold, and the failure is counted), never an exception."""
 
-    def __init__(self, config: EndpointLLMJudgeConfig, endpoint=None):
+    def __init__(self, config: EndpointLLMJudgeConfig, lm: LM | None = None):
         self.config = config
         self.template = template_text(config.template, JUDGE_TEMPLATE)
-        self.endpoint = endpoint
+        # The server's client is made on first use: a rerun whose verdicts are all cached needs neither it nor the key.
+        self.lm = lm or build_lm("openai", None, endpoint=config.endpoint)
+        self.batch_size = self.lm.chunk_size
 
     def judge(self, items: list[JudgeInput]) -> list[Judgment]:
-        from ssrtune.endpoint import ChatEndpoint, EndpointError
+        from ssrtune.endpoint import EndpointError
 
-        # Built on first use: a rerun whose verdicts are all cached needs neither the server nor the key.
-        self.endpoint = self.endpoint or ChatEndpoint(self.config.endpoint)
         words = self.config.verdict_words
-        replies = self.endpoint.complete(
+        replies = self.lm.generate(
             [[{"role": "user", "content": judge_prompt(self.template, item, words)}] for item in items],
-            max_tokens=self.config.max_tokens, temperature=0.0)
+            self.config.max_tokens)
         out = []
         for reply in replies:
             if isinstance(reply, EndpointError):

@@ -110,6 +110,11 @@ class CombinedJudge(Judge):
 
     def __init__(self, mode: str, judges: list[Judge]):
         self.mode, self.judges = mode, judges
+        self.batch_size = max(j.batch_size for j in judges)
+
+    def close(self) -> None:
+        for judge in self.judges:
+            judge.close()
 
     def judge(self, items: list[JudgeInput]) -> list[Judgment]:
         per_judge = [j.judge(items) for j in self.judges]

@@ -20,20 +20,25 @@ from ssrtune import benchmarks as bench
 from ssrtune import retention
 from ssrtune.config import EvalDataset, RunConfig
 from ssrtune.data.loaders import load_records
-from ssrtune.data.prompts import fitted_prompts, prompt_fingerprint
+from ssrtune.data.prompts import prompt_fingerprint
 from ssrtune.data.schema import Record
-from ssrtune.inference.generation import generate
+from ssrtune.endpoint import EndpointError
+from ssrtune.inference.factory import stage_engine_identity, stage_lm
+from ssrtune.inference.generation import generate_into
+from ssrtune.inference.harness import harness_results
+from ssrtune.inference.lm import LM
 from ssrtune.judges.base import JudgeInput, verdict_counts
 from ssrtune.judges.build import build_judge
-from ssrtune.models import context_length, load_model, load_tokenizer, model_fingerprint
+from ssrtune.models import model_fingerprint
 from ssrtune.qa_metrics import score_example, task_metrics
 from ssrtune.stages.base import BASE, Run, Stage, TrainedModel
 from ssrtune.stages.data import Data, OodData
+from ssrtune.stages.generate import task_prompts
 from ssrtune.stages.train import DONE, Train
 from ssrtune.stats import Z95
 from ssrtune.store import RecordFile, file_digest, fingerprint, read_json, write_json, write_jsonl
 
-LoadModel = Callable[[], tuple]  # () -> (model, tokenizer), loaded on first use
+LoadLM = Callable[[], LM]  # the model under evaluation behind `evaluate.engine`, built on first use
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +46,8 @@ class Evaluate(Stage):
     """Fingerprint: the base model's, or the trained model's result file (ssrtune_train.json), with each suite's
     settings. Artifact: eval/<name>/ (per suite: answers, scores, metrics). Resume: a suite's answers are appended
     as they come and refused under other settings (`--fresh` evaluates again); retention benchmarks are redone
-    one by one when their settings changed. The model is loaded once, and only if some suite has work left."""
+    one by one when their settings changed. The model is loaded once, and only if some suite has work left; every
+    result's fingerprint holds the engine and the precision it ran in."""
 
     model: TrainedModel | None = None  # None: the base model
     name = "evaluate"
@@ -67,18 +73,23 @@ class Evaluate(Stage):
     def make(self, run: Run) -> dict:
         config, folder, fresh = run.config, self.artifact(run.config), run.fresh(self)
         adapter = None if self.model is None else Train(self.model).artifact(config)
-        model_fp = self.fingerprint(run)
-        load = functools.cache(lambda: (load_model(config.model, adapter), load_tokenizer(config.model)))
+        model_fp = fingerprint(self.fingerprint(run), stage_engine_identity(config, config.evaluate))
+        load = functools.cache(lambda: stage_lm(config, config.evaluate, adapter))
         _, test_records = run(Data())
         test_fp = file_digest(config.path / "data" / "test.jsonl")
-        results = {"task": task_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh)}
-        if config.evaluate.ood:
-            ood = run(OodData())
-            results["ood"] = task_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp, load, fresh)
-        for dataset in config.evaluate.datasets:
-            results[dataset.name] = dataset_suite(config, folder, dataset, model_fp, load, fresh)
-        if config.evaluate.retention:
-            results["retention"] = retention_suite(config, folder, model_fp, load, fresh)
+        try:
+            results = {"task": task_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh)}
+            if config.evaluate.ood:
+                ood = run(OodData())
+                results["ood"] = task_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp, load,
+                                            fresh)
+            for dataset in config.evaluate.datasets:
+                results[dataset.name] = dataset_suite(config, folder, dataset, model_fp, load, fresh)
+            if config.evaluate.retention:
+                results["retention"] = retention_suite(config, folder, model_fp, load, fresh)
+        finally:
+            if load.cache_info().currsize:
+                load().close()  # the GPU memory goes back before the next stage
         return results
 
 
@@ -87,22 +98,26 @@ def records_fingerprint(records: list[Record]) -> str:
 
 
 def answers(config: RunConfig, folder: Path, file: str, records: list[Record], data_fp: str, model_fp: str,
-            load: LoadModel, fresh: bool, description: str) -> dict[str, dict]:
-    """The model's greedy answers to every record's prompt, resumable in `folder/file`."""
+            load: LoadLM, fresh: bool, description: str) -> dict[str, dict]:
+    """The model's greedy answers to every record's prompt, resumable in `folder/file`. A server's requests that
+    failed for good stop the evaluation (a missing answer can't be scored); rerunning asks for exactly those."""
+    settings = config.evaluate
     out = RecordFile(folder / file, fingerprint(model_fp, prompt_fingerprint(config), data_fp,
-                                                config.evaluate.max_new_tokens), fresh=fresh)
+                                                settings.max_new_tokens), fresh=fresh)
     if len(out) < len(records):
-        model, tokenizer = load()
         suite = file.removesuffix("predictions.jsonl").rstrip(".")
-        prompts = fitted_prompts(config, f"eval/{folder.name}" + (f"/{suite}" if suite else ""), records, tokenizer,
-                                 context_length(config.model), reserve=config.evaluate.max_new_tokens)
-        generate(model, tokenizer, prompts, out, config.evaluate.batch_size, config.evaluate.max_new_tokens,
-                 config.evaluate.bf16, description=description)
+        prompts = task_prompts(config, settings.engine, f"eval/{folder.name}" + (f"/{suite}" if suite else ""),
+                               records, reserve=settings.max_new_tokens)
+        failures = generate_into(load(), prompts, out, settings.max_new_tokens, f"{description} ({settings.engine})")
+        if failures:
+            raise EndpointError(f"{out.path}: {len(failures)} of {len(records)} answers failed (first: "
+                                f"{next(iter(failures.values()))}); the others are kept, and rerunning asks again "
+                                "for these")
     return out.records
 
 
 def task_suite(config: RunConfig, folder: Path, suite: str, records: list[Record], data_fp: str, model_fp: str,
-               load: LoadModel, fresh: bool) -> dict:
+               load: LoadLM, fresh: bool) -> dict:
     """Grounded QA with unanswerable questions, scored with the paper's metrics (in domain and out of domain)."""
     predictions = answers(config, folder, "predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl",
                           records, data_fp, model_fp, load, fresh, f"evaluate {folder.name} ({suite})")
@@ -116,14 +131,15 @@ def task_suite(config: RunConfig, folder: Path, suite: str, records: list[Record
     return metrics
 
 
-def dataset_suite(config: RunConfig, folder: Path, dataset: EvalDataset, model_fp: str, load: LoadModel,
+def dataset_suite(config: RunConfig, folder: Path, dataset: EvalDataset, model_fp: str, load: LoadLM,
                   fresh: bool) -> dict:
     """A user's eval file: the model answers, the configured judge decides against the gold answers."""
     records = load_records(dataset.file, dataset.fields)
     predictions = answers(config, folder, f"{dataset.name}.predictions.jsonl", records, records_fingerprint(records),
                           model_fp, load, fresh, f"evaluate {folder.name} ({dataset.name})")
     items = [JudgeInput.of(r, predictions[r.id]["response"]) for r in records]
-    judgments = build_judge(dataset.judge).judge(items)
+    with build_judge(dataset.judge) as judge:
+        judgments = judge.judge(items)
     rows = [{"id": i.id, "prediction": i.candidate, "gold": i.gold, **asdict(j)} for i, j in zip(items, judgments)]
     counts = verdict_counts({r["id"]: r for r in rows})
     result = {"n": len(rows), "verdicts": counts, "accuracy": counts["accept"] / len(rows), "examples": rows}
@@ -131,7 +147,7 @@ def dataset_suite(config: RunConfig, folder: Path, dataset: EvalDataset, model_f
     return result
 
 
-def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadModel, fresh: bool) -> dict:
+def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM, fresh: bool) -> dict:
     """Benchmarks on a seeded sample of each (the same documents for every model), and the KL from the base model.
 
     Written after each benchmark, so an interrupted evaluation resumes with the next one.
@@ -141,29 +157,26 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadMo
     result = read_json(path) if path.exists() and not fresh else {}
     # benchmarks dropped from the configuration leave the report
     result["benchmarks"] = {k: v for k, v in result.get("benchmarks", {}).items() if k in settings.benchmarks}
-    batch, bf16 = settings.batch_size, config.evaluate.bf16
+    batch = settings.batch_size
     if settings.harness == "lm-eval":
         wanted = fingerprint(model_fp, settings.model_dump(mode="json"))
         if result.get("fingerprint") != wanted:
-            model, tokenizer = load()
-            raw = retention.lm_eval_backend(model, tokenizer, settings.benchmarks, settings.limit, batch)
+            raw = harness_results(load(), settings.benchmarks, settings.limit, batch)
             result = {"fingerprint": wanted, "harness": "lm-eval", "benchmarks": from_lm_eval(raw)}
             write_json(path, result)
         return result
     for name in settings.benchmarks:
         spec = bench.benchmark(name)
         generation = (settings.gsm8k_shots, settings.gsm8k_max_new_tokens) if spec.generative else ()
-        wanted = fingerprint(model_fp, name, settings.limit, settings.seed, bf16, *generation)
+        wanted = fingerprint(model_fp, name, settings.limit, settings.seed, *generation)
         if result["benchmarks"].get(name, {}).get("fingerprint") == wanted:
             continue
         items = bench.stratified_sample(spec.load(), settings.limit, settings.seed)
-        model, tokenizer = load()
         start = time.perf_counter()
         if spec.generative:
-            rows = retention.gsm8k(model, tokenizer, items, settings.gsm8k_shots, settings.gsm8k_max_new_tokens,
-                                   batch, bf16)
+            rows = retention.gsm8k(load(), items, settings.gsm8k_shots, settings.gsm8k_max_new_tokens, batch)
         else:
-            rows = retention.multiple_choice(model, tokenizer, items, batch, bf16, name)
+            rows = retention.multiple_choice(load(), items, batch, name)
         result["benchmarks"][name] = {"fingerprint": wanted, "n": len(rows), "split": spec.split,
                                       "primary": spec.primary, "seconds": round(time.perf_counter() - start, 1),
                                       **retention.summarise(rows, spec.metrics), "examples": rows}
@@ -176,19 +189,17 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadMo
     return result
 
 
-def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadModel, previous: dict | None) -> dict:
+def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM, previous: dict | None) -> dict:
     """The base model writes the reference (its responses and next-token distributions); every other model is
     measured against it."""
     settings = config.evaluate.retention
     prompts = general_prompts(config)
     reference_path = folder.parent / "base" / "kl_reference.safetensors"
     if folder.name == "base":
-        reference_fp = fingerprint(model_fp, prompts, settings.kl_max_new_tokens, settings.kl_top_k,
-                                   config.evaluate.bf16)
+        reference_fp = fingerprint(model_fp, prompts, settings.kl_max_new_tokens, settings.kl_top_k)
         if not (reference_path.exists() and previous and previous.get("reference") == reference_fp):
-            model, tokenizer = load()
-            save_file(retention.kl_reference(model, tokenizer, prompts, settings.kl_max_new_tokens, settings.kl_top_k,
-                                             settings.batch_size, config.evaluate.bf16), reference_path)
+            save_file(retention.kl_reference(load(), prompts, settings.kl_max_new_tokens, settings.kl_top_k,
+                                             settings.batch_size), reference_path)
         return {"reference": reference_fp, "mean_kl": 0.0, "n_prompts": len(prompts)}
     if not reference_path.exists():
         raise FileNotFoundError(f"{reference_path}: evaluate the base model first (its responses are the reference)")
@@ -196,8 +207,7 @@ def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadModel, pr
     wanted = fingerprint(model_fp, base.get("reference"))
     if previous and previous.get("fingerprint") == wanted:
         return previous
-    model, _ = load()
-    kl = retention.kl_from_reference(model, load_file(reference_path), settings.batch_size, config.evaluate.bf16)
+    kl = retention.kl_from_reference(load(), load_file(reference_path), settings.batch_size)
     return {"fingerprint": wanted, **kl}
 
 

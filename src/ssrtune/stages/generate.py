@@ -8,7 +8,8 @@ from pathlib import Path
 from ssrtune.config import RunConfig
 from ssrtune.data.prompts import fitted_prompts, prompt_fingerprint, prompt_messages
 from ssrtune.data.schema import Record
-from ssrtune.inference.generation import generate_answers
+from ssrtune.inference.factory import stage_engine_identity, stage_lm
+from ssrtune.inference.generation import generate_into
 from ssrtune.models import context_length, load_tokenizer, model_fingerprint
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
@@ -19,21 +20,31 @@ log = logging.getLogger(__name__)
 
 def generation_fingerprint(config: RunConfig) -> str:
     """What the base model's greedy answers depend on: the model, the prompts, the training data, the answer
-    length and the engine (and the served model name)."""
+    length, the engine and its precision (or the served model name)."""
     gen = config.generate
     return fingerprint(model_fingerprint(config.model), prompt_fingerprint(config),
-                       file_digest(config.path / "data" / "train.jsonl"), gen.max_new_tokens, gen.engine,
-                       *([gen.endpoint.model] if gen.endpoint else []))
+                       file_digest(config.path / "data" / "train.jsonl"), gen.max_new_tokens,
+                       stage_engine_identity(config, gen))
 
 
-def task_prompts(config: RunConfig, stage: str, records: list[Record], reserve: int,
+def task_prompts(config: RunConfig, engine: str, stage: str, records: list[Record], reserve: int,
                  targets: dict[str, str] | None = None) -> dict[str, list[dict]]:
     """The prompts for generating from `records`: cut by the one truncation rule to fit the model's context with
     `reserve` tokens to spare; whole for the openai engine, whose server has its own tokenizer and limit."""
-    if config.generate.engine == "openai" or not records:
+    if engine == "openai" or not records:
         return {r.id: prompt_messages(r) for r in records}
     return fitted_prompts(config, stage, records, load_tokenizer(config.model), context_length(config.model),
                           targets=targets, reserve=reserve)
+
+
+def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: RecordFile, description: str
+                     ) -> dict[str, str]:
+    """The base model's greedy answers (`generate` settings) to the prompts not yet in `out`; returns the prompts
+    whose server requests failed for good (id -> error). The model is released when they are done."""
+    if all(i in out for i in prompts):
+        return {}
+    with stage_lm(config, config.generate) as lm:
+        return generate_into(lm, prompts, out, config.generate.max_new_tokens, f"{description} ({lm.engine})")
 
 
 class Generate(Stage):
@@ -60,9 +71,9 @@ class Generate(Stage):
         out = RecordFile(self.artifact(run.config), self.fingerprint(run), fresh=run.fresh(self))
         failures: dict[str, str] = {}
         if len(out) < len(records):
-            prompts = task_prompts(run.config, "generate", records, reserve=run.config.generate.max_new_tokens)
-            failures = generate_answers(run.config.model, run.config.generate, prompts, out,
-                                        "generate train prompts")
+            prompts = task_prompts(run.config, run.config.generate.engine, "generate", records,
+                                   reserve=run.config.generate.max_new_tokens)
+            failures = generate_answers(run.config, prompts, out, "generate train prompts")
         write_json(run.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
         if failures:
             log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "

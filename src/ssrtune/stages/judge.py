@@ -21,13 +21,11 @@ from ssrtune.store import RecordFile, StaleArtifactError, file_digest, fingerpri
 
 log = logging.getLogger(__name__)
 
-# Items per batch: verdicts are appended after each, so an interrupted judge loses at most one batch.
-JUDGE_BATCH = 16
-
-
-def judge_all(judge: AnyJudge, items: list[JudgeInput], out: RecordFile, batch_size: int = JUDGE_BATCH
+def judge_all(judge: AnyJudge, items: list[JudgeInput], out: RecordFile, batch_size: int | None = None
               ) -> dict[str, dict]:
-    """Judge every item not yet in `out`, appending verdicts batch by batch; returns all records of `out`."""
+    """Judge every item not yet in `out`, appending verdicts batch by batch (`batch_size`, by default the judge's
+    own: an llm judge's `batch_size`), so an interrupted judge loses at most one batch; returns all records of
+    `out`."""
     # Each verdict keeps a hash of the answer it judged: answers added by a resumed generation are judged, but an
     # answer that changed under a verdict is refused rather than silently kept.
     changed = [item.id for item in items if item.id in out
@@ -38,6 +36,7 @@ def judge_all(judge: AnyJudge, items: list[JudgeInput], out: RecordFile, batch_s
     todo = [item for item in items if item.id not in out]
     if not todo:
         return out.records
+    batch_size = batch_size or judge.batch_size
     with progress_bar(f"judge ({out.path.name})") as bar:
         task = bar.add_task("judge", total=len(items), completed=len(items) - len(todo), rate="")
         for start in range(0, len(todo), batch_size):
@@ -69,7 +68,8 @@ def judge_candidates(run: Run, judge: JudgeConfig, candidates_file: Path, out_pa
     out = RecordFile(out_path, verdicts_fingerprint(run, judge, candidates_file), fresh=fresh)
     candidates = RecordFile(candidates_file, recorded_fingerprint(candidates_file)).records
     items = [JudgeInput.of(r, candidates[r.id]["response"]) for r in records if r.id in candidates]
-    judgments = judge_all(build_judge(judge), items, out)
+    with build_judge(judge) as built:
+        judgments = judge_all(built, items, out)
     log.info("%s: %s", out_path.name, verdict_counts(judgments))
     return judgments
 

