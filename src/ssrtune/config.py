@@ -6,6 +6,7 @@ field on another kind, a recipe's field with the user's own files) is an error n
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -48,7 +49,8 @@ class FileDataConfig(Strict):
     """The user's own train and test files, in the record format (README: Your own data and model)."""
 
     recipe: None = Field(description="null: the task comes from `train_file` and `test_file`.")
-    train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet or a datasets folder.")
+    train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet, a datasets folder or "
+                                        "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
     test_file: str = Field(description="Held-out test records, in the same formats.")
     fields: dict[str, str] = Field(
         default_factory=dict, description="Our field name -> the column name in the user's files."
@@ -124,17 +126,20 @@ class OodConfig(Strict):
     n: int = Field(80, gt=0, description="Examples.")
     unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of unanswerable examples.")
     seed: int = Field(0, description="Seed of the sampling and the unanswerable pairing.")
+    judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
+                                                        "task's judge (`evaluate.judge`, else `judge`).")
 
 
 class EvalDataset(Strict):
     """A user's eval file in the record format, scored by a judge against its gold answers."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Names its results: eval/<model>/<name>.json.")
-    file: str = Field(description="The records: .jsonl, .json, .csv, .parquet or a datasets folder.")
+    file: str = Field(description="The records: .jsonl, .json, .csv, .parquet, a datasets folder or "
+                                  "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
     fields: dict[str, str] = Field(default_factory=dict, description="Our field name -> the column name in the "
                                                                      "file.")
-    judge: JudgeConfig = Field(default_factory=grounded_qa_judge, description="Decides each answer against the "
-                                                                              "gold answers.")
+    judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
+                                                        "task's judge (`evaluate.judge`, else `judge`).")
 
 
 class EvaluateConfig(Strict):
@@ -144,6 +149,8 @@ class EvaluateConfig(Strict):
     max_new_tokens: int = Field(48, gt=0, description="The longest answer, in tokens.")
     bf16: bool | None = Field(None, description="bf16 autocast in every evaluation (answers, retention benchmarks, "
                                                 "KL); null = where the hardware runs bf16 natively.")
+    judge: JudgeConfig | None = Field(None, description="Decides each held-out answer against the gold answers (task "
+                                                        "accuracy: the share it accepts); null = the run's `judge`.")
     retention: RetentionConfig | None = Field(None, description="Retention benchmarks; null = none.")
     ood: OodConfig | None = Field(None, description="Out-of-domain task; null = none.")
     datasets: list[EvalDataset] = Field(default_factory=list, description="The user's own eval sets, each judged.")
@@ -177,6 +184,11 @@ class RunConfig(Strict):
     def path(self) -> Path:
         return Path(self.run_dir or Path("runs") / self.name)
 
+    @property
+    def task_judge(self) -> JudgeConfig:
+        """The judge of the held-out task: `evaluate.judge`, else the run's `judge`."""
+        return self.evaluate.judge or self.judge
+
 
 class ConfigError(ValueError):
     pass
@@ -187,16 +199,25 @@ def apply_override(tree: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise ConfigError(f"override {override!r}: expected key=value")
     key, raw = override.split("=", 1)
+    set_key(tree, key, yaml.safe_load(raw))
+
+
+def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted `key` (`train.epochs`) in a nested dict to `value`, making the sections on the way."""
     *parents, leaf = key.strip().split(".")
     node = tree
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw)
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[leaf] = value
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | Path | None = None,
+                overrides: Sequence[str] | Mapping[str, Any] = ()) -> RunConfig:
+    """The configuration in the YAML file `path` (None: the defaults), with `overrides` applied: `key=value`
+    strings as on the command line (the value read as YAML), or a mapping of dotted keys to values
+    (`{"train.epochs": 2}`). A bad setting raises `ConfigError` naming its key."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -206,8 +227,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             raise ConfigError(f"{path}: {err}") from err
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
-    for override in overrides:
-        apply_override(tree, override)
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            set_key(tree, key, value)
+    else:
+        for override in overrides:
+            apply_override(tree, override)
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
