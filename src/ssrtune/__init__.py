@@ -7,15 +7,15 @@ are imported on first use, so `import ssrtune` stays cheap.
 
 from __future__ import annotations
 
-from ssrtune.lazy import TYPE_CHECKING, lazy_exports
+import ssrtune.lazy as _lazy
 
-if TYPE_CHECKING:
+if _lazy.TYPE_CHECKING:
     from ssrtune import judges
     from ssrtune.api import Pipeline, run
     from ssrtune.config import RunConfig, load_config
 
 __version__ = "0.1.0"
 __all__ = ["run", "Pipeline", "load_config", "RunConfig", "judges"]
-__getattr__, __dir__ = lazy_exports(__name__, {"run": "ssrtune.api", "Pipeline": "ssrtune.api",
-                                               "load_config": "ssrtune.config", "RunConfig": "ssrtune.config",
-                                               "judges": "ssrtune.judges"})
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, {
+    "run": "ssrtune.api", "Pipeline": "ssrtune.api", "load_config": "ssrtune.config", "RunConfig": "ssrtune.config",
+    "judges": "ssrtune.judges"})

@@ -5,14 +5,14 @@ On their own: `build({"kind": "numeric"}).judge([JudgeInput(id, query, context, 
 
 from __future__ import annotations
 
-from ssrtune.lazy import TYPE_CHECKING, lazy_exports
+import ssrtune.lazy as _lazy
 
-if TYPE_CHECKING:
+if _lazy.TYPE_CHECKING:
     from ssrtune.judges.base import Judge, JudgeInput, Judgment
     from ssrtune.judges.config import JudgeConfig, parse_judge
     from ssrtune.judges.factory import build
 
 __all__ = ["build", "parse_judge", "Judge", "JudgeConfig", "JudgeInput", "Judgment"]
-__getattr__, __dir__ = lazy_exports(__name__, {
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, {
     "build": "ssrtune.judges.factory", "parse_judge": "ssrtune.judges.config", "JudgeConfig": "ssrtune.judges.config",
     "Judge": "ssrtune.judges.base", "JudgeInput": "ssrtune.judges.base", "Judgment": "ssrtune.judges.base"})
