@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from ssrtune.benchmarks import BENCHMARKS, gsm8k_exemplars, gsm8k_prompt
-from ssrtune.config import OodConfig
+from ssrtune.evaluate_config import OodConfig
 from ssrtune.data.prompts import REFUSAL, prompt_messages
 from ssrtune.data.recipes.coqa import conversational_qa
 

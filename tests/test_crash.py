@@ -22,7 +22,7 @@ import yaml
 
 from ssrtune.config import load_config
 from ssrtune.judges.base import JudgeInput
-from ssrtune.judges.build import build_judge
+from ssrtune.judges.factory import build_judge
 from ssrtune.stages.base import trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import Generate

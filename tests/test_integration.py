@@ -8,8 +8,8 @@ import pytest
 from ssrtune.config import load_config
 from ssrtune.data.loaders import load_records
 from ssrtune.pipeline import run
-from ssrtune.qa_metrics import score_example
 from ssrtune.store import iter_jsonl, read_json
+from test_evaluate import grounded_qa_correct
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +39,10 @@ def test_quickstart_chain_on_the_embedded_model(tmp_path, user_cache):
         metrics = read_json(run_dir / "eval" / name / "task.json")
         scores = list(iter_jsonl(run_dir / "eval" / name / "scores.jsonl"))
         predictions = {p["id"]: p["response"] for p in iter_jsonl(run_dir / "eval" / name / "predictions.jsonl")}
-        # every score is the one its prediction earns, and the accuracy is their mean
-        assert [score_example(test_records[r["id"]], predictions[r["id"]]) for r in scores] == scores
+        # every score is the one its prediction earns under the grounded-QA rule, and the accuracy is their mean
+        assert [r["correct"] for r in scores] == [grounded_qa_correct(test_records[r["id"]], predictions[r["id"]])
+                                                  for r in scores]
+        assert metrics["judge"] == "all(refusal, contains)" and "unanswerable_f1" in metrics
         assert metrics["n"] == len(scores) == 6
         assert metrics["accuracy"] == pytest.approx(sum(r["correct"] for r in scores) / 6)
     retention = read_json(run_dir / "eval" / "ssr" / "retention.json")

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from ssrtune.data.prompts import REFUSAL
 from ssrtune.judges.base import JudgeInput
-from ssrtune.judges.build import build_judge
+from ssrtune.judges.factory import build_judge
 from ssrtune.judges.config import grounded_qa_judge, parse_judge
 from ssrtune.stages.judge import judge_all
 from ssrtune.store import RecordFile

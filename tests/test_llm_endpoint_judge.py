@@ -4,7 +4,7 @@ that errs, hangs, talks garbage or replies slowly. Every failure is a counted `f
 import pytest
 
 from ssrtune.judges.base import JudgeInput, verdict_counts
-from ssrtune.judges.build import build_judge
+from ssrtune.judges.factory import build_judge
 from ssrtune.judges.config import EndpointLLMJudgeConfig
 from ssrtune.judges.llm import parse_verdict
 from ssrtune.schema import EndpointConfig

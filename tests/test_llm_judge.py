@@ -6,7 +6,7 @@ import torch
 from ssrtune.inference.local import TransformersLM
 from ssrtune.inference.scoring import loglikelihoods
 from ssrtune.judges.base import JudgeInput
-from ssrtune.judges.build import build_judge, judge_fingerprint
+from ssrtune.judges.factory import build_judge, judge_fingerprint
 from ssrtune.judges.config import LocalLLMJudgeConfig
 from ssrtune.judges.llm import LocalLLMJudge
 from ssrtune.models import load_model, load_tokenizer

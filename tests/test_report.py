@@ -163,7 +163,7 @@ def test_ssr_against_sft_by_hand(tmp_path):
     assert f"| arc_easy: gold log-lik | 5 | -2.900 | -3.800 | +0.900 [{0.9 - Z95 * 0.1:+.3f}, " \
            f"{0.9 + Z95 * 0.1:+.3f}] | resolved |" in rows
     # means over the two benchmarks: gold log-lik (0.9 + 0) / 2, SE sqrt(0.1² + 0²) / 2
-    assert f"| gold log-lik (mean over benchmarks) | 2 | " in rows and f"+0.450 [{0.45 - Z95 * 0.05:+.3f}, " in rows
+    assert "| gold log-lik (mean over benchmarks) | 2 | " in rows and f"+0.450 [{0.45 - Z95 * 0.05:+.3f}, " in rows
     reading = read_json(run / "report.json")["reading"]
     assert reading[0].startswith("ssr vs sft: task accuracy 0.750 vs 0.250, no resolved difference")
     assert "ssr drifts less than sft: KL 0.0200 [" in reading[0] and "3 prompts" in reading[0]

@@ -140,7 +140,7 @@ def test_stages_run_vllm_in_a_child_process_that_ends_with_the_stage(vllm_calls,
 
 def test_an_llm_judge_can_run_on_vllm(vllm_calls):
     from ssrtune.inference.child import ChildProcessLM
-    from ssrtune.judges.build import build_judge
+    from ssrtune.judges.factory import build_judge
     from ssrtune.judges.config import VllmLLMJudgeConfig
 
     config = load_config(None, ["judge={kind: llm, engine: vllm, batch_size: 32, vllm: {max_num_seqs: 64}}"])

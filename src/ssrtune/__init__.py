@@ -1,3 +1,21 @@
-"""ssrtune: fine-tune language models with Selective Self-Rehearsal (arXiv 2409.04787)."""
+"""ssrtune: fine-tune language models with Selective Self-Rehearsal (arXiv 2409.04787).
+
+From Python (README: Python API): `ssrtune.run(config)`, `ssrtune.load_config(path, overrides)`,
+`ssrtune.Pipeline(config)` for one stage at a time, `ssrtune.judges.build(...)` for a judge on its own. The names
+are imported on first use, so `import ssrtune` stays cheap.
+"""
+
+from __future__ import annotations
+
+import ssrtune.lazy as _lazy
+
+if _lazy.TYPE_CHECKING:
+    from ssrtune import judges
+    from ssrtune.api import Pipeline, run
+    from ssrtune.config import RunConfig, load_config
 
 __version__ = "0.1.0"
+__all__ = ["run", "Pipeline", "load_config", "RunConfig", "judges"]
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, {
+    "run": "ssrtune.api", "Pipeline": "ssrtune.api", "load_config": "ssrtune.config", "RunConfig": "ssrtune.config",
+    "judges": "ssrtune.judges"})

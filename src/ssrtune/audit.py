@@ -113,7 +113,7 @@ def run_audit(run: Run, judge: JudgeConfig, reference: JudgeConfig | Path, name:
     A judge other than the run's own caches its verdicts in audit/judgments/<judge fingerprint>.jsonl; `--fresh`
     (the run's `judge` stage fresh) judges again.
     """
-    from ssrtune.judges.build import judge_fingerprint
+    from ssrtune.judges.factory import judge_fingerprint
     from ssrtune.stages.data import Data
     from ssrtune.stages.generate import Generate
     from ssrtune.stages.judge import Judge, judge_candidates

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ssrtune import pipeline
-from ssrtune.config import ConfigError, RunConfig, load_config
+from ssrtune.config import ConfigError, load_config
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
 from ssrtune.endpoint import EndpointError
@@ -147,8 +147,11 @@ def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
 
 
 def _headline(suite: str, result: dict) -> str:
-    if suite != "retention":
-        return f"{suite} accuracy {result['accuracy']:.3f}"
+    if suite != "retention":  # a judged suite
+        low, high = result["accuracy_ci95"]
+        failed = result["verdicts"]["failed"]
+        return (f"{suite} accuracy {result['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
+                + (f" ({failed} failed verdicts)" if failed else ""))
     scores = [f"{name} {r['primary']} {r[r['primary']]['value']:.3f}" for name, r in result["benchmarks"].items()]
     kl = result.get("kl", {}).get("mean_kl")
     return ", ".join(scores + ([f"KL from base {kl:.4f}"] if kl is not None else []))

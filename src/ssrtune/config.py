@@ -6,16 +6,17 @@ field on another kind, a recipe's field with the user's own files) is an error n
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model
 
-from ssrtune.benchmarks import BENCHMARKS
 from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
 from ssrtune.methods import METHODS, restatements
-from ssrtune.schema import EndpointConfig, ModelConfig, Strict, VllmConfig
+from ssrtune.evaluate_config import EvaluateConfig
+from ssrtune.schema import EngineSettings, ModelConfig, Strict, VllmConfig
 from ssrtune.train_config import TrainConfig
 
 DEFAULT_METHODS = ("sft", "ssr")
@@ -48,7 +49,8 @@ class FileDataConfig(Strict):
     """The user's own train and test files, in the record format (README: Your own data and model)."""
 
     recipe: None = Field(description="null: the task comes from `train_file` and `test_file`.")
-    train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet or a datasets folder.")
+    train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet, a datasets folder or "
+                                        "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
     test_file: str = Field(description="Held-out test records, in the same formats.")
     fields: dict[str, str] = Field(
         default_factory=dict, description="Our field name -> the column name in the user's files."
@@ -70,28 +72,6 @@ DataConfig = Annotated[
 ]
 
 
-class EngineSettings(Strict):
-    """Which engine answers prompts (ssrtune.inference.factory.build_lm); the model's placement and precision are
-    the model's own settings (`model.dtype`, `model.device_map`)."""
-
-    engine: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="transformers (in this process: CPU, one GPU or one model sharded over GPUs), "
-                                    "vllm (vLLM on GPUs; the run's `vllm` settings) or openai (any OpenAI-compatible "
-                                    "server).")
-    endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
-    batch_size: int = Field(16, gt=0, description="transformers: prompts per batch.")
-    REMOVED: ClassVar[dict[str, str]] = {
-        "bf16": "model.dtype (auto | float32 | bfloat16 | float16: one precision for every stage of the model)",
-        "tensor_parallel_size": "vllm.tensor_parallel_size (the run's vllm settings, shared by every stage)",
-    }
-
-    @model_validator(mode="after")
-    def _endpoint_for_openai(self) -> EngineSettings:
-        if (self.engine == "openai") != (self.endpoint is not None):
-            raise ValueError("`endpoint` is required by engine `openai`, and only by it")
-        return self
-
-
 class _GenerateSettings(EngineSettings):
     max_new_tokens: int = Field(48, gt=0, description="The longest own answer (or restatement), in tokens.")
 
@@ -103,81 +83,6 @@ GenerateConfig = create_model(
     __doc__="How the base model answers the training prompts (own answers) and restates gold answers.",
     **{r.config_key: (str | None, Field(None, description=r.description)) for r in restatements()},
 )
-
-
-class RetentionConfig(Strict):
-    """General ability kept after fine-tuning: benchmarks scored against the base model on the same documents."""
-
-    benchmarks: list[Literal[tuple(BENCHMARKS)]] = Field(
-        default_factory=lambda: [name for name, b in BENCHMARKS.items() if b.default],
-        description="Benchmarks to score (ssrtune.benchmarks.BENCHMARKS).")
-    limit: int | None = Field(200, gt=0, description="Questions per benchmark (seeded stratified sample); null = all.")
-    seed: int = Field(0, description="Seed of the sample: the same documents for every model.")
-    batch_size: int = Field(16, gt=0, description="Sequences per forward pass.")
-    gsm8k_shots: int = Field(8, ge=0, le=8, description="Chain-of-thought exemplars before each GSM8K problem.")
-    gsm8k_max_new_tokens: int = Field(256, gt=0, description="The longest GSM8K answer, in tokens.")
-    kl_prompts: int = Field(16, ge=0, description="General prompts for the KL from the base model; 0 = no KL.")
-    kl_prompts_file: str | None = Field(None, description="A text file of general prompts, one per line.")
-    kl_max_new_tokens: int = Field(64, gt=0, description="The longest base-model response to a general prompt.")
-    kl_top_k: int = Field(256, gt=0, description="Base-model tokens kept per position; the rest form one bucket.")
-    harness: Literal["native", "lm-eval"] = Field(
-        "native", description="native: ssrtune scores the benchmarks offline; lm-eval: lm-evaluation-harness does "
-                              "(it downloads its data).")
-
-
-class OodConfig(Strict):
-    """Out-of-domain task: conversational grounded QA from CoQA, with unanswerable questions."""
-
-    recipe: Literal["coqa"] = Field("coqa", description="The built-in out-of-domain task.")
-    n: int = Field(80, gt=0, description="Examples.")
-    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of unanswerable examples.")
-    seed: int = Field(0, description="Seed of the sampling and the unanswerable pairing.")
-
-
-class EvalDataset(Strict):
-    """A user's eval file in the record format, scored by a judge against its gold answers."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Names its results: eval/<model>/<name>.json.")
-    file: str = Field(description="The records: .jsonl, .json, .csv, .parquet or a datasets folder.")
-    fields: dict[str, str] = Field(default_factory=dict, description="Our field name -> the column name in the "
-                                                                     "file.")
-    judge: JudgeConfig = Field(default_factory=grounded_qa_judge, description="Decides each answer against the "
-                                                                              "gold answers.")
-
-
-class EvaluateConfig(EngineSettings):
-    """Evaluation of the base model and of every trained one. With the vllm engine a trained LoRA adapter is served
-    without merging; with the openai engine the server must serve each trained model under its name (README)."""
-
-    max_new_tokens: int = Field(48, gt=0, description="The longest answer, in tokens.")
-    retention: RetentionConfig | None = Field(None, description="Retention benchmarks; null = none.")
-    ood: OodConfig | None = Field(None, description="Out-of-domain task; null = none.")
-    datasets: list[EvalDataset] = Field(default_factory=list, description="The user's own eval sets, each judged.")
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> EvaluateConfig:
-        names = [d.name for d in self.datasets]
-        reserved = {"task", "retention", "ood", "kl"}
-        if len(set(names)) != len(names) or reserved & set(names):
-            raise ValueError(f"evaluate.datasets: names must be unique and not one of {sorted(reserved)}")
-        return self
-
-    @model_validator(mode="after")
-    def _engine_serves_retention(self) -> EvaluateConfig:
-        """What each engine cannot give, refused before the run rather than after the first model's answers."""
-        retention, engine = self.retention, self.engine
-        if retention is None or engine == "transformers":
-            return self
-        if engine == "openai":
-            raise ValueError("`retention` needs log-likelihoods, which an OpenAI-compatible server does not give: "
-                             "use engine transformers or vllm, or retention: null")
-        if retention.harness == "lm-eval":
-            raise ValueError("retention.harness lm-eval runs on the transformers engine's model: use engine "
-                             "transformers, or harness native")
-        if retention.kl_prompts:
-            raise ValueError("retention.kl_prompts: the KL from the base model needs whole next-token distributions, "
-                             "which the vllm engine does not give: use engine transformers, or kl_prompts: 0")
-        return self
 
 
 class RunConfig(Strict):
@@ -202,6 +107,11 @@ class RunConfig(Strict):
     def path(self) -> Path:
         return Path(self.run_dir or Path("runs") / self.name)
 
+    @property
+    def task_judge(self) -> JudgeConfig:
+        """The judge of the held-out task: `evaluate.judge`, else the run's `judge`."""
+        return self.evaluate.judge or self.judge
+
 
 class ConfigError(ValueError):
     pass
@@ -212,16 +122,25 @@ def apply_override(tree: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise ConfigError(f"override {override!r}: expected key=value")
     key, raw = override.split("=", 1)
+    set_key(tree, key, yaml.safe_load(raw))
+
+
+def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted `key` (`train.epochs`) in a nested dict to `value`, making the sections on the way."""
     *parents, leaf = key.strip().split(".")
     node = tree
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw)
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[leaf] = value
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | Path | None = None,
+                overrides: Sequence[str] | Mapping[str, Any] = ()) -> RunConfig:
+    """The configuration in the YAML file `path` (None: the defaults), with `overrides` applied: `key=value`
+    strings as on the command line (the value read as YAML), or a mapping of dotted keys to values
+    (`{"train.epochs": 2}`). A bad setting raises `ConfigError` naming its key."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -231,8 +150,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             raise ConfigError(f"{path}: {err}") from err
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
-    for override in overrides:
-        apply_override(tree, override)
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            set_key(tree, key, value)
+    else:
+        for override in overrides:
+            apply_override(tree, override)
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:

@@ -1,5 +1,5 @@
-"""Loading the user's task files (JSONL, JSON, CSV, Parquet, Hugging Face dataset folders) into records, with
-every bad row located by file, line and field."""
+"""Loading the user's task files (JSONL, JSON, CSV, Parquet, Hugging Face dataset folders, Hub datasets) into
+records, with every bad row located by file, line and field."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ssrtune.data.hub import hub_dataset, is_hub
 from ssrtune.data.schema import DataError, Record
 from ssrtune.store import BadLine, jsonl_rows, write_jsonl
 
@@ -109,16 +110,20 @@ def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Recor
 
 def load_records(path: str | Path, fields: dict[str, str] | None = None,
                  skipped: list[DataError] | None = None) -> list[Record]:
-    """Load and validate every record of a file. A bad row raises `DataError` naming file, line and field, unless
-    `skipped` is given: then bad rows (unparsable line, invalid record, duplicate id) are left out and their errors
-    appended to it, for the caller to count and report (`data.on_error: skip`). Problems of the whole file (missing,
-    unknown format, no records) always raise."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, None, None, "no such file or folder")
+    """Load and validate every record of a file, or of a Hub dataset (`hf://ORG/NAME[:split]`, data.hub). A bad
+    row raises `DataError` naming file, line and field, unless `skipped` is given: then bad rows (unparsable line,
+    invalid record, duplicate id) are left out and their errors appended to it, for the caller to count and report
+    (`data.on_error: skip`). Problems of the whole file (missing, unknown format, no records) always raise."""
+    if is_hub(path):
+        rows: Iterator[tuple[int, Any]] = enumerate(hub_dataset(path), start=1)
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise DataError(path, None, None, "no such file or folder")
+        rows = _readable_rows(path)
     records: list[Record] = []
     seen: dict[str, int] = {}
-    for line, raw in _readable_rows(path):
+    for line, raw in rows:
         try:
             if isinstance(raw, DataError):
                 raise raw

@@ -14,7 +14,8 @@ from ssrtune.placement import place
 from ssrtune.schema import EndpointConfig, ModelConfig, VllmConfig
 
 if TYPE_CHECKING:
-    from ssrtune.config import EngineSettings, RunConfig
+    from ssrtune.config import RunConfig
+    from ssrtune.schema import EngineSettings
 
 ENGINES = ("transformers", "vllm", "openai")
 

@@ -137,7 +137,8 @@ def model_summary(model: Model, names: list[str]) -> dict:
 
 
 def judge_summary(models: list[Model], run_dirs: list[Path]) -> list[dict]:
-    """Verdict counts: on the base model's own answers to the training prompts, and on the user eval sets."""
+    """Verdict counts: on the base model's own answers to the training prompts, and on each model's answers to the
+    task (held out, out of domain) and the user eval sets."""
     rows = []
     for run_dir in run_dirs:
         verdicts = judge_verdicts(run_dir)
@@ -145,6 +146,7 @@ def judge_summary(models: list[Model], run_dirs: list[Path]) -> list[dict]:
             label = "own answers (train)" if len(run_dirs) == 1 else f"{run_dir.name}: own answers (train)"
             rows.append({"judged": label, "n": len(verdicts), **{v: verdicts.count(v) for v in VERDICTS}})
     for m in models:
+        judged = {"task": m.task, "ood": m.ood, **m.datasets}
         rows += [{"judged": f"{m.label}: {name}", "n": r["n"], **{v: r["verdicts"].get(v, 0) for v in VERDICTS}}
-                 for name, r in m.datasets.items() if "verdicts" in r]
+                 for name, r in judged.items() if r and "verdicts" in r]
     return rows

@@ -2,7 +2,8 @@
 
 What the report reads, per run (`eval/<model>/` for `base` and each method of config.yaml):
 - task.json, ood.json: always `n` and `accuracy`; the grounded-QA keys (GROUNDED) only when the data has
-  unanswerable examples; optionally `judge` (how it was scored). Per-example rows, where present, are
+  unanswerable examples; optionally `judge` (how it was scored) and `verdicts` (the judge's verdict counts,
+  shown in the judge statistics). Per-example rows, where present, are
   scores.jsonl (task) and ood.json's `examples`, each with `id` and `correct`.
 - <dataset>.json of user eval sets (judged): `n`, `accuracy`, `verdicts`.
 - retention.json: `benchmarks` (per benchmark `primary`, the metric, and per-document `examples` with the

@@ -183,9 +183,11 @@ def targets_table(models: list[dict]) -> Table | None:
 
 def judge_table(judge: list[dict]) -> Table | None:
     rows = [[r["judged"], str(r["n"]), *(str(r[v]) for v in ("accept", "reject", "failed"))] for r in judge]
+    if not rows:
+        return None
     return Table(["judged", "n", "accept", "reject", "failed"], rows, "Judge statistics",
                  "Verdicts on the base model's own answers to the training prompts (judgments.jsonl), and on each "
-                 "model's answers to user eval sets.") if rows else None
+                 "model's answers to the task and the user eval sets (a failed verdict counts as not accepted).")
 
 
 def build_tables(analysis: dict) -> list[Table]:

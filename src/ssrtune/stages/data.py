@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ssrtune.config import DataConfig, FileDataConfig, RunConfig
+from ssrtune.data.hub import hub_fingerprint, is_hub
 from ssrtune.data.loaders import load_records, save_records
 from ssrtune.data.recipes.coqa import conversational_qa
 from ssrtune.data.recipes.squad import grounded_qa
@@ -22,8 +23,9 @@ RECIPES = {"grounded-qa": grounded_qa}
 class Data(Stage):
     """Normalised train and test records.
 
-    Fingerprint: the `data` section and the hashes of the user's files. Resume: remade when the fingerprint
-    changed (an edited file is re-read), otherwise read back; cheap, so never refused.
+    Fingerprint: the `data` section, the hashes of the user's files, and the `datasets` fingerprint of Hub data
+    (data.hub). Resume: remade when the fingerprint changed (an edited file or a new revision is re-read),
+    otherwise read back; cheap, so never refused.
     """
 
     name = "data"
@@ -33,9 +35,8 @@ class Data(Stage):
 
     def fingerprint(self, run: Run) -> str:
         data = run.config.data
-        files = [Path(data.train_file), Path(data.test_file)] if isinstance(data, FileDataConfig) else []
-        return fingerprint(data.model_dump(mode="json"),
-                           [file_digest(f) if f.is_file() else str(f) for f in files if f.exists()])
+        sources = [data.train_file, data.test_file] if isinstance(data, FileDataConfig) else []
+        return fingerprint(data.model_dump(mode="json"), [source_digest(s) for s in sources])
 
     def make(self, run: Run) -> tuple[list[Record], list[Record]]:
         folder = self.artifact(run.config)
@@ -53,6 +54,14 @@ class Data(Stage):
         cache.record(n_train=len(train_records), n_test=len(test_records),
                      skipped={split: [str(e) for e in errors] for split, errors in skipped.items()})
         return train_records, test_records
+
+
+def source_digest(source: str) -> str | None:
+    """What a data source's records depend on: a file's hash, a folder's path, a Hub dataset's fingerprint."""
+    if is_hub(source):
+        return hub_fingerprint(source)
+    path = Path(source)
+    return (file_digest(path) if path.is_file() else str(path)) if path.exists() else None
 
 
 def prepare(config: DataConfig, skipped: dict[str, list[DataError]] | None = None) -> tuple[list[Record], list[Record]]:

@@ -1,7 +1,8 @@
 """Evaluation of one model (base or fine-tuned) on every configured suite, each written to eval/<model>/.
 
-Suites: `task` (the held-out split, the paper's metrics), `ood` (conversational grounded QA from CoQA, same
-metrics), one per user dataset (judged), and `retention` (benchmarks and drift from the base model). Every
+Suites: `task` (the held-out split), `ood` (conversational grounded QA from CoQA) and one per user dataset, each
+judged against its gold answers (with the paper's grounded-QA metrics where the data has unanswerable examples),
+and `retention` (benchmarks and drift from the base model). Every
 suite records a fingerprint of its model and settings and is skipped when already done with them; answers are
 appended as they come, so an interrupted evaluation resumes.
 """
@@ -11,14 +12,14 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from ssrtune import benchmarks as bench
 from ssrtune import retention
-from ssrtune.config import EvalDataset, RunConfig
+from ssrtune.config import RunConfig
 from ssrtune.data.loaders import load_records
 from ssrtune.data.prompts import prompt_fingerprint
 from ssrtune.data.schema import Record
@@ -27,16 +28,19 @@ from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.harness import harness_results
 from ssrtune.inference.lm import LM
-from ssrtune.judges.base import JudgeInput, verdict_counts
-from ssrtune.judges.build import build_judge
+from ssrtune.judges.base import JudgeInput
+from ssrtune.judges.config import JudgeConfig, describe
+from ssrtune.judges.factory import build_judge, judge_fingerprint
 from ssrtune.models import model_fingerprint
-from ssrtune.qa_metrics import score_example, task_metrics
+from ssrtune.qa_metrics import has_unanswerable, judged_rows, task_metrics
 from ssrtune.stages.base import BASE, Run, Stage, TrainedModel
 from ssrtune.stages.data import Data, OodData
 from ssrtune.stages.generate import task_prompts
+from ssrtune.stages.judge import judge_all
 from ssrtune.stages.train import DONE, Train
 from ssrtune.stats import Z95
-from ssrtune.store import RecordFile, file_digest, fingerprint, read_json, write_json, write_jsonl
+from ssrtune.store import (RecordFile, file_digest, fingerprint, read_json, recorded_fingerprint, write_json,
+                           write_jsonl)
 
 LoadLM = Callable[[], LM]  # the model under evaluation behind `evaluate.engine`, built on first use
 
@@ -77,14 +81,19 @@ class Evaluate(Stage):
         load = functools.cache(lambda: stage_lm(config, config.evaluate, adapter))
         _, test_records = run(Data())
         test_fp = file_digest(config.path / "data" / "test.jsonl")
+        judge = config.task_judge
         try:
-            results = {"task": task_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh)}
+            results = {"task": judged_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh,
+                                            judge)}
             if config.evaluate.ood:
                 ood = run(OodData())
-                results["ood"] = task_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp, load,
-                                            fresh)
+                results["ood"] = judged_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp, load,
+                                              fresh, config.evaluate.ood.judge or judge)
             for dataset in config.evaluate.datasets:
-                results[dataset.name] = dataset_suite(config, folder, dataset, model_fp, load, fresh)
+                records = load_records(dataset.file, dataset.fields)
+                results[dataset.name] = judged_suite(config, folder, dataset.name, records,
+                                                     records_fingerprint(records), model_fp, load, fresh,
+                                                     dataset.judge or judge)
             if config.evaluate.retention:
                 results["retention"] = retention_suite(config, folder, model_fp, load, fresh)
         finally:
@@ -116,14 +125,21 @@ def answers(config: RunConfig, folder: Path, file: str, records: list[Record], d
     return out.records
 
 
-def task_suite(config: RunConfig, folder: Path, suite: str, records: list[Record], data_fp: str, model_fp: str,
-               load: LoadLM, fresh: bool) -> dict:
-    """Grounded QA with unanswerable questions, scored with the paper's metrics (in domain and out of domain)."""
-    predictions = answers(config, folder, "predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl",
-                          records, data_fp, model_fp, load, fresh, f"evaluate {folder.name} ({suite})")
-    rows = [score_example(r, predictions[r.id]["response"]) for r in records]
-    metrics = task_metrics(rows)
-    if suite == "task":  # the in-domain suite keeps its original layout: task.json + scores.jsonl
+def judged_suite(config: RunConfig, folder: Path, suite: str, records: list[Record], data_fp: str, model_fp: str,
+                 load: LoadLM, fresh: bool, judge: JudgeConfig) -> dict:
+    """The model's answers to a task's records (the held-out split, the out-of-domain set, a user's set), each
+    judged against the gold answers: accuracy is the share the judge accepts, with its Wilson interval; the
+    grounded-QA metrics are added where the data has unanswerable examples."""
+    file = "predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl"
+    predictions = answers(config, folder, file, records, data_fp, model_fp, load, fresh,
+                          f"evaluate {folder.name} ({suite})")
+    texts = {r.id: predictions[r.id]["response"] for r in records}
+    items = [JudgeInput.of(r, texts[r.id]) for r in records]
+    verdicts = judged(judge, items, folder / f"{suite}.judgments.jsonl", recorded_fingerprint(folder / file), fresh)
+    grounded = has_unanswerable(records)
+    rows = judged_rows(records, texts, verdicts, grounded)
+    metrics = {**task_metrics(rows, grounded), "judge": describe(judge)}
+    if suite == "task":  # the in-domain suite keeps its layout: task.json + scores.jsonl
         write_jsonl(folder / "scores.jsonl", rows)
         write_json(folder / "task.json", metrics)
     else:
@@ -131,20 +147,14 @@ def task_suite(config: RunConfig, folder: Path, suite: str, records: list[Record
     return metrics
 
 
-def dataset_suite(config: RunConfig, folder: Path, dataset: EvalDataset, model_fp: str, load: LoadLM,
-                  fresh: bool) -> dict:
-    """A user's eval file: the model answers, the configured judge decides against the gold answers."""
-    records = load_records(dataset.file, dataset.fields)
-    predictions = answers(config, folder, f"{dataset.name}.predictions.jsonl", records, records_fingerprint(records),
-                          model_fp, load, fresh, f"evaluate {folder.name} ({dataset.name})")
-    items = [JudgeInput.of(r, predictions[r.id]["response"]) for r in records]
-    with build_judge(dataset.judge) as judge:
-        judgments = judge.judge(items)
-    rows = [{"id": i.id, "prediction": i.candidate, "gold": i.gold, **asdict(j)} for i, j in zip(items, judgments)]
-    counts = verdict_counts({r["id"]: r for r in rows})
-    result = {"n": len(rows), "verdicts": counts, "accuracy": counts["accept"] / len(rows), "examples": rows}
-    write_json(folder / f"{dataset.name}.json", result)
-    return result
+def judged(judge: JudgeConfig, items: list[JudgeInput], path: Path, answers_fp: str, fresh: bool) -> dict[str, dict]:
+    """The verdicts on a suite's answers, cached in `path` like the training judge's (an llm judge's verdicts are
+    costly): resumed batch by batch, and judged again when the judge or the answers changed (evaluation is the end
+    of the chain, so nothing downstream is lost by redoing them, as retention benchmarks are redone)."""
+    wanted = fingerprint(judge_fingerprint(judge), answers_fp)
+    stale = path.with_name(path.name + ".meta.json").exists() and recorded_fingerprint(path) != wanted
+    with build_judge(judge) as built:  # an llm judge frees its model when done
+        return judge_all(built, items, RecordFile(path, wanted, fresh=fresh or stale))
 
 
 def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM, fresh: bool) -> dict:

@@ -8,10 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ssrtune.config import RunConfig
-from ssrtune.data.schema import Record
 from ssrtune.judges.base import Judge as AnyJudge
 from ssrtune.judges.base import JudgeInput, verdict_counts
-from ssrtune.judges.build import build_judge, judge_fingerprint
+from ssrtune.judges.factory import build_judge, judge_fingerprint
 from ssrtune.judges.config import JudgeConfig
 from ssrtune.progress import progress_bar
 from ssrtune.stages.base import Run, Stage

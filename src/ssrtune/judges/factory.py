@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ssrtune.judges import rules
 from ssrtune.judges.base import Judge
 from ssrtune.judges.config import (CombinedJudgeConfig, ContainsJudgeConfig, EndpointLLMJudgeConfig,
-                                   ExactJudgeConfig, JudgeConfig, LLMJudgeConfig, NumericJudgeConfig, RefusalJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig)
+                                   ExactJudgeConfig, JudgeConfig, LLMJudgeConfig,
+                                   NumericJudgeConfig, RefusalJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig,
+                                   parse_judge)
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
 from ssrtune.store import fingerprint
 from ssrtune.text import REFUSAL_PATTERNS
@@ -23,6 +28,13 @@ def build_judge(config: JudgeConfig) -> Judge:
 
         return EndpointLLMJudge(config) if isinstance(config, EndpointLLMJudgeConfig) else LocalLLMJudge(config)
     return RULES[type(config)](config)
+
+
+def build(spec: JudgeConfig | Mapping[str, Any]) -> Judge:
+    """A judge on its own (the library's entry point): from its settings, or from a mapping holding what a run
+    config's `judge:` section holds, e.g. `build({"kind": "numeric"})`; a bad mapping raises pydantic's
+    `ValidationError` naming the key."""
+    return build_judge(parse_judge(dict(spec)) if isinstance(spec, Mapping) else spec)
 
 
 def judge_fingerprint(config: JudgeConfig) -> str:

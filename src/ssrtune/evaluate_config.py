@@ -1,0 +1,92 @@
+"""The evaluation settings: which engine answers the held-out prompts, the judge of the answers, and the suites
+(retention benchmarks, the out-of-domain task, the user's own eval sets)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ssrtune.benchmarks import BENCHMARKS
+from ssrtune.judges.config import JudgeConfig
+from ssrtune.schema import EngineSettings, Strict
+
+
+class RetentionConfig(Strict):
+    """General ability kept after fine-tuning: benchmarks scored against the base model on the same documents."""
+
+    benchmarks: list[Literal[tuple(BENCHMARKS)]] = Field(
+        default_factory=lambda: [name for name, b in BENCHMARKS.items() if b.default],
+        description="Benchmarks to score (ssrtune.benchmarks.BENCHMARKS).")
+    limit: int | None = Field(200, gt=0, description="Questions per benchmark (seeded stratified sample); null = all.")
+    seed: int = Field(0, description="Seed of the sample: the same documents for every model.")
+    batch_size: int = Field(16, gt=0, description="Sequences per forward pass.")
+    gsm8k_shots: int = Field(8, ge=0, le=8, description="Chain-of-thought exemplars before each GSM8K problem.")
+    gsm8k_max_new_tokens: int = Field(256, gt=0, description="The longest GSM8K answer, in tokens.")
+    kl_prompts: int = Field(16, ge=0, description="General prompts for the KL from the base model; 0 = no KL.")
+    kl_prompts_file: str | None = Field(None, description="A text file of general prompts, one per line.")
+    kl_max_new_tokens: int = Field(64, gt=0, description="The longest base-model response to a general prompt.")
+    kl_top_k: int = Field(256, gt=0, description="Base-model tokens kept per position; the rest form one bucket.")
+    harness: Literal["native", "lm-eval"] = Field(
+        "native", description="native: ssrtune scores the benchmarks offline; lm-eval: lm-evaluation-harness does "
+                              "(it downloads its data).")
+
+
+class OodConfig(Strict):
+    """Out-of-domain task: conversational grounded QA from CoQA, with unanswerable questions."""
+
+    recipe: Literal["coqa"] = Field("coqa", description="The built-in out-of-domain task.")
+    n: int = Field(80, gt=0, description="Examples.")
+    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of unanswerable examples.")
+    seed: int = Field(0, description="Seed of the sampling and the unanswerable pairing.")
+    judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
+                                                        "task's judge (`evaluate.judge`, else `judge`).")
+
+
+class EvalDataset(Strict):
+    """A user's eval file in the record format, scored by a judge against its gold answers."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Names its results: eval/<model>/<name>.json.")
+    file: str = Field(description="The records: .jsonl, .json, .csv, .parquet, a datasets folder or "
+                                  "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
+    fields: dict[str, str] = Field(default_factory=dict, description="Our field name -> the column name in the "
+                                                                     "file.")
+    judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
+                                                        "task's judge (`evaluate.judge`, else `judge`).")
+
+
+class EvaluateConfig(EngineSettings):
+    """Evaluation of the base model and of every trained one. With the vllm engine a trained LoRA adapter is served
+    without merging; with the openai engine the server must serve each trained model under its name (README)."""
+
+    max_new_tokens: int = Field(48, gt=0, description="The longest answer, in tokens.")
+    judge: JudgeConfig | None = Field(None, description="Decides each held-out answer against the gold answers (task "
+                                                        "accuracy: the share it accepts); null = the run's `judge`.")
+    retention: RetentionConfig | None = Field(None, description="Retention benchmarks; null = none.")
+    ood: OodConfig | None = Field(None, description="Out-of-domain task; null = none.")
+    datasets: list[EvalDataset] = Field(default_factory=list, description="The user's own eval sets, each judged.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EvaluateConfig:
+        names = [d.name for d in self.datasets]
+        reserved = {"task", "retention", "ood", "kl"}
+        if len(set(names)) != len(names) or reserved & set(names):
+            raise ValueError(f"evaluate.datasets: names must be unique and not one of {sorted(reserved)}")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_serves_retention(self) -> EvaluateConfig:
+        """What each engine cannot give, refused before the run rather than after the first model's answers."""
+        retention, engine = self.retention, self.engine
+        if retention is None or engine == "transformers":
+            return self
+        if engine == "openai":
+            raise ValueError("`retention` needs log-likelihoods, which an OpenAI-compatible server does not give: "
+                             "use engine transformers or vllm, or retention: null")
+        if retention.harness == "lm-eval":
+            raise ValueError("retention.harness lm-eval runs on the transformers engine's model: use engine "
+                             "transformers, or harness native")
+        if retention.kl_prompts:
+            raise ValueError("retention.kl_prompts: the KL from the base model needs whole next-token distributions, "
+                             "which the vllm engine does not give: use engine transformers, or kl_prompts: 0")
+        return self
