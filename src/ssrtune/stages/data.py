@@ -54,6 +54,9 @@ class Data(Stage):
                      skipped={split: [str(e) for e in errors] for split, errors in skipped.items()})
         return train_records, test_records
 
+    def describe(self, result: tuple[list[Record], list[Record]]) -> str:
+        return f"{len(result[0])} train, {len(result[1])} test examples"
+
 
 def prepare(config: DataConfig, skipped: dict[str, list[DataError]] | None = None) -> tuple[list[Record], list[Record]]:
     """Train and test records of the configured recipe or files. With `data.on_error: skip`, the bad rows of each
@@ -88,3 +91,6 @@ class OodData(Stage):
         save_records(path, records)
         cache.record(n=len(records))
         return records
+
+    def describe(self, result: list[Record]) -> str:
+        return f"{len(result)} out-of-domain examples"

@@ -12,15 +12,16 @@ from ssrtune.methods import trained_rows
 from ssrtune.models import model_fingerprint
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
-from ssrtune.store import Artifact, file_digest, fingerprint, write_json
+from ssrtune.store import Artifact, file_digest, fingerprint, read_json, write_json
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
 
 @dataclass(frozen=True, eq=False)
 class Train(Stage):
-    """Fingerprint: the model, the `train` section (less how the training runs: `TrainConfig.EXECUTION_ONLY`) and
-    train/<method>.jsonl. Artifact: models/<name>/, finished when ssrtune_train.json exists; its fingerprint is in
+    """Fingerprint: the model, its train settings (the run's `train` section with the model's overrides, less how
+    the training runs: `TrainConfig.EXECUTION_ONLY`) and train/<method>.jsonl. Artifact: models/<name>/, finished
+    when ssrtune_train.json exists (it records the model's name and method); its fingerprint is in
     ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
     inputs are refused (`--fresh` trains again from scratch)."""
 
@@ -34,7 +35,7 @@ class Train(Stage):
         return config.path / "models" / self.model.name
 
     def fingerprint(self, run: Run) -> str:
-        return fingerprint(model_fingerprint(run.config.model), run.config.train.fingerprint_settings(),
+        return fingerprint(model_fingerprint(run.config.model), self.model.train.fingerprint_settings(),
                            file_digest(Select(self.model.method).artifact(run.config)))
 
     def make(self, run: Run) -> Path:
@@ -50,6 +51,19 @@ class Train(Stage):
             raise DataError(rows_file, None, None,
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
         cache.record()
-        result = train_method(config, rows_file, output_dir)
-        write_json(output_dir / DONE, result)
+        # the training processes read this model's train settings from the configuration they are given
+        own = config.model_copy(update={"train": self.model.train, "models": None,
+                                        "methods": [self.model.method.name]})
+        result = train_method(own, rows_file, output_dir)
+        write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
         return output_dir
+
+    def describe(self, result: Path) -> str:
+        """`25 steps, loss 2.31 -> 0.84` (and where it resumed from)."""
+        done = read_json(result / DONE)
+        curve = done.get("loss_curve") or []
+        loss = f", loss {curve[0]:.3g} -> {curve[-1]:.3g}" if len(curve) > 1 else (
+            f", loss {done['train_loss']:.3g}" if done.get("train_loss") is not None else "")
+        resumed = f" (resumed from {Path(done['resumed_from']).name})" if done.get("resumed_from") else ""
+        method = f"{self.model.method.name}, " if self.model.method.name != self.model.name else ""
+        return f"{method}{'LoRA' if done.get('lora', True) else 'full'}, {done['steps']} steps{loss}{resumed}"
