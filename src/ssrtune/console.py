@@ -64,4 +64,4 @@ def duration(seconds: float) -> str:
 
 def stage_line(key: str, summary: str, seconds: float) -> None:
     """`[generate] 200 own answers in 3 min 12 s`, on stderr (stdout holds a command's result)."""
-    _stderr.print(f"[{key}] {summary + ' ' if summary else ''}in {duration(seconds)}", markup=False)
+    _stderr.print(f"[{key}] {summary + ' ' if summary else ''}in {duration(seconds)}", markup=False, soft_wrap=True)
