@@ -43,12 +43,12 @@ def task_vs_drift(plt, groups: list[dict]) -> bytes | None:
         kl, accuracy = g["kl"], g["task"]
         ax.errorbar(kl["mean"], accuracy["mean"], xerr=_error(kl, "mean"), yerr=_error(accuracy, "mean"), fmt="o",
                     ms=7, capsize=3, label=g["label"])
-        ax.annotate(g["label"], (kl["mean"], accuracy["mean"]), textcoords="offset points", xytext=(6, 4))
         if g["ood"]:
             ax.scatter(kl["mean"], g["ood"]["mean"], s=50, marker="^", facecolors="none", edgecolors="grey")
     ax.set_xlabel("drift: KL(base || model) on general prompts (nats/token, 95% CI)")
     ax.set_ylabel("task accuracy, 95% CI\n(triangles: out of domain)")
     ax.margins(x=0.15, y=0.15)
+    ax.legend(fontsize="small")  # labels beside the points would overlap where methods drift alike
     pooled = any(len(g["models"]) > 1 for g in points)
     ax.set_title("Task score against drift from the base model" + ("\n(methods pooled over seeds)" if pooled else ""))
     fig.tight_layout()

@@ -22,9 +22,15 @@ def group_models(models: list[Model]) -> list[list[Model]]:
     return list(groups.values())
 
 
-def _level(models: list[Model], values) -> dict | None:
+def _level(models: list[Model], values, bounds: tuple[float, float] | None = None) -> dict | None:
+    """The mean over units of each unit's value averaged over the models; the interval kept within `bounds`."""
     means = unit_means([values(m) for m in models])
-    return {**mean_interval(list(means.values())), "models": len(models)} if means else None
+    if not means:
+        return None
+    level = mean_interval(list(means.values()))
+    if bounds:
+        level["ci95"] = [max(bounds[0], level["ci95"][0]), min(bounds[1], level["ci95"][1])]
+    return {**level, "models": len(models)}
 
 
 def _task(models: list[Model], suite: str) -> dict | None:
@@ -33,7 +39,7 @@ def _task(models: list[Model], suite: str) -> dict | None:
         m = rows[0]
         return task_summary(getattr(m, suite), getattr(m, f"{suite}_rows"), f"{m.run}/eval/{m.name}/{suite}.json")[
             "accuracy"]
-    return _level(rows, lambda m: scores(getattr(m, f"{suite}_rows"))) if rows else None
+    return _level(rows, lambda m: scores(getattr(m, f"{suite}_rows")), bounds=(0.0, 1.0)) if rows else None
 
 
 def _kl(models: list[Model]) -> dict | None:
