@@ -5,7 +5,6 @@ again ends with the artifacts of a run never interrupted."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -20,8 +19,7 @@ from safetensors.torch import load_file
 from ssrtune.config import load_config
 from ssrtune.stages.base import trained_models
 from tests.conftest import build_tiny_model, record_dicts
-from tests.test_chain_faults import records_by_id
-from tests.test_crash import env
+from tests.test_chain_faults import records_by_id, run_harness
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = str(Path(__file__).with_name("resume_kill.py"))
@@ -108,19 +106,9 @@ def assert_same_artifacts(run_dir: Path, reference: Path) -> None:
 
 
 def test_a_run_of_several_models_per_method_resumes_after_a_kill_in_training_and_in_evaluation(tmp_path):
-    spec = tmp_path / "spec.json"
     kills = {"train": ["models/sft-s1/checkpoint-2/trainer_state.json", 0],  # the second model's training
              "evaluate": ["eval/sft-s1/predictions.jsonl", 4]}  # the second trained model's evaluation
-    spec.write_text(json.dumps({"work": str(tmp_path), "config": resume_config(tmp_path), "kills": kills}))
-    harness = subprocess.Popen([sys.executable, HARNESS, str(spec)], env=env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output = harness.communicate(timeout=600)[0]
-    finally:  # the harness and every run it forked
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(harness.pid, signal.SIGKILL)
-    assert harness.returncode == 0, output[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = run_harness(HARNESS, tmp_path, {"config": resume_config(tmp_path), "kills": kills}, 600)
     assert results["reference_status"] == 0
     reference = tmp_path / "reference"
     for scenario, (path, _) in kills.items():
