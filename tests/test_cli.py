@@ -1,6 +1,7 @@
 """The console script, end to end on the tiny model and a small data file."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +45,24 @@ def test_run_produces_every_artifact_and_the_table(tiny_model, records_file, tmp
     assert "ans. recall" in result.stdout and "self targets" in result.stdout
     rows = [json.loads(line) for line in (run / "train" / "ssr.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {r["source"] for r in rows} <= {"self", "gold"}
+    # a clean console: one line per stage with its time, none of the libraries' warnings, bars or log dicts
+    lines = result.stderr.splitlines()
+    assert [line.split("]")[0] + "]" for line in lines] == [
+        "[data]", "[select/sft]", "[generate]", "[judge]", "[select/ssr]", "[train/sft]", "[train/ssr]",
+        "[evaluate/base]", "[evaluate/sft]", "[evaluate/ssr]", "[report]"], result.stderr
+    assert all(re.search(r" in \d+(\.\d s| min \d\d s)$", line) for line in lines)
+    assert "[generate] 6 own answers in " in result.stderr and "[train/ssr] LoRA, 2 steps, loss " in result.stderr
+    for noise in ("Warning", "Loading weights", "it/s", "train_runtime", "{'"):
+        assert noise not in result.stdout + result.stderr
+    timings = json.loads((run / "timings.json").read_text())
+    assert set(timings) == {line[1:].split("]")[0] for line in lines}
+    assert all(t["sessions"] == 1 and t["interrupted"] == 0 and t["seconds"] >= 0 for t in timings.values())
     # a second run reuses every stage
     again = ssrtune("run", config)
     assert again.returncode == 0 and (run / "generations.jsonl").read_text().count("\n") == 6
+    # --verbose shows what the libraries say
+    verbose = ssrtune("--verbose", "generate", config, "--fresh")
+    assert verbose.returncode == 0 and "Loading weights" in verbose.stderr and "INFO stage generate" in verbose.stderr
 
 
 def test_stage_commands_and_overrides(tiny_model, records_file, tmp_path):

@@ -113,5 +113,5 @@ def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, 
         export(run_dir, "ssr", taken)
     assert (taken / "mine.txt").read_text() == "keep me"
     result = ssrtune("export", run_dir, "sft", "--out", tmp_path / "sft")
-    assert result.returncode == 2 and "no finished training of method 'sft'" in result.stderr
+    assert result.returncode == 2 and "no finished training of model 'sft'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "sft").exists()

@@ -1,25 +1,140 @@
+"""Several trained models per method: the `models:` schema beside the short `methods:`, each model's own train
+settings in its fingerprint and in the training it runs, one target file per method, and the commands that take a
+model name."""
+
+from __future__ import annotations
+
+import json
+
 import pytest
+import yaml
+from safetensors.torch import load_file
 
-from ssrtune.schema import ModelConfig
-from ssrtune.models import embedded_gguf, load_model, load_tokenizer, resolve
+from ssrtune.config import ConfigError, dump_config, load_config
+from ssrtune.methods import METHODS
+from ssrtune.stages import train as train_stage
+from ssrtune.stages.base import Run, trained_methods, trained_models
+from ssrtune.stages.select import Select
+from ssrtune.stages.train import DONE, Train
+from tests.conftest import run_stage
 
-
-def test_local_folder_loads_with_chat_template(tiny_model):
-    config = ModelConfig(name=str(tiny_model))
-    tokenizer = load_tokenizer(config)
-    model = load_model(config)
-    assert tokenizer.pad_token == "<|im_end|>" and not model.training
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                         add_generation_prompt=True)
-    assert text.endswith("<|im_start|>assistant\n")
-
-
-def test_hub_ids_pass_through_and_missing_gguf_is_clear(tmp_path):
-    assert resolve("org/some-model") == "org/some-model"
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve(str(tmp_path / "nope.gguf"))
+MODELS = "models=[{name: lora-a, method: sft}, {name: lora-b, method: sft, train: {seed: 1}}, " \
+         "{name: mine, method: ssr, train: {full: true, learning_rate: 2.0e-5}}]"
 
 
-def test_embedded_model_is_found_in_its_package():
-    with open(embedded_gguf("smollm2-135m-instruct"), "rb") as handle:
-        assert handle.read(4) == b"GGUF"  # the file the package ships, not just its name
+def test_models_name_their_method_and_override_the_run_train_section():
+    config = load_config(None, [MODELS, "train.learning_rate=1e-4", "train.seed=7"])
+    models = trained_models(config)
+    settings = [m.train_settings(config) for m in models]
+    assert [(m.name, m.method.name, t.seed, t.full, t.learning_rate) for m, t in zip(models, settings)] == [
+        ("lora-a", "sft", 7, False, 1e-4), ("lora-b", "sft", 1, False, 1e-4), ("mine", "ssr", 7, True, 2e-5)]
+    assert [m.name for m in trained_methods(config)] == ["sft", "ssr"] and config.methods is None
+    # the short form: one model per method, named after it, on the run's train section
+    short = load_config(None, ["methods=[sft, ssr]", "train.seed=7"])
+    assert [(m.name, m.method, m.train_settings(short)) for m in trained_models(short)] == [
+        ("sft", METHODS["sft"], short.train),
+        ("ssr", METHODS["ssr"], short.train)]
+
+
+@pytest.mark.parametrize("override,message", [
+    (["methods=[sft]", MODELS], r"give `methods` \(one model per method\) or `models` \(named models\), not both"),
+    (["models=[{name: a, method: dpo}]"], r"models\.0\.method: unknown method 'dpo'; one of: sft, ssr"),
+    (["models=[{name: a, method: sft}, {name: a, method: ssr}]"], r"models\.1\.name: 'a' names two models"),
+    (["models=[{name: base, method: sft}]"], r"models\.0\.name: `base` names the model before fine-tuning"),
+    (["models=[{name: ../x, method: sft}]"], r"models\.0\.name: String should match pattern"),
+    (["models=[{name: a, method: sft, train: {max_length: 64}}]"], r"models\.0\.train: `max_length` is the run's"),
+    (["models=[{name: a, method: sft, train: {epocs: 2}}]"], r"models\.0\.train: `epocs` is not a train setting"),
+    (["models=[{name: a, method: sft, train: {lora_r: 0}}]"], r"models\.0\.train: lora_r: Input should be greater"),
+    (["train.batch_size=8", "models=[{name: a, method: sft}, {name: b, method: sft, train: {micro_batch_size: 3}}]"],
+     r"models\.1\.train: batch_size 8 is not a whole number of micro_batch_size 3"),
+])
+def test_bad_models_name_the_entry_and_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, override)
+
+
+def test_both_forms_are_written_to_config_yaml_as_given(tmp_path):
+    for overrides in ([MODELS], ["methods=[ssr]"]):
+        config = load_config(None, overrides)
+        dump_config(config, tmp_path / "config.yaml")
+        tree = yaml.safe_load((tmp_path / "config.yaml").read_text())
+        assert ("models" in tree) != ("methods" in tree)
+        assert load_config(tmp_path / "config.yaml") == config
+
+
+@pytest.fixture()
+def tiny_run(tiny_model, records_file, tmp_path):
+    def config(*overrides):
+        return load_config(None, [f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "data.recipe=null",
+                                  f"data.train_file={records_file}", f"data.test_file={records_file}",
+                                  "model.dtype=float32", "train.batch_size=3", "train.learning_rate=1e-3", *overrides])
+    return config
+
+
+def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run, monkeypatch):
+    config = tiny_run(MODELS)
+    seen = {}
+
+    def fake_train(run_config, rows_file, output_dir):  # what the training processes are given
+        seen[output_dir.name] = (run_config.train, run_config.models, rows_file.name)
+        return {"steps": 2, "train_loss": 1.0, "loss_curve": [1.0], "lora": not run_config.train.full}
+
+    monkeypatch.setattr(train_stage, "train_method", fake_train)
+    models = {m.name: m for m in trained_models(config)}
+    runner = Run(config)
+    fingerprints = {}
+    for name, model in models.items():
+        runner(Train(model))
+        fingerprints[name] = Train(model).fingerprint(runner)
+        done = json.loads((config.path / "models" / name / DONE).read_text())
+        assert (done["name"], done["method"]) == (name, model.method.name)
+    assert seen["lora-b"] == (models["lora-b"].train_settings(config), None, "sft.jsonl") and seen["lora-b"][0].seed == 1
+    assert seen["mine"][0].full and seen["mine"][2] == "ssr.jsonl"
+    assert len(set(fingerprints.values())) == 3  # a seed of its own is a model of its own
+    assert sorted(p.name for p in (config.path / "train").glob("*.jsonl")) == ["sft.jsonl", "ssr.jsonl"]
+    # a changed override refuses (or with --fresh redoes) that model only
+    changed = tiny_run(MODELS.replace("{seed: 1}", "{seed: 2}"))
+    again = Run(changed)
+    assert Train(trained_models(changed)[0]).fingerprint(again) == fingerprints["lora-a"]
+    assert Train(trained_models(changed)[1]).fingerprint(again) != fingerprints["lora-b"]
+
+
+def test_the_short_form_keeps_the_fingerprint_of_the_run_train_section(tiny_run):
+    from ssrtune.models import model_fingerprint
+    from ssrtune.placement import training_placement
+    from ssrtune.store import file_digest, fingerprint
+
+    config = tiny_run("methods=[sft]")
+    run_stage(config, Select(METHODS["sft"]))
+    [sft] = trained_models(config)
+    assert Train(sft).fingerprint(Run(config)) == fingerprint(
+        model_fingerprint(config.model), config.train.fingerprint_settings(),
+        training_placement(config.model, config.train).precision, file_digest(config.path / "train" / "sft.jsonl"))
+
+
+def test_train_and_export_take_a_model_name(tiny_run, tmp_path, monkeypatch, capsys):
+    from tests.test_rundir import cli
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_run(MODELS).model_dump(mode="json", exclude={"methods"})))
+    status, err = cli(monkeypatch, capsys, "train", config_file, "--model", "nope")
+    assert status == 2 and "--model nope: no such model in the configuration; one of: lora-a, lora-b, mine" in err
+    monkeypatch.setattr("sys.argv", ["ssrtune", "train", str(config_file), "--model", "lora-b", "-m", "lora-a"])
+    from ssrtune.cli import entry
+
+    with pytest.raises(SystemExit) as done:
+        entry()
+    assert done.value.code in (0, None)
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [f"lora-a: {tmp_path / 'run/models/lora-a'}", f"lora-b: {tmp_path / 'run/models/lora-b'}"]
+    assert "[train/lora-b] sft, LoRA, 2 steps" in out.err
+    models = tmp_path / "run" / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["lora-a", "lora-b"]  # not `mine`
+    a, b = (load_file(models / m / "adapter_model.safetensors") for m in ("lora-a", "lora-b"))
+    assert any(not a[k].equal(b[k]) for k in a)  # seeds 0 and 1 start from different adapters
+
+    from ssrtune.export import export
+
+    card = (export(tmp_path / "run", "lora-b", tmp_path / "exported") / "README.md").read_text()
+    assert "# quickstart: lora-b" in card and "with the method **sft**" in card and "ssrtune-sft" in card
+    assert "train/sft.stats.json" in card and "| measure | base | lora-b |" not in card  # not evaluated yet

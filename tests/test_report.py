@@ -150,7 +150,7 @@ def test_ssr_against_sft_by_hand(tmp_path):
     run = make_run(tmp_path)
     write_report(run)
     md = (run / "report.md").read_text()
-    rows = "\n".join(table(md, "Method against method: ssr − sft"))
+    rows = "\n".join(table(md, "Method against method: ssr − sft (LoRA)"))
     # task: ssr 1,1,0,1 against sft 1,0,0,0 -> diffs 0,1,0,1: mean .5, sample variance 1/3, SE sqrt(1/12)
     se = math.sqrt(1 / 12)
     assert f"| task accuracy (in domain) | 4 | 0.750 | 0.250 | +50.0 pts [{100 * (.5 - Z95 * se):+.1f}, " \
@@ -165,7 +165,7 @@ def test_ssr_against_sft_by_hand(tmp_path):
     # means over the two benchmarks: gold log-lik (0.9 + 0) / 2, SE sqrt(0.1² + 0²) / 2
     assert "| gold log-lik (mean over benchmarks) | 2 | " in rows and f"+0.450 [{0.45 - Z95 * 0.05:+.3f}, " in rows
     reading = read_json(run / "report.json")["reading"]
-    assert reading[0].startswith("ssr vs sft: task accuracy 0.750 vs 0.250, no resolved difference")
+    assert reading[0].startswith("ssr vs sft (LoRA): task accuracy 0.750 vs 0.250, no resolved difference")
     assert "ssr drifts less than sft: KL 0.0200 [" in reading[0] and "3 prompts" in reading[0]
     assert "retention accuracy: unresolved at this size" in reading[0]
 
@@ -187,12 +187,15 @@ def test_two_seeds_pooled_per_document(tmp_path):
     write_report(runs, tmp_path / "both")
     report = read_json(tmp_path / "both" / "report.json")
     task = report["comparisons"][0]["task"]
-    assert task["n"] == 4 and task["runs"] == 2 and task["diff"] == pytest.approx(0.0)
-    assert task["stderr"] == pytest.approx(math.sqrt(1 / 24)) and task["per_run"] == pytest.approx([0.5, -0.5])
+    assert task["n"] == 4 and task["replicates"] == 2 and task["diff"] == pytest.approx(0.0)
+    assert task["stderr"] == pytest.approx(math.sqrt(1 / 24))
+    assert [r["diff"] for r in task["per_replicate"]] == pytest.approx([0.5, -0.5])
+    assert [r["replicate"] for r in task["per_replicate"]] == ["a seed 0", "b seed 0"]
     md = (tmp_path / "both" / "report.md").read_text()
-    assert "pooled over 2 runs (a, b)" in md and "| +50.0, -50.0 |" in md
+    assert "(a seed 0, b seed 0); pooled over the 2 replicates" in md
+    assert "| · a seed 0 | 4 | 0.750 | 0.250 | +50.0 pts [" in md and "| · b seed 0 | 4 | 0.500 | 1.000 | -50.0 pts [" in md
     assert "| a/ssr | arc_easy |" in md and "| b/sft | arc_easy |" in md
-    assert report["reading"][0].startswith("ssr vs sft, 2 runs pooled: ")
+    assert report["reading"][0].startswith("ssr vs sft (LoRA, 2 replicates pooled): ")
 
 
 def test_documents_found_in_one_run_only_count_once(tmp_path):
@@ -253,11 +256,11 @@ def test_report_command_and_missing_results(tmp_path):
     run = make_run(tmp_path)
     result = CliRunner().invoke(app, ["report", str(run)])
     assert result.exit_code == 0, result.output
-    assert "Summary" in result.output and "ssr vs sft:" in result.output and (run / "report.html").exists()
+    assert "Summary" in result.output and "ssr vs sft (LoRA):" in result.output and (run / "report.html").exists()
     html = (run / "report.html").read_text()
     images = html.split("data:image/png;base64,")[1:]
     assert len(images) == 2 and all(base64.b64decode(i.split("'")[0]).startswith(b"\x89PNG") for i in images)
-    assert "src='figures" not in html and "Method against method: ssr − sft" in html  # self-contained
+    assert "src='figures" not in html and "Method against method: ssr − sft (LoRA)" in html  # self-contained
     assert json.loads((run / "report.json").read_text())["runs"] == [{"name": "run", "path": str(run)}]
     empty = tmp_path / "empty"
     empty.mkdir()

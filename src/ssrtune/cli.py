@@ -11,16 +11,16 @@ from typing import Annotated, Optional
 import typer
 
 from ssrtune import pipeline
-from ssrtune.config import ConfigError, load_config
+from ssrtune.config import ConfigError, RunConfig, load_config
+from ssrtune.console import quiet_libraries
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
 from ssrtune.endpoint import EndpointError
 from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import UnsupportedRequest
-from ssrtune.methods import METHODS, source_shares
 from ssrtune.report import ReportError
-from ssrtune.stages.base import Run, Stage, trained_models
+from ssrtune.stages.base import Run, Stage, TrainedModel, trained_methods, trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
@@ -38,6 +38,8 @@ ConfigArg = Annotated[Path, typer.Argument(help="Run configuration (YAML).", exi
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=2")]
 Fresh = Annotated[bool, typer.Option("--fresh", help="Redo this command's stage, discarding results made with "
                                                      "other inputs or settings.")]
+ModelOption = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A configured model's name (repeat "
+                                                          "for several); default: every model.")]
 
 
 def _run(path: Path, overrides: list[str] | None, stage_name: str, fresh: bool) -> Run:
@@ -45,6 +47,16 @@ def _run(path: Path, overrides: list[str] | None, stage_name: str, fresh: bool) 
     config = load_config(path, overrides or [])
     claim(config.path)  # creates the run directory and holds it (one writer per run) until the command ends
     return Run(config, {stage_name} if fresh else False)
+
+
+def _named(config: RunConfig, names: list[str] | None) -> list[TrainedModel]:
+    """The configured models named by --model, in the configuration's order (all of them without the option)."""
+    models = trained_models(config)
+    unknown = [name for name in names or [] if name not in {m.name for m in models}]
+    if unknown:
+        raise ConfigError(f"--model {unknown[0]}: no such model in the configuration; one of: "
+                          f"{', '.join(m.name for m in models)}")
+    return [m for m in models if not names or m.name in names]
 
 
 def _stages(runner: Run, stages: list[Stage]) -> list:
@@ -59,6 +71,8 @@ def _stages(runner: Run, stages: list[Stage]) -> list:
 @app.callback()
 def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:
+        quiet_libraries()  # their warnings, bars and log dicts; ssrtune's own warnings still show
     ctx.with_resource(command_scope())  # releases what the command claims, and reports disk faults as one line
 
 
@@ -101,8 +115,7 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
     from ssrtune.judges.base import verdict_counts
 
     runner = _run(config, overrides, "restate", fresh)
-    restatements = list(dict.fromkeys(METHODS[m].restatement for m in runner.config.methods
-                                      if METHODS[m].restatement))
+    restatements = list(dict.fromkeys(m.restatement for m in trained_methods(runner.config) if m.restatement))
     for restatement, (restated, verdicts) in zip(restatements, _stages(runner, [Restate(r) for r in restatements])):
         typer.echo(f"{restatement.name}: {len(restated)}, judged {verdict_counts(verdicts)}")
     if not restatements:
@@ -113,11 +126,9 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
 def select(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Build each method's training targets and print the share of each target source."""
     runner = _run(config, overrides, "select", fresh)
-    methods = [METHODS[m] for m in runner.config.methods]
-    for method, rows in zip(methods, _stages(runner, [Select(m) for m in methods])):
-        shares = source_shares(rows)
-        others = ", ".join(f"{source} {share:.1%}" for source, share in shares.items())
-        typer.echo(f"{method.name}: {len(rows)} examples, {shares.get('self', 0.0):.1%} self targets ({others})")
+    stages = [Select(m) for m in trained_methods(runner.config)]
+    for stage, rows in zip(stages, _stages(runner, stages)):
+        typer.echo(f"{stage.method.name}: {stage.describe(rows)}")
 
 
 @app.command()
@@ -126,35 +137,26 @@ def train(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
                                              "train.full=true.")] = False,
           num_processes: Annotated[Optional[int], typer.Option(
               "--num-processes", help="Data-parallel processes (DDP through accelerate); same as "
-              "train.num_processes=N.")] = None) -> None:
-    """Fine-tune one model per method on its selected targets."""
+              "train.num_processes=N.")] = None, model: ModelOption = None) -> None:
+    """Fine-tune every configured model (or those named by --model) on its method's selected targets."""
     extra = (["train.full=true"] if full else []) + ([] if num_processes is None else
                                                       [f"train.num_processes={num_processes}"])
     runner = _run(config, [*(overrides or []), *extra], "train", fresh)
-    models = trained_models(runner.config)
-    for model, output_dir in zip(models, _stages(runner, [Train(m) for m in models])):
-        typer.echo(f"{model.name}: {output_dir}")
+    models = _named(runner.config, model)
+    for trained, output_dir in zip(models, _stages(runner, [Train(m) for m in models])):
+        typer.echo(f"{trained.name}: {output_dir}")
 
 
 @app.command()
-def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
-    """Evaluate the base model and every trained one on the held-out split and the configured suites."""
+def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False, model: ModelOption = None
+             ) -> None:
+    """Evaluate the base model and every trained one (or those named by --model) on the held-out split and the
+    configured suites."""
     runner = _run(config, overrides, "evaluate", fresh)
-    stages = [Evaluate(), *(Evaluate(m) for m in trained_models(runner.config))]
+    stages = [Evaluate(), *(Evaluate(m) for m in _named(runner.config, model))]
     for stage, results in zip(stages, _stages(runner, stages)):
-        typer.echo(f"{stage.subject}: " + "; ".join(_headline(suite, r) for suite, r in results.items()))
+        typer.echo(f"{stage.subject}: {stage.describe(results)}")
     typer.echo(f"full tables: ssrtune report {runner.path}")
-
-
-def _headline(suite: str, result: dict) -> str:
-    if suite != "retention":  # a judged suite
-        low, high = result["accuracy_ci95"]
-        failed = result["verdicts"]["failed"]
-        return (f"{suite} accuracy {result['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
-                + (f" ({failed} failed verdicts)" if failed else ""))
-    scores = [f"{name} {r['primary']} {r[r['primary']]['value']:.3f}" for name, r in result["benchmarks"].items()]
-    kl = result.get("kl", {}).get("mean_kl")
-    return ", ".join(scores + ([f"KL from base {kl:.4f}"] if kl is not None else []))
 
 
 @app.command("judge-audit")
@@ -199,14 +201,14 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay
 
 @app.command()
 def export(run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run directory.")],
-           method: Annotated[str, typer.Argument(help="The trained method to export, e.g. ssr.")],
+           model: Annotated[str, typer.Argument(help="The trained model to export, by its name, e.g. ssr.")],
            out: Annotated[Path, typer.Option(help="A new folder for the model.")],
            dtype: Annotated[str, typer.Option(help="auto (the base model's precision; full fine-tuning: as "
                                               "trained), float32, bfloat16 or float16.")] = "auto") -> None:
-    """Write a trained method as a stand-alone model (LoRA merged in, safetensors, tokenizer, model card)."""
+    """Write a trained model as a stand-alone model (LoRA merged in, safetensors, tokenizer, model card)."""
     from ssrtune.export import export as export_model
 
-    typer.echo(f"exported: {export_model(run_dir, method, out, dtype)}")
+    typer.echo(f"exported: {export_model(run_dir, model, out, dtype)}")
 
 
 @app.command()

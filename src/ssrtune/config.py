@@ -6,30 +6,24 @@ field on another kind, a recipe's field with the user's own files) is an error n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
 from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
-from ssrtune.methods import METHODS, restatements
 from ssrtune.evaluate_config import EvaluateConfig
+from ssrtune.methods import registered, restatements
 from ssrtune.schema import EngineSettings, ModelConfig, Strict, VllmConfig
-from ssrtune.train_config import TrainConfig
+from ssrtune.train_config import ModelEntry, TrainConfig, check_models
 
 DEFAULT_METHODS = ("sft", "ssr")
 
 
-def _registered(name: str) -> str:
-    # Checked against the registry when a config is read, so that a method defined after this import counts too.
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; one of: {', '.join(METHODS)}")
-    return name
-
-
-MethodName = Annotated[str, AfterValidator(_registered)]
+MethodName = Annotated[str, AfterValidator(registered)]
 
 
 class RecipeDataConfig(Strict):
@@ -89,8 +83,12 @@ class RunConfig(Strict):
     name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="A plain folder name (no `/`, no `..`): the run writes only under runs/<name>.")
     run_dir: str | None = Field(None, description="Where the run writes; null = runs/<name>.")
-    methods: list[MethodName] = Field(default_factory=lambda: list(DEFAULT_METHODS),
-                                      description="Fine-tuning methods, one trained model each (ssrtune.methods).")
+    methods: list[MethodName] | None = Field(None, description=(
+        "Fine-tuning methods, one trained model each, named after its method (ssrtune.methods); default sft, ssr. "
+        "The short form of `models`: give one or the other."))
+    models: list[ModelEntry] | None = Field(None, description=(
+        "The trained models, each a name, a method and overrides of the `train` section (several per method: seeds, "
+        "LoRA and full fine-tuning); null = one per entry of `methods`."))
     model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
     data: DataConfig = Field(default_factory=RecipeDataConfig, description="The task: a built-in recipe or your "
                                                                            "own files.")
@@ -102,6 +100,26 @@ class RunConfig(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation.")
     vllm: VllmConfig = Field(default_factory=VllmConfig, description="The vllm engine's settings, for every stage "
                                                                      "whose engine is vllm (generate, evaluate).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _methods_or_models(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("models") is not None:
+            if data.get("methods") is not None:
+                raise ValueError("give `methods` (one model per method) or `models` (named models), not both")
+            return data
+        return {**data, "methods": list(DEFAULT_METHODS) if data.get("methods") is None else data["methods"]}
+
+    @model_validator(mode="after")
+    def _models_resolve(self) -> RunConfig:
+        check_models(self.models or [], self.train, _message)
+        return self
+
+    def model_entries(self) -> list[ModelEntry]:
+        """The trained models: `models`, or one per method named after it."""
+        return self.models if self.models is not None else [ModelEntry(name=m, method=m) for m in self.methods]
 
     @property
     def path(self) -> Path:
@@ -183,8 +201,9 @@ def _validation_message(path: Path | str | None, err: ValidationError) -> str:
         tags = [str(p) for p in e["loc"] if TAG_MARK in str(p)]
         keys = [str(p) for p in e["loc"] if TAG_MARK not in str(p)]
         where = ".".join(keys) or "(top level)"
-        # a validator's own words, without pydantic's "Value error, " before them
-        message = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
+        message = _message(e)
+        if not keys and KEYED.match(message):  # a whole-config check names the key it is about
+            where, message = message.split(": ", 1)
         if e["type"] == "judge_kind":
             kind = e["input"].get("kind") if isinstance(e["input"], dict) else None
             where, message = ((f"{where}.engine", f"an `llm` judge's engine is transformers, vllm or openai, not "
@@ -196,6 +215,14 @@ def _validation_message(path: Path | str | None, err: ValidationError) -> str:
             message = _not_applicable(keys[-1], tags[-1])
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+KEYED = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def _message(error: dict) -> str:
+    """A validator's own words, without pydantic's "Value error, " before them."""
+    return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
 
 
 def _not_applicable(key: str, tag: str) -> str:
@@ -211,4 +238,6 @@ def _not_applicable(key: str, tag: str) -> str:
 def dump_config(config: RunConfig, path: Path) -> None:
     from ssrtune.store import write_text_atomic
 
-    write_text_atomic(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    # `methods` or `models`, as the configuration gave them: it loads again as the same configuration
+    tree = config.model_dump(mode="json", exclude={"models"} if config.models is None else {"methods"})
+    write_text_atomic(path, yaml.safe_dump(tree, sort_keys=False))

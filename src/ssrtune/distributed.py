@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ssrtune.config import ConfigError, RunConfig
+from ssrtune.console import apply_quiet, quiet
 from ssrtune.train_config import process_count
 from ssrtune.store import iter_jsonl, read_json, write_json
 
@@ -71,6 +72,8 @@ def train_here(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
 
 
 def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:
+    if quiet():  # started by a quiet command line: the environment says so
+        apply_quiet()
     result = train_here(RunConfig.model_validate_json(config_json), Path(rows_file), Path(output_dir))
     if result["rank"] == 0:
         write_json(Path(result_file), result)

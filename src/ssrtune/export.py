@@ -1,4 +1,4 @@
-"""`ssrtune export`: a trained method as a stand-alone model folder that transformers and vLLM load as they are.
+"""`ssrtune export`: a trained model as a stand-alone model folder that transformers and vLLM load as they are.
 
 The folder holds the weights (a LoRA adapter merged into the base model, or the fully fine-tuned weights) as
 safetensors, the tokenizer with its chat template, and a model card (README.md) quoting what the run measured.
@@ -25,16 +25,16 @@ class ExportError(ValueError):
     pass
 
 
-def export(run_dir: Path, method: str, out: Path, dtype: str = "auto") -> Path:
-    """Write models/<method> of `run_dir` to `out` (which must not exist yet, or be empty) and return `out`.
+def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
+    """Write models/<name> of `run_dir` to `out` (which must not exist yet, or be empty) and return `out`.
 
     dtype `auto`: a merged LoRA model takes the precision its base checkpoint declares, fully fine-tuned weights keep
     the precision they were trained in.
     """
     run_dir, out = Path(run_dir), Path(out)
-    trained = run_dir / "models" / method
+    trained = run_dir / "models" / name
     if not (trained / "ssrtune_train.json").exists():
-        raise ExportError(f"{trained}: no finished training of method {method!r} (run `ssrtune train` first)")
+        raise ExportError(f"{trained}: no finished training of model {name!r} (run `ssrtune train` first)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} already exists and is not empty: choose a new folder")
     if dtype != "auto" and dtype not in DTYPES:
@@ -50,7 +50,7 @@ def export(run_dir: Path, method: str, out: Path, dtype: str = "auto") -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     load_tokenizer(model_config).save_pretrained(tmp)
-    card = model_card(run_dir, method, config, lora=lora, dtype=str(model.dtype).removeprefix("torch."))
+    card = model_card(run_dir, name, config, lora=lora, dtype=str(model.dtype).removeprefix("torch."))
     write_text_atomic(tmp / "README.md", card)
     if out.exists():
         out.rmdir()  # empty, checked above
@@ -75,12 +75,14 @@ def _declared_dtype(folder: str | Path) -> torch.dtype:
     return DTYPES.get(str(name).removeprefix("torch."), torch.float32)
 
 
-def model_card(run_dir: Path, method: str, config: dict, lora: bool, dtype: str) -> str:
+def model_card(run_dir: Path, name: str, config: dict, lora: bool, dtype: str) -> str:
     """README.md of the exported model: the method, its training targets, the judge, what the run measured, the
     configuration. Every number comes from a file of the run."""
     base = (config.get("model") or {}).get("name", ModelConfig().name)
-    train = config.get("train") or {}
-    training = read_json(run_dir / "models" / method / "ssrtune_train.json")
+    training = read_json(run_dir / "models" / name / "ssrtune_train.json")
+    method = training.get("method", name)  # recorded by the training; a model trained before was named after it
+    entry = next((m for m in config.get("models") or [] if m.get("name") == name), {})
+    train = {**(config.get("train") or {}), **entry.get("train", {})}
     stats_path = run_dir / "train" / f"{method}.stats.json"
     stats = read_json(stats_path) if stats_path.exists() else {}
     front = {"library_name": "transformers", "tags": ["ssrtune", f"ssrtune-{method}", "selective-self-rehearsal"],
@@ -88,7 +90,7 @@ def model_card(run_dir: Path, method: str, config: dict, lora: bool, dtype: str)
     weights = (f"LoRA (r={train.get('lora_r')}, alpha={train.get('lora_alpha')}) merged into the base weights" if lora
                else "full fine-tuning")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
-             f"# {config.get('name', run_dir.name)}: {method}", "",
+             f"# {config.get('name', run_dir.name)}: {name}", "",
              f"`{base}` fine-tuned by ssrtune with the method **{method}** (Selective Self-Rehearsal and its "
              f"relatives, arXiv 2409.04787): {weights}; weights in {dtype}. {training.get('steps')} optimizer steps, final training loss "
              f"{_number(training.get('train_loss'))}.", "",
@@ -99,12 +101,12 @@ def model_card(run_dir: Path, method: str, config: dict, lora: bool, dtype: str)
         lines += ["Judge verdicts on the own answers: "
                   + ", ".join(f"{verdict} {count}" for verdict, count in stats["judge"].items()) + ".", ""]
     lines += ["## Judge", "", "```yaml", yaml.safe_dump(config.get("judge"), sort_keys=False).strip(), "```", "",
-              "## What the run measured", "", *_measurements(run_dir, method), "",
+              "## What the run measured", "", *_measurements(run_dir, name), "",
               "## Configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)
 
 
-def _measurements(run_dir: Path, method: str) -> list[str]:
+def _measurements(run_dir: Path, name: str) -> list[str]:
     """The run's numbers about this model beside the base model's, from the report's own analysis of the run (the
     numbers report.json holds), each with its 95% interval."""
     from ssrtune.report import analyse
@@ -113,10 +115,10 @@ def _measurements(run_dir: Path, method: str) -> list[str]:
         summaries = {m["name"]: m for m in analyse([run_dir])["models"]}
     except FileNotFoundError:
         summaries = {}
-    if method not in summaries:
+    if name not in summaries:
         return ["The trained model was not evaluated (`ssrtune evaluate`)."]
     base = summaries.get("base", {})
-    mine = summaries[method]
+    mine = summaries[name]
     rows = []
     for suite in ("task", "ood"):
         if mine.get(suite):
@@ -136,7 +138,7 @@ def _measurements(run_dir: Path, method: str) -> list[str]:
         rows.append((f"retention: {name} {bench['metric']}",
                      _estimate(((base.get("retention") or {}).get(name))), _estimate(bench) + note))
     return ["From the run's report (`ssrtune report`; 95% intervals in brackets):", "",
-            f"| measure | base | {method} |", "|---|---|---|", *[f"| {a} | {b} | {c} |" for a, b, c in rows]]
+            f"| measure | base | {name} |", "|---|---|---|", *[f"| {a} | {b} | {c} |" for a, b, c in rows]]
 
 
 def _estimate(estimate: dict | None) -> str:

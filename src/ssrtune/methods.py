@@ -120,6 +120,14 @@ class SelfOnly(Method):
     drops_rejected = True
 
 
+def registered(name: str) -> str:
+    """`name` if it is a registered method; checked when a configuration is read, so that a method defined after
+    the configuration module was imported counts too."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; one of: {', '.join(METHODS)}")
+    return name
+
+
 def restatements() -> list[Restatement]:
     """Every registered method's restatement, once each."""
     return list(dict.fromkeys(m.restatement for m in METHODS.values() if m.restatement is not None))

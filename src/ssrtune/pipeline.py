@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ssrtune.config import RunConfig
 from ssrtune.rundir import run_guard
-from ssrtune.stages.base import Run, Stage, trained_models
+from ssrtune.stages.base import Run, Stage, trained_methods, trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.report import Report
@@ -23,7 +23,7 @@ def plan(config: RunConfig) -> list[Stage]:
 
     The own answers, the judge and the restatements run where a method needs them (`Select.needs`)."""
     models = trained_models(config)
-    return [Data(), *(Select(model.method) for model in models), *(Train(model) for model in models),
+    return [Data(), *(Select(method) for method in trained_methods(config)), *(Train(model) for model in models),
             Evaluate(), *(Evaluate(model) for model in models), Report()]
 
 

@@ -12,15 +12,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
 from ssrtune.checkpoints import checkpoint_callbacks, last_complete_checkpoint, save_arguments
 from ssrtune.config import ConfigError
+from ssrtune.console import quiet
 from ssrtune.extras import import_extra
 from ssrtune.inference.padding import left_pad, left_padded_batch
 from ssrtune.models import load_model
 from ssrtune.placement import Placement, training_placement
+from ssrtune.progress import progress_bar
 from ssrtune.schema import ModelConfig
 from ssrtune.train_config import GRADIENT_CHECKPOINTING_ABOVE, TrainConfig, process_count
 
@@ -103,6 +106,33 @@ def check_trainable(rows: list[dict], dataset: Dataset, eos_token_id: int) -> No
             f"{len(dropped)} training example(s) have no response token left to train on and {len(cut)} lost "
             f"the end of their response (longer than train.max_length, or an empty target): {(dropped + cut)[:5]}"
         )
+
+
+class TrainingBar(TrainerCallback):
+    """The training's progress in ssrtune's one bar style (steps, the latest loss), in place of the Trainer's tqdm
+    bar and its printed log dicts, which the console shows only with --verbose (`console.quiet`)."""
+
+    def __init__(self, description: str):
+        self.description, self.bar, self.task = description, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = progress_bar(self.description)
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step, rate="")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and "loss" in (logs or {}):
+            self.bar.update(self.task, rate=f"loss {float(logs['loss']):.3g}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(self.task, completed=state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 class OneDeviceSFTConfig(SFTConfig):
@@ -206,6 +236,10 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ro
         callbacks=checkpoint_callbacks(config),
     )
     check_trainable(rows, trainer.train_dataset, tokenizer.eos_token_id)
+    if quiet():
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(TrainingBar(f"train {run_name or output_dir.name}"))
     return trainer
 
 

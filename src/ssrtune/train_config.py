@@ -4,10 +4,12 @@ processes, checkpoints, logging)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from ssrtune.methods import registered
 from ssrtune.schema import Strict
 
 # Gradient checkpointing by default above this many parameters: a 7B LoRA run at batch 8 x 512 needs more than
@@ -119,3 +121,64 @@ def process_count(train: TrainConfig) -> int:
     import torch
 
     return max(torch.cuda.device_count(), 1)
+
+
+# Shared by every model of a method: train/<method>.jsonl is cut to it (stages.select), so a model cannot change it.
+RUN_WIDE = frozenset({"max_length"})
+
+
+def setting_label(run_train: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """What a model's training learns beside the seed, in words (`LoRA`, `full, learning_rate=2e-05`): the models of
+    a method with the same setting are replicates, pooled over their seeds by the report. `run_train` is the run's
+    train section, `overrides` the model's; how the training runs (EXECUTION_ONLY) sets no setting apart."""
+    full = overrides.get("full", run_train.get("full", False))
+    rest = sorted(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                  for key, value in overrides.items() if key not in {"seed", "full", *TrainConfig.EXECUTION_ONLY})
+    return ", ".join(["full" if full else "LoRA", *rest])
+
+
+class ModelEntry(Strict):
+    """One trained model of the run (`models:`): several may share a method (seeds, LoRA and full fine-tuning)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description=(
+        "A plain folder name: models/<name>/ and eval/<name>/; unique in the run, and not `base`."))
+    method: Annotated[str, AfterValidator(registered)] = Field(description=(
+        "The method whose targets it trains on (ssrtune.methods)."))
+    train: dict[str, Any] = Field(default_factory=dict, description=(
+        "Overrides of the run's `train` section for this model, e.g. {seed: 1} or {full: true, learning_rate: 2e-5}."))
+
+    @field_validator("name")
+    @classmethod
+    def _not_base(cls, name: str) -> str:
+        if name == "base":
+            raise ValueError("`base` names the model before fine-tuning (eval/base/)")
+        return name
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        for key in overrides:
+            if key in RUN_WIDE:
+                raise ValueError(f"`{key}` is the run's (train.{key}): every model of a method trains on the same "
+                                 f"train/<method>.jsonl, cut to it")
+            if key not in TrainConfig.model_fields:
+                raise ValueError(f"`{key}` is not a train setting")
+        return overrides
+
+    def resolve(self, run_train: TrainConfig) -> TrainConfig:
+        """The run's train section with this model's overrides."""
+        return TrainConfig.model_validate({**run_train.model_dump(), **self.train})
+
+
+
+def check_models(entries: list[ModelEntry], run_train: TrainConfig, message: Callable[[dict], str]) -> None:
+    """Names unique, and each model's train settings valid once its overrides are applied (`message` words a
+    pydantic error)."""
+    for number, entry in enumerate(entries):
+        if entry.name in [e.name for e in entries[:number]]:
+            raise ValueError(f"models.{number}.name: {entry.name!r} names two models")
+        try:
+            entry.resolve(run_train)
+        except ValidationError as err:
+            raise ValueError(f"models.{number}.train: " + "; ".join(
+                ".".join(map(str, e["loc"])) + ": " * bool(e["loc"]) + message(e) for e in err.errors())) from None

@@ -129,7 +129,8 @@ def model_summary(model: Model, names: list[str]) -> dict:
     datasets = {name: {"n": r["n"], "accuracy": proportion(r["verdicts"]["accept"], r["n"]), "verdicts": r["verdicts"]}
                 for name, r in model.datasets.items() if "verdicts" in r}
     return {
-        "label": model.label, "run": model.run.name, "name": model.name,
+        "label": model.label, "run": model.run.name, "name": model.name, "method": model.method,
+        "setting": model.setting, "seed": model.seed,
         "task": task, "ood": ood, "datasets": datasets, "targets": model.shares,
         "kl": kl_summary(model), "retention": retention, "retention_average": retention_average(retention),
         "gold_ll_change": pool_benchmarks([b["gold_ll_change"] for b in retention.values() if "gold_ll_change" in b]),

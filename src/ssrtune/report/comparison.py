@@ -1,20 +1,23 @@
-"""Method against method (default: ssr against sft), paired on the same documents, pooled over runs.
+"""Method against method (default: ssr against sft), paired on the same documents, pooled over replicates.
 
-Within a run both models answered the same documents (the test split, the out-of-domain set, the retention
+Replicates: the models of a method that share a setting (what the training learns beside its seed: LoRA, full
+fine-tuning with its learning rate, ...), one per training seed, in one run directory or several. Method a is
+compared with method b setting by setting, each of a's replicates paired with b's of the same run and seed.
+
+Within a pair both models answered the same documents (the test split, the out-of-domain set, the retention
 sample) and the same general prompts, so each document gives one paired difference a - b. The difference of the
 retention changes against the base, (a - base) - (b - base), is a - b on the same document: the base cancels.
 
-Pooling over runs (training seeds): each document's difference is first averaged over the runs that hold it, and
-the interval is taken over documents. Not (seed, document) pairs as units: the runs of one experiment share their
-documents, and a document hard for one seed is hard for the other, so its two differences are correlated;
+Pooling over replicates (training seeds, runs): each document's difference is first averaged over the replicates
+that hold it, and the interval is taken over documents. Not (seed, document) pairs as units: the replicates share
+their documents, and a document hard for one seed is hard for the other, so its two differences are correlated;
 counting them as independent units would understate the variance and give too narrow an interval. Averaging
 first keeps one unit per document. The interval then covers the sampling of documents given the seeds that ran,
-not the spread between seeds; the per-run differences are reported beside it so that spread can be seen.
+not the spread between seeds; each replicate's own difference and interval are reported beside it so that spread
+can be seen.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from ssrtune.report.analysis import benchmark_names, excludes_zero, pool_benchmarks, resolved_change
 from ssrtune.report.results import Model
@@ -23,90 +26,131 @@ from ssrtune.stats import mean, mean_interval
 DEFAULT_PAIRS = (("ssr", "sft"),)
 
 Values = dict[str, float]  # unit (document id, prompt index) -> value
+ModelPair = tuple[Model, Model]
 
 
-def pooled(per_run: list[tuple[Values, Values]]) -> dict | None:
-    """The mean difference a - b over units shared within each run, averaged per unit over runs first."""
+def unit_means(replicates: list[Values]) -> Values:
+    """Each unit's value averaged over the replicates that hold it."""
+    units: dict[str, list[float]] = {}
+    for values in replicates:
+        for unit, value in values.items():
+            units.setdefault(unit, []).append(value)
+    return {unit: mean(values) for unit, values in units.items()}
+
+
+def pooled(pairs: list[tuple[Values, Values]], labels: list[str]) -> dict | None:
+    """The mean difference a - b over the units each pair shares, averaged per unit over the pairs first; and
+    each pair's own difference (`per_replicate`, labelled by `labels`)."""
     units: dict[str, list[tuple[float, float]]] = {}
-    per_run_diff = []
-    for a, b in per_run:
+    per_replicate = []
+    for label, (a, b) in zip(labels, pairs):
         common = [unit for unit in a if unit in b]
         for unit in common:
             units.setdefault(unit, []).append((a[unit], b[unit]))
         if common:
-            per_run_diff.append(mean([a[unit] - b[unit] for unit in common]))
+            own = mean_interval([a[unit] - b[unit] for unit in common])
+            per_replicate.append({"replicate": label, "a": mean([a[u] for u in common]),
+                                  "b": mean([b[u] for u in common]), "diff": own["mean"], "stderr": own["stderr"],
+                                  "ci95": own["ci95"], "n": own["n"]})
     if not units:
         return None
-    a_means = [mean([x for x, _ in pairs]) for pairs in units.values()]
-    b_means = [mean([y for _, y in pairs]) for pairs in units.values()]
+    a_means = [mean([x for x, _ in values]) for values in units.values()]
+    b_means = [mean([y for _, y in values]) for values in units.values()]
     a_level, b_level = mean_interval(a_means), mean_interval(b_means)
     diff = mean_interval([x - y for x, y in zip(a_means, b_means)])
     return {"a": a_level["mean"], "a_ci95": a_level["ci95"], "b": b_level["mean"], "b_ci95": b_level["ci95"],
             "diff": diff["mean"], "stderr": diff["stderr"], "ci95": diff["ci95"], "n": diff["n"],
-            "runs": len(per_run_diff), "per_run": per_run_diff}
+            "replicates": len(per_replicate), "per_replicate": per_replicate}
 
 
-def _scores(rows: list[dict] | None) -> Values:
+def scores(rows: list[dict] | None) -> Values:
     return {r["id"]: float(bool(r["correct"])) for r in rows or []}
 
 
-def _benchmark(model: Model, name: str, key: str | None) -> Values:
+def benchmark_values(model: Model, name: str, key: str | None) -> Values:
+    """Per document of benchmark `name`: `key`, or the benchmark's primary metric."""
     result = (model.retention or {}).get("benchmarks", {}).get(name, {})
     key = key or result.get("primary")
     return {r["id"]: float(r[key]) for r in result.get("examples", [])}
 
 
-def _kl(model: Model) -> Values:
-    # prompts are matched by position: the runs of one experiment use the same general prompts
+def kl_values(model: Model) -> Values:
+    # prompts are matched by position: the replicates of one experiment use the same general prompts
     return {str(i): v for i, v in enumerate((model.retention or {}).get("kl", {}).get("per_prompt", []))}
 
 
-def _mark(estimate: dict | None, rule=excludes_zero) -> dict | None:
-    return estimate and {**estimate, "resolved": rule(estimate)}
+def mark(estimate: dict | None, rule=excludes_zero) -> dict | None:
+    """The estimate and each replicate's, marked `resolved` by `rule`."""
+    if not estimate:
+        return None
+    replicates = [{**r, "resolved": rule(r)} for r in estimate.get("per_replicate", [])]
+    return {**estimate, "resolved": rule(estimate), "per_replicate": replicates}
 
 
-def _pooled_benchmarks(estimates: list[dict]) -> dict | None:
-    """pool_benchmarks, with the two methods' levels averaged over the benchmarks beside the difference, and per run
-    where every benchmark has the same runs."""
+def pooled_benchmarks(estimates: list[dict]) -> dict | None:
+    """pool_benchmarks, with the two levels averaged over the benchmarks beside the difference, and per replicate
+    where every benchmark has the same replicates."""
     out = pool_benchmarks(estimates)
     if out is None:
         return None
-    runs = {len(e["per_run"]) for e in estimates}
-    per_run = [mean([e["per_run"][i] for e in estimates]) for i in range(runs.pop())] if len(runs) == 1 else []
+    labels = {tuple(r["replicate"] for r in e["per_replicate"]) for e in estimates}
+    per_replicate = []
+    if len(labels) == 1:
+        for i, label in enumerate(labels.pop()):
+            own = pool_benchmarks([e["per_replicate"][i] for e in estimates])
+            per_replicate.append({"replicate": label, **own, "a": mean([e["per_replicate"][i]["a"] for e in estimates]),
+                                  "b": mean([e["per_replicate"][i]["b"] for e in estimates])})
     return {**out, "a": mean([e["a"] for e in estimates]), "b": mean([e["b"] for e in estimates]),
-            "per_run": per_run}
+            "per_replicate": per_replicate}
 
 
-def compare(models: list[Model], a: str, b: str) -> dict | None:
-    """Every paired difference of method `a` against method `b` over the runs that hold both (None if none does)."""
-    by_run: dict[Path, dict[str, Model]] = {}
-    for model in models:
-        by_run.setdefault(model.run, {})[model.name] = model
-    pairs = [(named[a], named[b]) for named in by_run.values() if a in named and b in named]
-    if not pairs:
-        return None
+def replicate_label(model: Model, several_runs: bool) -> str:
+    return f"{model.run.name} seed {model.seed}" if several_runs else f"seed {model.seed}"
+
+
+def compare_pairs(pairs: list[ModelPair], labels: list[str]) -> dict:
+    """Every paired difference of the first models of `pairs` against the second ones, pooled over the pairs."""
+    def both(values) -> list[tuple[Values, Values]]:
+        return [(values(x), values(y)) for x, y in pairs]
+
     retention = {}
     for name in benchmark_names([m for pair in pairs for m in pair]):
-        accuracy = _mark(pooled([(_benchmark(x, name, None), _benchmark(y, name, None)) for x, y in pairs]),
-                         resolved_change)
+        accuracy = mark(pooled(both(lambda m: benchmark_values(m, name, None)), labels), resolved_change)
         if accuracy:
-            gold_ll = _mark(pooled([(_benchmark(x, name, "gold_ll"), _benchmark(y, name, "gold_ll"))
-                                    for x, y in pairs]))
+            gold_ll = mark(pooled(both(lambda m: benchmark_values(m, name, "gold_ll")), labels))
             metric = next(m.retention["benchmarks"][name]["primary"] for pair in pairs for m in pair
                           if name in (m.retention or {}).get("benchmarks", {}))
             retention[name] = {"metric": metric, "accuracy": accuracy, "gold_ll": gold_ll}
     return {
-        "a": a, "b": b, "runs": [x.run.name for x, _ in pairs],
-        "task": _mark(pooled([(_scores(x.task_rows), _scores(y.task_rows)) for x, y in pairs])),
-        "ood": _mark(pooled([(_scores(x.ood_rows), _scores(y.ood_rows)) for x, y in pairs])),
-        "kl": _mark(pooled([(_kl(x), _kl(y)) for x, y in pairs])),
+        "replicates": labels,
+        "task": mark(pooled(both(lambda m: scores(m.task_rows)), labels)),
+        "ood": mark(pooled(both(lambda m: scores(m.ood_rows)), labels)),
+        "kl": mark(pooled(both(kl_values), labels)),
         "retention": retention,
         "retention_pooled": {
-            "accuracy": _mark(_pooled_benchmarks([r["accuracy"] for r in retention.values()]), resolved_change),
-            "gold_ll": _mark(_pooled_benchmarks([r["gold_ll"] for r in retention.values() if r["gold_ll"]])),
+            "accuracy": mark(pooled_benchmarks([r["accuracy"] for r in retention.values()]), resolved_change),
+            "gold_ll": mark(pooled_benchmarks([r["gold_ll"] for r in retention.values() if r["gold_ll"]])),
         },
     }
 
 
+def replicate_pairs(models: list[Model], a: str, b: str) -> dict[str, list[ModelPair]]:
+    """Per setting, the models of method `a` each with the model of method `b` of the same run, setting and seed."""
+    partners = {(m.run, m.setting, m.seed): m for m in models if m.method == b}
+    out: dict[str, list[ModelPair]] = {}
+    for model in models:
+        partner = partners.get((model.run, model.setting, model.seed)) if model.method == a else None
+        if partner:
+            out.setdefault(model.setting, []).append((model, partner))
+    return out
+
+
 def comparisons(models: list[Model], pairs=DEFAULT_PAIRS) -> list[dict]:
-    return [c for a, b in pairs if (c := compare(models, a, b))]
+    """Method a against method b for each (a, b) of `pairs`, one comparison per setting both were trained with."""
+    several_runs = len({m.run for m in models}) > 1
+    out = []
+    for a, b in pairs:
+        for setting, matched in replicate_pairs(models, a, b).items():
+            labels = [replicate_label(x, several_runs) for x, _ in matched]
+            out.append({"a": a, "b": b, "setting": setting, **compare_pairs(matched, labels)})
+    return out

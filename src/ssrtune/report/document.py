@@ -12,6 +12,7 @@ from rich.console import Console
 from ssrtune.report.analysis import RESOLUTION, benchmark_names, judge_summary, model_summary
 from ssrtune.report.comparison import DEFAULT_PAIRS, comparisons
 from ssrtune.report.figures import figures
+from ssrtune.report.groups import groups
 from ssrtune.report.results import ReportError, load_models
 from ssrtune.report.sections import build_tables
 from ssrtune.report.summary import print_summary, reading
@@ -31,8 +32,9 @@ STATISTICS = {
               "(n - 1) / sqrt(n)",
     "pooled_over_benchmarks": "mean of the per-benchmark differences (each benchmark weighs the same); stderr = "
                               "sqrt(sum of the benchmarks' stderr^2) / number of benchmarks",
-    "pooled_over_runs": "each document's difference averaged over the runs holding it, then the interval over "
-                        "documents",
+    "pooled_over_replicates": "replicates are the models of one method and setting (seeds, runs); each document's "
+                              "value or difference averaged over the replicates holding it, then the interval over "
+                              "documents (prompts for KL)",
     "retention_resolved": "the 95% interval excludes 0 and its half-width is at most {resolution} points",
 }
 
@@ -47,7 +49,8 @@ def analyse(run_dirs: list[Path], pairs=DEFAULT_PAIRS) -> dict:
     compared = comparisons(models, pairs)
     statistics = {k: v.format(z=Z95, resolution=f"{100 * RESOLUTION:g}") for k, v in STATISTICS.items()}
     return {"runs": [{"name": p.name, "path": str(p)} for p in run_dirs], "statistics": statistics,
-            "benchmarks": names, "models": [model_summary(m, names) for m in models], "comparisons": compared,
+            "benchmarks": names, "models": [model_summary(m, names) for m in models],
+            "groups": groups(models, names), "comparisons": compared,
             "judge": judge_summary(models, run_dirs), "reading": [reading(c) for c in compared]}
 
 

@@ -1,9 +1,11 @@
 """The report's figures, drawn from the analysis: what resolves at small sizes, with its intervals.
 
-1. task_vs_drift.png (the headline): task accuracy (95% Wilson interval) against the KL from the base model on
-   general prompts (95% interval across prompts), one point per model.
+1. task_vs_drift.png (the headline): task accuracy against the KL from the base model on general prompts (95%
+   interval across prompts), one point per method and setting, pooled over its seeds (groups.py; a method and
+   setting of one model is that model, with its Wilson interval).
 2. gold_ll_change.png: the change of the gold answers' log-likelihood against the base model per retention
-   benchmark (95% paired intervals). Retention accuracy is never plotted: at demo sizes it does not resolve.
+   benchmark (95% paired intervals), per method and setting, pooled over seeds. Retention accuracy is never
+   plotted: at demo sizes it does not resolve.
 """
 
 from __future__ import annotations
@@ -32,44 +34,44 @@ def _error(estimate: dict, key: str) -> list[list[float]]:
     return [[estimate[key] - low], [high - estimate[key]]]
 
 
-def task_vs_drift(plt, models: list[dict]) -> bytes | None:
-    points = [m for m in models if m["kl"] and m["task"]]
+def task_vs_drift(plt, groups: list[dict]) -> bytes | None:
+    points = [g for g in groups if g["kl"] and g["task"]]
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for m in points:
-        kl, accuracy = m["kl"], m["task"]["accuracy"]
+    for g in points:
+        kl, accuracy = g["kl"], g["task"]
         ax.errorbar(kl["mean"], accuracy["mean"], xerr=_error(kl, "mean"), yerr=_error(accuracy, "mean"), fmt="o",
-                    ms=7, capsize=3, label=m["label"])
-        ax.annotate(m["label"], (kl["mean"], accuracy["mean"]), textcoords="offset points", xytext=(6, 4))
-        if m["ood"]:
-            ax.scatter(kl["mean"], m["ood"]["accuracy"]["mean"], s=50, marker="^", facecolors="none",
-                       edgecolors="grey")
+                    ms=7, capsize=3, label=g["label"])
+        if g["ood"]:
+            ax.scatter(kl["mean"], g["ood"]["mean"], s=50, marker="^", facecolors="none", edgecolors="grey")
     ax.set_xlabel("drift: KL(base || model) on general prompts (nats/token, 95% CI)")
     ax.set_ylabel("task accuracy, 95% CI\n(triangles: out of domain)")
     ax.margins(x=0.15, y=0.15)
-    ax.set_title("Task score against drift from the base model")
+    ax.legend(fontsize="small")  # labels beside the points would overlap where methods drift alike
+    pooled = any(len(g["models"]) > 1 for g in points)
+    ax.set_title("Task score against drift from the base model" + ("\n(methods pooled over seeds)" if pooled else ""))
     fig.tight_layout()
     return _png(fig)
 
 
-def gold_ll_change(plt, models: list[dict], names: list[str]) -> bytes | None:
-    changed = [m for m in models if any("gold_ll_change" in b for b in m["retention"].values())]
+def gold_ll_change(plt, groups: list[dict], names: list[str]) -> bytes | None:
+    changed = [g for g in groups if any(b.get("gold_ll_change") for b in g["retention"].values())]
     if not changed:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.4))
     width = 0.8 / len(changed)
-    for k, m in enumerate(changed):
+    for k, g in enumerate(changed):
         xs, ys, errors = [], [], [[], []]
         for i, name in enumerate(names):
-            change = m["retention"].get(name, {}).get("gold_ll_change")
+            change = g["retention"].get(name, {}).get("gold_ll_change")
             if change:
                 xs.append(i - 0.4 + width * (k + 0.5))
                 ys.append(change["diff"])
                 low, high = _error(change, "diff")
                 errors[0] += low
                 errors[1] += high
-        ax.bar(xs, ys, width, yerr=errors, capsize=3, label=m["label"])
+        ax.bar(xs, ys, width, yerr=errors, capsize=3, label=g["label"])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel("Δ log-likelihood of the gold answers\nvs base (nats, 95% paired CI)")
@@ -82,7 +84,7 @@ def gold_ll_change(plt, models: list[dict], names: list[str]) -> bytes | None:
 def figures(analysis: dict) -> dict[str, bytes]:
     """PNG figures by file name (only those the results can draw)."""
     plt = _pyplot()
-    drawn = {"task_vs_drift.png": task_vs_drift(plt, analysis["models"]),
-             "gold_ll_change.png": gold_ll_change(plt, analysis["models"], analysis["benchmarks"])}
+    drawn = {"task_vs_drift.png": task_vs_drift(plt, analysis["groups"]),
+             "gold_ll_change.png": gold_ll_change(plt, analysis["groups"], analysis["benchmarks"])}
     plt.close("all")
     return {name: png for name, png in drawn.items() if png}

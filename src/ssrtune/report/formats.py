@@ -1,4 +1,5 @@
-"""How the report writes a number, an interval, a change in points and a share: one spelling everywhere."""
+"""How the report writes a number, an interval, a change in points and a share, and the cells made of them (a KL,
+a change against the base): one spelling everywhere."""
 
 from __future__ import annotations
 
@@ -32,3 +33,19 @@ def share(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "-"
     return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def kl_cell(kl: dict | None) -> str:
+    if not kl:
+        return "-"
+    return "0 (reference)" if kl.get("reference") else interval(kl, digits=4)
+
+
+def change_cell(benchmark: dict) -> str:
+    relative = benchmark.get("relative_change")
+    cell = points(benchmark.get("change")) if "change" in benchmark else ""
+    if relative is not None:
+        cell += f" ({share(relative, signed=True)})" if cell else share(relative, signed=True)
+    if "change" in benchmark and not benchmark["change"]["resolved"]:
+        cell += " unresolved"
+    return cell or "-"

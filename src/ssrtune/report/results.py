@@ -1,6 +1,7 @@
 """Reading the results of one or more run directories: the report's only contact with the files of a run.
 
-What the report reads, per run (`eval/<model>/` for `base` and each method of config.yaml):
+What the report reads, per run (`eval/<model>/` for `base` and each model of config.yaml's `models`, each with
+its method, its setting and its seed):
 - task.json, ood.json: always `n` and `accuracy`; the grounded-QA keys (GROUNDED) only when the data has
   unanswerable examples; optionally `judge` (how it was scored) and `verdicts` (the judge's verdict counts,
   shown in the judge statistics). Per-example rows, where present, are
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from ssrtune.stages.base import BASE
 from ssrtune.store import iter_jsonl, read_json
+from ssrtune.train_config import setting_label
 
 SUITES = ("task", "ood", "retention")
 GROUNDED = ("n_answerable", "n_unanswerable", "answerable_recall", "answerable_accuracy", "unanswerable_precision",
@@ -32,11 +35,15 @@ class ReportError(ValueError):
 
 @dataclass
 class Model:
-    """One evaluated model of one run, with the results the report shows about it."""
+    """One evaluated model of one run, with the results the report shows about it. The models of a method with the
+    same `setting` (what the training learns beside its seed) are replicates of one another."""
 
     label: str
     name: str
     run: Path
+    method: str = BASE
+    setting: str = ""
+    seed: int | None = None
     task: dict | None = None
     task_rows: list[dict] | None = None
     ood: dict | None = None
@@ -102,32 +109,37 @@ def _retention(path: Path) -> dict | None:
     return result
 
 
-def methods_of(run_dir: Path) -> list[str]:
+def models_of(run_dir: Path) -> list[Model]:
+    """The trained models of config.yaml (its `models`, or one per entry of `methods`), unloaded."""
     path = run_dir / "config.yaml"
     if not path.exists():
         raise ReportError(f"{path}: no such file (is {run_dir} a run directory?)")
     config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return [m for m in config.get("methods", []) if m != "base"]
+    train = config.get("train") or {}
+    entries = config.get("models") or [{"name": m, "method": m} for m in config.get("methods") or []]
+    return [Model(label=e["name"], name=e["name"], run=run_dir, method=e["method"],
+                  setting=setting_label(train, e.get("train") or {}),
+                  seed=(e.get("train") or {}).get("seed", train.get("seed", 0))) for e in entries]
 
 
 def load_models(run_dirs: list[Path]) -> list[Model]:
-    """Base first, then the methods in each run's order; labels carry the run name when there are several runs."""
+    """Base first, then the models in each run's order; labels carry the run name when there are several runs."""
     models = []
     for run_dir in run_dirs:
         base = None
-        for name in ["base", *methods_of(run_dir)]:
-            folder = run_dir / "eval" / name
+        for model in [Model(label=BASE, name=BASE, run=run_dir), *models_of(run_dir)]:
+            folder = run_dir / "eval" / model.name
             if not any((folder / f"{suite}.json").exists() for suite in SUITES):
                 continue
-            task, task_rows = _task(folder, "task")
-            ood, ood_rows = _task(folder, "ood")
-            stats = _json(run_dir / "train" / f"{name}.stats.json")
-            datasets = {p.stem: _json(p) for p in sorted(folder.glob("*.json")) if p.stem not in SUITES}
-            model = Model(label=name if len(run_dirs) == 1 else f"{run_dir.name}/{name}", name=name, run=run_dir,
-                          task=task, task_rows=task_rows, ood=ood, ood_rows=ood_rows,
-                          retention=_retention(folder / "retention.json"), datasets=datasets,
-                          shares=stats["shares"] if stats else None, base=base)
-            base = base or (model if name == "base" else None)
+            model.task, model.task_rows = _task(folder, "task")
+            model.ood, model.ood_rows = _task(folder, "ood")
+            stats = _json(run_dir / "train" / f"{model.method}.stats.json")
+            model.datasets = {p.stem: _json(p) for p in sorted(folder.glob("*.json")) if p.stem not in SUITES}
+            model.retention = _retention(folder / "retention.json")
+            model.shares = stats["shares"] if stats and model.name != BASE else None
+            model.label = model.name if len(run_dirs) == 1 else f"{run_dir.name}/{model.name}"
+            model.base = base
+            base = base or (model if model.name == BASE else None)
             models.append(model)
     return models
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ssrtune.report.analysis import RESOLUTION
-from ssrtune.report.formats import interval, num, points, share
+from ssrtune.report.formats import change_cell, interval, kl_cell, num, points, share
+from ssrtune.report.group_tables import group_tables
 from ssrtune.report.tables import Table
 
 GROUNDED_COLUMNS = [("answerable_recall", "ans. recall"), ("answerable_accuracy", "ans. acc"),
@@ -23,16 +24,28 @@ def grounded_cells(result: dict | None, shown: bool) -> list[str]:
     return [num(grounded[key]) if grounded else "-" for key, _ in GROUNDED_COLUMNS]
 
 
+def identity_cells(model: dict, shown: bool) -> list[str]:
+    """Method, setting and seed of a model, where some model of the report is not named after its method."""
+    if not shown:
+        return []
+    return ["-", "-", "-"] if model["method"] == "base" else [model["method"], model["setting"], str(model["seed"])]
+
+
+def named_models(models: list[dict]) -> bool:
+    return any(m["name"] != m["method"] for m in models if m["method"] != "base")
+
+
 def task_table(models: list[dict], suite: str, title: str, about: str) -> Table | None:
     """Accuracy with its Wilson interval for every model; the grounded-QA columns only where results carry them."""
     rows = [m for m in models if m[suite]]
     if not rows:
         return None
-    grounded = any("grounded" in m[suite] for m in rows)
-    header = ["model", "n", "accuracy [95% CI]", *(label for _, label in GROUNDED_COLUMNS if grounded)]
+    grounded, named = any("grounded" in m[suite] for m in rows), named_models(models)
+    header = ["model", *(["method", "setting", "seed"] if named else []), "n", "accuracy [95% CI]",
+              *(label for _, label in GROUNDED_COLUMNS if grounded)]
     header += ["self targets"] if suite == "task" else []
-    cells = [[m["label"], str(m[suite]["n"]), interval(m[suite]["accuracy"]), *grounded_cells(m[suite], grounded)]
-             + ([share(self_share(m))] if suite == "task" else []) for m in rows]
+    cells = [[m["label"], *identity_cells(m, named), str(m[suite]["n"]), interval(m[suite]["accuracy"]),
+              *grounded_cells(m[suite], grounded)] + ([share(self_share(m))] if suite == "task" else []) for m in rows]
     first = rows[0][suite]
     note = f"{first['n']} examples"
     if "grounded" in first:
@@ -55,12 +68,6 @@ def datasets_table(models: list[dict]) -> Table | None:
                  "Share of answers the dataset's judge accepts, with its 95% Wilson interval.") if rows else None
 
 
-def kl_cell(kl: dict | None) -> str:
-    if not kl:
-        return "-"
-    return "0 (reference)" if kl.get("reference") else interval(kl, digits=4)
-
-
 def drift_table(models: list[dict]) -> Table | None:
     """The headline: how far each model moved from the base model, measured where it resolves at small sizes."""
     rows = [[m["label"], kl_cell(m["kl"]), str(m["kl"]["n"]) if m["kl"] else "-",
@@ -76,16 +83,6 @@ def drift_table(models: list[dict]) -> Table | None:
             "means the model finds the right answers less likely than the base did.")
     header = ["model", "KL from base [95% CI]", "prompts", "KL per token", "Δ gold log-lik [95% CI]", "benchmarks"]
     return Table(header, rows, "Drift from the base model", note) if rows else None
-
-
-def change_cell(benchmark: dict) -> str:
-    relative = benchmark.get("relative_change")
-    cell = points(benchmark.get("change")) if "change" in benchmark else ""
-    if relative is not None:
-        cell += f" ({share(relative, signed=True)})" if cell else share(relative, signed=True)
-    if "change" in benchmark and not benchmark["change"]["resolved"]:
-        cell += " unresolved"
-    return cell or "-"
 
 
 def retention_table(models: list[dict], names: list[str]) -> Table | None:
@@ -136,20 +133,22 @@ def _verdict(estimate: dict, accuracy: bool) -> str:
     return "unresolved" if accuracy else "no resolved difference"
 
 
-def _comparison_row(quantity: str, estimate: dict | None, digits: int, accuracy: bool, runs: int) -> list[str]:
+def _comparison_rows(quantity: str, estimate: dict | None, digits: int, accuracy: bool) -> list[list[str]]:
+    """The pooled row, and below it one row per replicate where there are several."""
     if not estimate:
         return []
-    diff = points(estimate) if accuracy else interval(estimate, "diff", digits, signed=True)
-    row = [quantity, str(estimate.get("n", estimate.get("benchmarks", "-"))), num(estimate["a"], digits),
-           num(estimate["b"], digits), diff, _verdict(estimate, accuracy)]
-    if runs > 1:
-        per_run = [f"{100 * d:+.1f}" if accuracy else num(d, digits, signed=True) for d in estimate["per_run"]]
-        row.append(", ".join(per_run))
-    return row
+
+    def row(label: str, e: dict) -> list[str]:
+        diff = points(e) if accuracy else interval(e, "diff", digits, signed=True)
+        return [label, str(e.get("n", e.get("benchmarks", "-"))), num(e["a"], digits), num(e["b"], digits), diff,
+                _verdict(e, accuracy)]
+
+    replicates = estimate["per_replicate"] if len(estimate["per_replicate"]) > 1 else []
+    return [row(quantity, estimate), *(row(f"· {r['replicate']}", r) for r in replicates)]
 
 
 def comparison_table(comparison: dict) -> Table:
-    a, b, runs = comparison["a"], comparison["b"], len(comparison["runs"])
+    a, b, replicates = comparison["a"], comparison["b"], comparison["replicates"]
     specs = [("task accuracy (in domain)", comparison["task"], 3, True),
              ("task accuracy (out of domain)", comparison["ood"], 3, True),
              ("KL from base (nats/token)", comparison["kl"], 4, False)]
@@ -158,24 +157,29 @@ def comparison_table(comparison: dict) -> Table:
     pooled = comparison["retention_pooled"]
     specs += [("retention accuracy (mean over benchmarks)", pooled["accuracy"], 3, True),
               ("gold log-lik (mean over benchmarks)", pooled["gold_ll"], 3, False)]
-    rows = [row for spec in specs if (row := _comparison_row(*spec, runs))]
-    header = ["quantity", "n", a, b, f"{a} − {b} [95% CI]", "reading"] + (["per run"] if runs > 1 else [])
-    note = (f"{a} against {b} directly, paired on the same documents (prompts for KL) within each run"
-            + (f", pooled over {runs} runs ({', '.join(comparison['runs'])}): each document's difference is averaged "
-               "over the runs first and the interval is taken over documents (a document shared by the runs is one "
-               "unit, not one per run); the interval covers the choice of documents, the per-run column shows "
-               "the spread between runs" if runs > 1 else "")
+    rows = [row for spec in specs for row in _comparison_rows(*spec)]
+    header = ["quantity", "n", a, b, f"{a} − {b} [95% CI]", "reading"]
+    note = (f"{a} against {b} directly ({comparison['setting']}), paired on the same documents (prompts for KL): "
+            f"each {a} model with the {b} model of the same run, setting and seed ({', '.join(replicates)})"
+            + (f"; pooled over the {len(replicates)} replicates: each document's difference is averaged over them "
+               "first and the interval is taken over documents (a document they share is one unit, not one per "
+               "replicate), so the interval covers the choice of documents; the rows marked · below each quantity "
+               "are the replicates on their own, with their own intervals, and show the spread between seeds"
+               if len(replicates) > 1 else "")
             + f". n: documents (prompts; benchmarks for the means over benchmarks). The difference of the retention "
               f"changes against the base equals the difference on the same documents (the base cancels). Accuracy "
               f"differences are in points and resolved only where the interval excludes 0 and is within "
               f"±{100 * RESOLUTION:.0f} points; the others where it excludes 0.")
-    return Table(header, rows, f"Method against method: {a} − {b}", note)
+    return Table(header, rows, f"Method against method: {a} − {b} ({comparison['setting']})", note)
 
 
 def targets_table(models: list[dict]) -> Table | None:
-    with_targets = [m for m in models if m["targets"]]
+    """One row per method and run: the models of a method train on the same targets."""
+    with_targets = list({(m["run"], m["method"]): m for m in models if m["targets"]}.values())
     sources = sorted({s for m in with_targets for s in m["targets"]})
-    rows = [[m["label"], *(share(m["targets"].get(s, 0.0)) for s in sources)] for m in with_targets]
+    runs = len({m["run"] for m in models}) > 1
+    rows = [[f"{m['run']}/{m['method']}" if runs else m["method"], *(share(m["targets"].get(s, 0.0)) for s in sources)]
+            for m in with_targets]
     return Table(["method", *sources], rows, "Training targets per method",
                  "Share of training targets by source: the model's own answers (self), the gold answers, or a "
                  "restatement of the gold answer.") if rows else None
@@ -197,6 +201,7 @@ def build_tables(analysis: dict) -> list[Table]:
         task_table(models, "ood", "Task: out of domain (conversational QA from CoQA)",
                    "A grounded-QA set the models were not trained on."),
         datasets_table(models), drift_table(models),
+        *group_tables(analysis["groups"], names),
         *(comparison_table(c) for c in analysis["comparisons"]),
         retention_table(models, names), paired_table(models, names), targets_table(models),
         judge_table(analysis["judge"]),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from ssrtune.report.formats import interval, num, points, share
-from ssrtune.report.sections import GROUNDED_COLUMNS, grounded_cells, kl_cell, self_share
+from ssrtune.report.formats import interval, kl_cell, num, points, share
+from ssrtune.report.sections import GROUNDED_COLUMNS, grounded_cells, self_share
 from ssrtune.report.tables import Table
 
 
@@ -31,7 +31,7 @@ def _difference(estimate: dict, digits: int) -> str:
 def reading(comparison: dict) -> str:
     """One line on method a against method b; each clause names a direction only where it is resolved."""
     a, b = comparison["a"], comparison["b"]
-    runs = len(comparison["runs"])
+    replicates = comparison["replicates"]
     clauses = []
     task = comparison["task"]
     if task:
@@ -55,8 +55,10 @@ def reading(comparison: dict) -> str:
         clauses.append(f"retention accuracy {'higher' if accuracy['diff'] > 0 else 'lower'} for {a} by "
                        f"{points(accuracy)}" if accuracy["resolved"]
                        else f"retention accuracy: unresolved at this size ({points(accuracy)})")
-    pooled = f", {runs} runs pooled" if runs > 1 else ""
-    return f"{a} vs {b}{pooled}: " + "; ".join(clauses) + "." if clauses else f"{a} vs {b}: nothing to compare."
+    kind = "seeds" if all(label.startswith("seed ") for label in replicates) else "replicates"
+    what = f"{a} vs {b} ({comparison['setting']}" + (f", {len(replicates)} {kind} pooled)" if len(replicates) > 1
+                                                    else ")")
+    return f"{what}: " + "; ".join(clauses) + "." if clauses else f"{what}: nothing to compare."
 
 
 def print_summary(analysis: dict, console: Console) -> None:

@@ -9,6 +9,7 @@ ssr's targets and training first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from abc import ABC, abstractmethod
@@ -17,7 +18,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ssrtune.config import RunConfig, dump_config
+from ssrtune.console import stage_line
 from ssrtune.methods import METHODS, Method
+from ssrtune.timings import Timings
+from ssrtune.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +30,29 @@ BASE = "base"  # the name of the model before fine-tuning, in eval/<name>/
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
-    """A model a run trains: its name (models/<name>/, eval/<name>/) and the method whose targets it learns.
-    The name is its own, so that one method can give several models (seeds, LoRA or full fine-tuning)."""
+    """A model a run trains: its name (models/<name>/, eval/<name>/) and the method whose targets it learns. The name
+    is its own, so that one method can give several models (seeds, LoRA or full fine-tuning)."""
 
     name: str
     method: Method
 
+    def train_settings(self, config: RunConfig) -> TrainConfig:
+        """Its train settings in `config` (the run's `train` section with the model's overrides): read from the
+        configuration each stage runs with, never kept from another one."""
+        entry = next((e for e in config.model_entries() if e.name == self.name), None)
+        if entry is None:
+            raise ValueError(f"the configuration has no model named {self.name!r}")
+        return entry.resolve(config.train)
+
 
 def trained_models(config: RunConfig) -> list[TrainedModel]:
-    """One model per configured method, named after it."""
-    return [TrainedModel(name, METHODS[name]) for name in config.methods]
+    """The configured models (`models`, or one per method named after it)."""
+    return [TrainedModel(entry.name, METHODS[entry.method]) for entry in config.model_entries()]
+
+
+def trained_methods(config: RunConfig) -> list[Method]:
+    """The methods of the configured models, each once, in order."""
+    return list(dict.fromkeys(model.method for model in trained_models(config)))
 
 
 class Stage(ABC):
@@ -70,6 +87,10 @@ class Stage(ABC):
     def make(self, run: Run) -> Any:
         """The stage's result: made, resumed or reused from its artifact, by its resume rule."""
 
+    def describe(self, result: Any) -> str:
+        """The result in a few words, for the stage's console line (`200 own answers`)."""
+        return ""
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Stage) and other.key == self.key
 
@@ -93,6 +114,7 @@ class Run:
         self._results: dict[str, Any] = {}
         self.path.mkdir(parents=True, exist_ok=True)
         dump_config(config, self.path / "config.yaml")
+        self.timings = Timings(self.path)
 
     def fresh(self, stage: Stage) -> bool:
         return self._fresh is True or (not isinstance(self._fresh, bool)
@@ -112,10 +134,20 @@ class Run:
         return order
 
     def __call__(self, stage: Stage) -> Any:
-        """The stage's result, after the stages it needs; each stage runs once per process."""
+        """The stage's result, after the stages it needs; each stage runs once per process, timed (timings.json)
+        and told on the console in one line."""
         if stage.key not in self._results:
             for need in stage.needs(self.config):
                 self(need)
             log.info("stage %s", stage.key)
-            self._results[stage.key] = stage.make(self)
+            self.timings.start(stage.key, stage.artifact(self.config))
+            try:
+                result = stage.make(self)
+            except BaseException:
+                with contextlib.suppress(OSError):  # the stage's own error is the one to report
+                    self.timings.end(stage.key)
+                raise
+            seconds = self.timings.end(stage.key)
+            stage_line(stage.key, stage.describe(result), seconds)
+            self._results[stage.key] = result
         return self._results[stage.key]

@@ -55,6 +55,9 @@ class Data(Stage):
                      skipped={split: [str(e) for e in errors] for split, errors in skipped.items()})
         return train_records, test_records
 
+    def describe(self, result: tuple[list[Record], list[Record]]) -> str:
+        return f"{len(result[0])} train, {len(result[1])} test examples"
+
 
 def source_digest(source: str) -> str | None:
     """What a data source's records depend on: a file's hash, a folder's path, a Hub dataset's fingerprint."""
@@ -97,3 +100,6 @@ class OodData(Stage):
         save_records(path, records)
         cache.record(n=len(records))
         return records
+
+    def describe(self, result: list[Record]) -> str:
+        return f"{len(result)} out-of-domain examples"

@@ -101,6 +101,21 @@ class Evaluate(Stage):
                 load().close()  # the GPU memory goes back before the next stage
         return results
 
+    def describe(self, result: dict) -> str:
+        """`task accuracy 0.450; ood accuracy 0.300; hellaswag acc_norm 0.412, KL from base 0.0123`."""
+        return "; ".join(headline(suite, r) for suite, r in result.items())
+
+
+def headline(suite: str, result: dict) -> str:
+    if suite != "retention":  # a judged suite
+        low, high = result["accuracy_ci95"]
+        failed = result["verdicts"]["failed"]
+        return (f"{suite} accuracy {result['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
+                + (f" ({failed} failed verdicts)" if failed else ""))
+    scores = [f"{name} {r['primary']} {r[r['primary']]['value']:.3f}" for name, r in result["benchmarks"].items()]
+    kl = result.get("kl", {}).get("mean_kl")
+    return ", ".join(scores + ([f"KL from base {kl:.4f}"] if kl is not None else []))
+
 
 def records_fingerprint(records: list[Record]) -> str:
     return fingerprint([r.model_dump(mode="json") for r in records])

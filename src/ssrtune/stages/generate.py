@@ -80,3 +80,6 @@ class Generate(Stage):
                         "answer, and rerunning retries them", len(failures), len(records),
                         next(iter(failures.values())))
         return out.records
+
+    def describe(self, result: dict[str, dict]) -> str:
+        return f"{len(result)} own answers"

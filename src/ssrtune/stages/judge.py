@@ -92,3 +92,12 @@ class Judge(Stage):
     def make(self, run: Run) -> dict[str, dict]:
         return judge_candidates(run, run.config.judge, Generate().artifact(run.config), self.artifact(run.config),
                                 run.fresh(self))
+
+    def describe(self, result: dict[str, dict]) -> str:
+        return described_verdicts(result)
+
+
+def described_verdicts(verdicts: dict[str, dict]) -> str:
+    """`200 verdicts: 44 accept, 156 reject, 0 failed`."""
+    counts = verdict_counts(verdicts)
+    return f"{len(verdicts)} verdicts: " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items())

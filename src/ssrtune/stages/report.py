@@ -27,3 +27,6 @@ class Report(Stage):
         from ssrtune.report import write_report  # matplotlib and rich tables: only when a report is written
 
         return write_report([run.path])
+
+    def describe(self, result: Path) -> str:
+        return str(result)

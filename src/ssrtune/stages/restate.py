@@ -13,7 +13,7 @@ from ssrtune.prompt_templates import render
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import generate_answers, generation_fingerprint, task_prompts
-from ssrtune.stages.judge import Judge, judge_candidates
+from ssrtune.stages.judge import Judge, described_verdicts, judge_candidates
 from ssrtune.store import RecordFile, fingerprint
 
 log = logging.getLogger(__name__)
@@ -61,3 +61,6 @@ class Restate(Stage):
         verdicts = judge_candidates(run, config.judge, path, path.with_name(f"{restatement.name}.judgments.jsonl"),
                                     run.fresh(self))
         return out.records, verdicts
+
+    def describe(self, result: tuple[dict[str, dict], dict[str, dict]]) -> str:
+        return f"{len(result[0])} {self.restatement.name}, {described_verdicts(result[1])}"

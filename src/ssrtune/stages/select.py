@@ -59,3 +59,9 @@ class Select(Stage):
             "judge": verdict_counts(judgments) if method.own_answers else None,
             "judge_restated": verdict_counts(restated_judgments) if restated_judgments else None})
         return rows
+
+    def describe(self, result: list[dict]) -> str:
+        """`200 examples, 22.0% self targets (gold 78.0%, self 22.0%)`."""
+        shares = source_shares(result)
+        others = ", ".join(f"{source} {share:.1%}" for source, share in shares.items())
+        return f"{len(result)} examples, {shares.get('self', 0.0):.1%} self targets ({others})"

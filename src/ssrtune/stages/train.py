@@ -13,16 +13,18 @@ from ssrtune.models import model_fingerprint
 from ssrtune.placement import training_placement
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
-from ssrtune.store import Artifact, file_digest, fingerprint, write_json
+from ssrtune.store import Artifact, file_digest, fingerprint, read_json, write_json
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
 
 @dataclass(frozen=True, eq=False)
 class Train(Stage):
-    """Fingerprint: the model, the `train` section (less how the training runs: `TrainConfig.EXECUTION_ONLY`), the
-    precision it trains in on this machine (`placement.training_placement`) and train/<method>.jsonl. Artifact:
-    models/<name>/, finished when ssrtune_train.json exists; its fingerprint is in ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
+    """Fingerprint: the model, its train settings (the run's `train` section with the model's overrides, less how
+    the training runs: `TrainConfig.EXECUTION_ONLY`), the precision it trains in on this machine
+    (`placement.training_placement`) and train/<method>.jsonl. Artifact: models/<name>/, finished when
+    ssrtune_train.json exists (it records the model's name and method); its fingerprint is in
+    ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
     inputs are refused (`--fresh` trains again from scratch)."""
 
     model: TrainedModel
@@ -36,8 +38,9 @@ class Train(Stage):
 
     def fingerprint(self, run: Run) -> str:
         config = run.config
-        return fingerprint(model_fingerprint(config.model), config.train.fingerprint_settings(),
-                           training_placement(config.model, config.train).precision,
+        settings = self.model.train_settings(config)
+        return fingerprint(model_fingerprint(config.model), settings.fingerprint_settings(),
+                           training_placement(config.model, settings).precision,
                            file_digest(Select(self.model.method).artifact(config)))
 
     def make(self, run: Run) -> Path:
@@ -53,6 +56,19 @@ class Train(Stage):
             raise DataError(rows_file, None, None,
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
         cache.record()
-        result = train_method(config, rows_file, output_dir)
-        write_json(output_dir / DONE, result)
+        # the training processes read this model's train settings from the configuration they are given
+        own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
+                                        "methods": [self.model.method.name]})
+        result = train_method(own, rows_file, output_dir)
+        write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
         return output_dir
+
+    def describe(self, result: Path) -> str:
+        """`25 steps, loss 2.31 -> 0.84` (and where it resumed from)."""
+        done = read_json(result / DONE)
+        curve = done.get("loss_curve") or []
+        loss = f", loss {curve[0]:.3g} -> {curve[-1]:.3g}" if len(curve) > 1 else (
+            f", loss {done['train_loss']:.3g}" if done.get("train_loss") is not None else "")
+        resumed = f" (resumed from {Path(done['resumed_from']).name})" if done.get("resumed_from") else ""
+        method = f"{self.model.method.name}, " if self.model.method.name != self.model.name else ""
+        return f"{method}{'LoRA' if done.get('lora', True) else 'full'}, {done['steps']} steps{loss}{resumed}"

@@ -1,0 +1,128 @@
+"""The reproduction experiment (issue 11): configs/reproduce.yaml is the experiment the issue asks for, `make
+reproduce` keeps a timestamped console log and fails when the run fails, and a run with several models per method
+(two seeds and a full fine-tuning) SIGKILLed during its second model's training, or during evaluation, and started
+again ends with the artifacts of a run never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ssrtune.config import load_config
+from ssrtune.stages.base import trained_models
+from tests.conftest import build_tiny_model, record_dicts
+from tests.test_chain_faults import records_by_id, run_harness
+
+ROOT = Path(__file__).resolve().parents[1]
+HARNESS = str(Path(__file__).with_name("resume_kill.py"))
+LEARNING_RATE = 1e-3
+
+
+def test_the_reproduce_config_is_the_experiment_of_the_issue():
+    config = load_config(ROOT / "configs" / "reproduce.yaml")
+    models = [(m.method.name, m.train_settings(config)) for m in trained_models(config)]
+    lora = {(method, train.seed) for method, train in models if not train.full}
+    assert lora == {(method, seed) for method in ("sft", "ssr", "s3ft", "sdft", "self_only") for seed in (0, 1)}
+    assert {(method, train.seed) for method, train in models if train.full} == {("sft", 0), ("ssr", 0)}
+    assert config.model.name == "smollm2-135m-instruct" and config.data.recipe == "grounded-qa"
+    assert config.data.n_train >= 500 and config.data.n_test >= 200 and config.evaluate.ood.n >= 150
+    retention = config.evaluate.retention
+    assert retention.benchmarks == ["hellaswag", "piqa", "arc_easy", "winogrande"] and retention.limit >= 300
+    prompts = [line.strip() for line in (ROOT / retention.kl_prompts_file).read_text().splitlines() if line.strip()]
+    assert retention.kl_prompts >= 32 and len(set(prompts)) >= retention.kl_prompts
+
+
+def test_make_reproduce_keeps_a_timestamped_console_log_and_the_exit_status(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    stub = venv / "bin" / "ssrtune"  # stands in for the real run: says what it was asked, on both streams
+    stub.write_text('#!/bin/sh\necho "args: $*"\necho "[data] a line on stderr" >&2\nexit "${STUB_STATUS:-0}"\n')
+    stub.chmod(0o755)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / ".installed").touch()  # newer than pyproject.toml and the Makefile: nothing to install
+    run_dir = tmp_path / "run"
+    make = ["make", "-s", "-C", str(ROOT), "reproduce", f"VENV={venv}", f"REPRODUCE_DIR={run_dir}"]
+    assert subprocess.run(make, capture_output=True, text=True).returncode == 0
+    failed = subprocess.run(make, capture_output=True, text=True, env={**os.environ, "STUB_STATUS": "3"})
+    assert failed.returncode != 0  # the pipe through the log does not hide a failed run
+    lines = (run_dir / "console.log").read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    assert len(lines) == 4 and all(re.match(stamp, line) for line in lines)  # appended, not overwritten
+    assert lines[0].endswith(f"args: run configs/reproduce.yaml run_dir={run_dir}")
+    assert lines[1].endswith("[data] a line on stderr")
+
+
+def resume_config(folder: Path) -> dict:
+    # Untied embeddings, so that the tiny model's answers differ from prompt to prompt (see test_chain_faults).
+    model = build_tiny_model(folder / "model", seed=3, tie_word_embeddings=False)
+    train, test = folder / "train.jsonl", folder / "test.jsonl"
+    train.write_text("".join(json.dumps({**r, "id": f"{r['id']}-{k}"}) + "\n" for k in range(2) for r in record_dicts()))
+    test.write_text("".join(json.dumps({**r, "id": f"{r['id']}-{k}"}) + "\n" for k in range(3) for r in record_dicts()))
+    return {"name": "resume", "model": {"name": str(model), "dtype": "float32"},
+            "models": [{"name": "sft-s0", "method": "sft"}, {"name": "sft-s1", "method": "sft", "train": {"seed": 1}},
+                       {"name": "sft-full", "method": "sft", "train": {"full": True}}],
+            "data": {"recipe": None, "train_file": str(train), "test_file": str(test)},
+            "train": {"epochs": 1, "batch_size": 3, "save_every": "1 steps",
+                      "learning_rate": LEARNING_RATE},
+            "evaluate": {"batch_size": 2, "max_new_tokens": 4}}
+
+
+MODELS = ("sft-s0", "sft-s1", "sft-full")
+RECORD_FILES = ["data/train.jsonl", "data/test.jsonl", "train/sft.jsonl",
+                *(f"eval/{m}/{f}" for m in ("base", *MODELS) for f in ("predictions.jsonl", "scores.jsonl"))]
+
+
+def without_run_names(value):
+    """report.json less where it names its run directory (each run here has its own)."""
+    if isinstance(value, dict):
+        return {k: without_run_names(v) for k, v in value.items() if k not in ("runs", "run")}
+    if isinstance(value, list):
+        return [without_run_names(v) for v in value]
+    return value
+
+
+def assert_same_artifacts(run_dir: Path, reference: Path) -> None:
+    for name in RECORD_FILES:
+        got, duplicated = records_by_id(run_dir / name)
+        assert got == records_by_id(reference / name)[0] and duplicated == 0, name
+    for model in MODELS:
+        done, want = (json.loads((d / "models" / model / "ssrtune_train.json").read_text()) for d in (run_dir, reference))
+        assert (done["name"], done["method"], done["steps"]) == (model, "sft", want["steps"] == 4 and 4)
+        weights = "model.safetensors" if model == "sft-full" else "adapter_model.safetensors"
+        resumed, uninterrupted = (load_file(d / "models" / model / weights) for d in (run_dir, reference))
+        assert resumed.keys() == uninterrupted.keys()
+        for key, weight in uninterrupted.items():  # Adam moves a weight by about lr a step: see test_chain_faults
+            torch.testing.assert_close(resumed[key], weight, rtol=0, atol=1e-3 * 4 * LEARNING_RATE)
+    report, want = (json.loads((d / "report.json").read_text()) for d in (run_dir, reference))
+    assert without_run_names(report) == without_run_names(want)
+
+
+def test_a_run_of_several_models_per_method_resumes_after_a_kill_in_training_and_in_evaluation(tmp_path):
+    kills = {"train": ["models/sft-s1/checkpoint-2/trainer_state.json", 0],  # the second model's training
+             "evaluate": ["eval/sft-s1/predictions.jsonl", 4]}  # the second trained model's evaluation
+    results = run_harness(HARNESS, tmp_path, {"config": resume_config(tmp_path), "kills": kills}, 600)
+    assert results["reference_status"] == 0
+    reference = tmp_path / "reference"
+    for scenario, (path, _) in kills.items():
+        result, log = results[scenario], (tmp_path / f"{scenario}.log").read_text()
+        assert result["in_time"] and result["killed_status"] == -signal.SIGKILL, log[-3000:]
+        assert result["rerun_status"] == 0, log[-3000:]
+        assert_same_artifacts(tmp_path / scenario, reference)
+        # the interrupted stage's time is its two sessions added up; the stages done before the kill are reused
+        stage = f"{path.split('/')[0].replace('models', 'train').replace('eval', 'evaluate')}/sft-s1"
+        timings = json.loads((tmp_path / scenario / "timings.json").read_text())
+        assert (timings[stage]["sessions"], timings[stage]["interrupted"]) == (2, 1) and timings[stage]["seconds"] > 0
+        assert timings["train/sft-s0"]["interrupted"] == 0 and set(timings) == set(
+            json.loads((reference / "timings.json").read_text()))
+    train_log = (tmp_path / "train.log").read_text()
+    assert re.search(r"\n\[train/sft-s1\] sft, LoRA, 4 steps, loss .*\(resumed from checkpoint-[2-4]\) in .* s\n",
+                     train_log)
+    assert "[train/sft-full] sft, full, 4 steps" in train_log
