@@ -102,3 +102,49 @@ def test_grounded_qa_recipe():
             assert r.context == squad[r.id]["paragraph"] and r.response in r.meta["answers"]
     again, _ = grounded_qa(RecipeDataConfig(n_train=60, n_test=30, seed=3))
     assert [r.id for r in again] == [r.id for r in train]
+
+
+def test_a_dev_holdout_comes_from_training_articles_and_never_touches_the_test_articles():
+    _, test = grounded_qa(RecipeDataConfig(n_train=60, n_test=30, seed=3))
+    train, dev = grounded_qa(RecipeDataConfig(n_train=60, n_test=30, seed=3, holdout="dev"))
+    test_titles, dev_titles = {r.meta["title"] for r in test}, {r.meta["title"] for r in dev}
+    train_titles = {r.meta["title"] for r in train}
+    assert dev_titles and not dev_titles & test_titles and not dev_titles & train_titles
+    assert not train_titles & test_titles
+    with pytest.raises(ValueError, match="only .* dev questions available, 900 asked for"):
+        grounded_qa(RecipeDataConfig(n_train=60, n_test=900, seed=3, holdout="dev"))
+
+
+def test_documents_cut_to_a_sentence_window_keep_the_answer():
+    from ssrtune.data.recipes.squad import _SENTENCE_END, read_squad
+    from ssrtune.text import normalise
+
+    full, _ = grounded_qa(RecipeDataConfig(n_train=120, n_test=10, seed=1))
+    cut, _ = grounded_qa(RecipeDataConfig(n_train=120, n_test=10, seed=1, document_words=50))
+    squad = {q["id"]: q for q in read_squad()}
+    assert [r.id for r in cut] == [r.id for r in full]  # the same questions, only shorter documents
+    shortened = 0
+    for short, whole in zip(cut, full):
+        assert short.context in whole.context  # consecutive whole sentences of the same paragraph
+        shortened += short.context != whole.context
+        # at most 50 words, unless the sentence holding the answer is longer (kept whole)
+        assert len(short.context.split()) <= 50 or len(_SENTENCE_END.split(short.context)) == 1
+        if short.meta["answerable"]:
+            text = f" {normalise(short.context, drop_articles=False)} "
+            assert any(f" {normalise(a, drop_articles=False)} " in text for a in squad[short.id]["answers"])
+    assert shortened > 60
+
+
+def test_a_sentence_window_grows_around_the_answer_sentence():
+    import random
+
+    from ssrtune.data.recipes.squad import sentence_window
+
+    paragraph = "One two three. Four five six. The answer is Paris here. Seven eight. Nine ten eleven twelve."
+    assert sentence_window(paragraph, ["Paris"], 5, random.Random(0)) == "The answer is Paris here."
+    assert sentence_window(paragraph, ["Paris"], 7, random.Random(0)) == "The answer is Paris here. Seven eight."
+    assert sentence_window(paragraph, ["Paris"], 10, random.Random(0)) == (
+        "Four five six. The answer is Paris here. Seven eight.")
+    assert sentence_window(paragraph, ["Paris"], 2, random.Random(0)) == "The answer is Paris here."  # kept whole
+    no_answer = sentence_window(paragraph, [], 6, random.Random(0))
+    assert no_answer in paragraph and len(no_answer.split()) <= 6

@@ -36,6 +36,16 @@ class RecipeDataConfig(Strict):
                                          "pairing the question with a paragraph that does not answer it.")
     test_article_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="Share of the articles held out for "
                                          "the test split.")
+    holdout: Literal["test", "dev"] = Field("test", description=(
+        "The held-out split the run evaluates (written as data/test.jsonl): `test`, the held-out articles; or `dev`, "
+        "for tuning, a part of the training articles (`dev_article_fraction` of them) that the training examples "
+        "then leave out, so that tuning never sees the test articles."))
+    dev_article_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="With holdout: dev, the share of the "
+                                        "training articles held out for the dev split.")
+    document_words: int | None = Field(None, gt=0, description=(
+        "Cut each document to a window of whole sentences of at most this many words (around the answer where "
+        "there is one; a sentence longer than this is kept whole); null = whole paragraphs. Shorter documents make "
+        "every stage cheaper."))
     seed: int = Field(0, description="Seed of the article split, the sampling and the unanswerable pairing.")
 
 

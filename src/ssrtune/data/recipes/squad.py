@@ -36,11 +36,13 @@ def read_squad() -> list[dict[str, Any]]:
 
 
 def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
-    """Train and test splits of document-grounded QA with unanswerable questions, as in the SSR paper.
+    """Train and held-out splits of document-grounded QA with unanswerable questions, as in the SSR paper.
 
-    Articles are split so that train and test share none. A question is made unanswerable by pairing it with
-    another paragraph that contains none of its answers, preferably from the same article (the hard case); its
-    gold answer is then the fixed refusal sentence.
+    Articles are split so that train and test share none; with `holdout: dev` the held-out split comes from a part
+    of the training articles instead, which the training examples then leave out. A question is made unanswerable
+    by pairing it with another paragraph that contains none of its answers, preferably from the same article (the
+    hard case); its gold answer is then the fixed refusal sentence. With `document_words` every document is cut to
+    a window of whole sentences.
     """
     rng = random.Random(config.seed)
     questions = read_squad()
@@ -51,6 +53,9 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
     rng.shuffle(titles)
     n_test_titles = max(1, round(len(titles) * config.test_article_fraction))
     split_titles = {"test": titles[:n_test_titles], "train": titles[n_test_titles:]}
+    if config.holdout == "dev":
+        n_dev_titles = max(1, round(len(split_titles["train"]) * config.dev_article_fraction))
+        split_titles = {"test": split_titles["train"][:n_dev_titles], "train": split_titles["train"][n_dev_titles:]}
     paragraphs_of = {t: sorted({q["paragraph"] for q in qs}) for t, qs in by_title.items()}
 
     def distractor(q: dict, pool_titles: list[str]) -> str | None:
@@ -70,13 +75,19 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
         pool = [q for t in split_titles[split] for q in by_title[t]]
         rng.shuffle(pool)
         if len(pool) < n:
-            raise ValueError(f"grounded-qa: only {len(pool)} {split} questions available, {n} asked for")
+            name = "dev" if split == "test" and config.holdout == "dev" else split
+            raise ValueError(f"grounded-qa: only {len(pool)} {name} questions available, {n} asked for")
         records = []
         for i, q in enumerate(pool[:n]):
             unanswerable = i < round(n * config.unanswerable_fraction)
             context = distractor(q, split_titles[split]) if unanswerable else q["paragraph"]
             if context is None:
                 unanswerable, context = False, q["paragraph"]
+            if config.document_words:
+                # a random stream of its own, so that the same questions come out whatever the window size
+                window_rng = random.Random(f"{config.seed}:{q['id']}")
+                context = sentence_window(context, [] if unanswerable else q["answers"], config.document_words,
+                                          window_rng)
             records.append(Record(
                 id=q["id"],
                 messages=[Message(role="user", content=q["question"])],
@@ -88,3 +99,41 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
         rng.shuffle(records)
         splits[split] = records
     return splits["train"], splits["test"]
+
+
+# A sentence ends at . ! or ? followed by a space and a capital letter, a digit or an opening quote or bracket.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+
+
+def sentence_window(paragraph: str, answers: list[str], max_words: int, rng: random.Random) -> str:
+    """Consecutive whole sentences of `paragraph`, at most `max_words` words: grown around the first sentence that
+    contains a gold answer (the one sentence is kept whole however long), or, without answers, from a seeded
+    random sentence. The answer may span sentences our splitter cut (an abbreviation): then the window grows
+    until it holds the answer, whatever its length, so an answerable document always holds its answer."""
+    sentences = _SENTENCE_END.split(paragraph.strip())
+    words = [len(s.split()) for s in sentences]
+    wanted = [normalise(a, drop_articles=False) for a in answers if normalise(a, drop_articles=False)]
+
+    def holds_answer(first: int, last: int) -> bool:
+        text = f" {normalise(' '.join(sentences[first:last + 1]), drop_articles=False)} "
+        return any(f" {a} " in text for a in wanted)
+
+    if wanted:
+        first = next((i for i in range(len(sentences)) if holds_answer(i, i)), None)
+        if first is None:  # the answer crosses a sentence boundary: the smallest window that holds it
+            spans = [(i, j) for i in range(len(sentences)) for j in range(i, len(sentences)) if holds_answer(i, j)]
+            first, last = min(spans, key=lambda ij: (ij[1] - ij[0], ij[0]), default=(0, len(sentences) - 1))
+        else:
+            last = first
+    else:
+        first = last = rng.randrange(len(sentences))
+    total = sum(words[first:last + 1])
+    while True:  # grow to the following sentence first, then the preceding one, while the window fits
+        if last + 1 < len(sentences) and total + words[last + 1] <= max_words:
+            last += 1
+            total += words[last]
+        elif first > 0 and total + words[first - 1] <= max_words:
+            first -= 1
+            total += words[first]
+        else:
+            return " ".join(sentences[first:last + 1])
