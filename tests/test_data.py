@@ -115,6 +115,13 @@ def test_a_dev_holdout_comes_from_training_articles_and_never_touches_the_test_a
         grounded_qa(RecipeDataConfig(n_train=60, n_test=900, seed=3, holdout="dev"))
 
 
+def test_the_training_share_of_unanswerable_examples_leaves_the_held_out_split_as_it_was():
+    train, test = grounded_qa(RecipeDataConfig(n_train=60, n_test=30, seed=3, train_unanswerable_fraction=0.25))
+    _, same_test = grounded_qa(RecipeDataConfig(n_train=60, n_test=30, seed=3))
+    assert sum(not r.meta["answerable"] for r in train) == 15
+    assert [r.model_dump() for r in test] == [r.model_dump() for r in same_test]
+
+
 def test_documents_cut_to_a_sentence_window_keep_the_answer():
     from ssrtune.data.recipes.squad import _SENTENCE_END, read_squad
     from ssrtune.text import normalise

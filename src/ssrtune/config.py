@@ -34,6 +34,9 @@ class RecipeDataConfig(Strict):
     n_test: int = Field(80, gt=0, description="Held-out test examples (from articles the training set does not use).")
     unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of examples made unanswerable by "
                                          "pairing the question with a paragraph that does not answer it.")
+    train_unanswerable_fraction: float | None = Field(None, ge=0.0, le=1.0, description=(
+        "The share in the training split only; null = `unanswerable_fraction`. A refusal is a longer target than "
+        "most answers, so an even split already weighs refusals more in the loss."))
     test_article_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="Share of the articles held out for "
                                          "the test split.")
     holdout: Literal["test", "dev"] = Field("test", description=(

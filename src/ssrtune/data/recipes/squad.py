@@ -58,7 +58,7 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
         split_titles = {"test": split_titles["train"][:n_dev_titles], "train": split_titles["train"][n_dev_titles:]}
     paragraphs_of = {t: sorted({q["paragraph"] for q in qs}) for t, qs in by_title.items()}
 
-    def distractor(q: dict, pool_titles: list[str]) -> str | None:
+    def distractor(q: dict, pool_titles: list[str], rng: random.Random) -> str | None:
         answers = [normalise(a, drop_articles=False) for a in q["answers"]]
 
         def answers_absent(p: str) -> bool:
@@ -73,14 +73,19 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
     splits = {}
     for split, n in (("train", config.n_train), ("test", config.n_test)):
         pool = [q for t in split_titles[split] for q in by_title[t]]
-        rng.shuffle(pool)
+        # each split its own random stream: one split's settings leave the other as it was
+        split_rng = random.Random(f"{config.seed}:{split}")
+        split_rng.shuffle(pool)
         if len(pool) < n:
             name = "dev" if split == "test" and config.holdout == "dev" else split
             raise ValueError(f"grounded-qa: only {len(pool)} {name} questions available, {n} asked for")
+        share = config.unanswerable_fraction
+        if split == "train" and config.train_unanswerable_fraction is not None:
+            share = config.train_unanswerable_fraction
         records = []
         for i, q in enumerate(pool[:n]):
-            unanswerable = i < round(n * config.unanswerable_fraction)
-            context = distractor(q, split_titles[split]) if unanswerable else q["paragraph"]
+            unanswerable = i < round(n * share)
+            context = distractor(q, split_titles[split], split_rng) if unanswerable else q["paragraph"]
             if context is None:
                 unanswerable, context = False, q["paragraph"]
             if config.document_words:
@@ -96,7 +101,7 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
                 meta={"answerable": not unanswerable, "answers": [] if unanswerable else q["answers"],
                       "title": q["title"]},
             ))
-        rng.shuffle(records)
+        split_rng.shuffle(records)
         splits[split] = records
     return splits["train"], splits["test"]
 
