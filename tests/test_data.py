@@ -122,6 +122,17 @@ def test_the_training_share_of_unanswerable_examples_leaves_the_held_out_split_a
     assert [r.model_dump() for r in test] == [r.model_dump() for r in same_test]
 
 
+def test_unanswerable_documents_come_from_the_same_article_or_from_another_one():
+    from ssrtune.data.recipes.squad import read_squad
+
+    title_of = {q["paragraph"]: q["title"] for q in read_squad()}
+    for distractor, same in (("same_article", True), ("other_article", False)):
+        train, _ = grounded_qa(RecipeDataConfig(n_train=60, n_test=10, seed=2, distractor=distractor))
+        unanswerable = [r for r in train if not r.meta["answerable"]]
+        assert len(unanswerable) == 30
+        assert all((title_of[r.context] == r.meta["title"]) == same for r in unanswerable)
+
+
 def test_documents_cut_to_a_sentence_window_keep_the_answer():
     from ssrtune.data.recipes.squad import _SENTENCE_END, read_squad
     from ssrtune.text import normalise

@@ -37,6 +37,10 @@ class RecipeDataConfig(Strict):
     train_unanswerable_fraction: float | None = Field(None, ge=0.0, le=1.0, description=(
         "The share in the training split only; null = `unanswerable_fraction`. A refusal is a longer target than "
         "most answers, so an even split already weighs refusals more in the loss."))
+    distractor: Literal["same_article", "other_article"] = Field("same_article", description=(
+        "Where an unanswerable question's document comes from: another paragraph of the question's own article "
+        "(the hard case: same topic, the answer absent), or a paragraph of another article of the split (the topic "
+        "itself differs: a small model can learn it)."))
     test_article_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="Share of the articles held out for "
                                          "the test split.")
     holdout: Literal["test", "dev"] = Field("test", description=(
