@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from ssrtune.config import ConfigError, load_config, load_judge_config
@@ -147,3 +149,10 @@ def test_the_resolved_config_written_to_disk_loads_again(tmp_path):
                                 "{kind: token_f1, threshold: 0.7}]}"])
     dump_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_every_shipped_config_loads_and_tuning_never_sees_the_test_split():
+    folder = Path(__file__).resolve().parent.parent / "configs"
+    configs = {path.name: load_config(path) for path in folder.glob("*.yaml")}
+    assert {"quickstart.yaml", "reproduce.yaml", "tuning.yaml"} <= configs.keys()
+    assert configs["tuning.yaml"].data.holdout == "dev" and configs["quickstart.yaml"].data.holdout == "test"

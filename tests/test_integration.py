@@ -26,7 +26,7 @@ def test_quickstart_chain_on_the_embedded_model(tmp_path, user_cache):
     config = load_config(ROOT / "configs" / "quickstart.yaml", [
         f"run_dir={tmp_path / 'run'}", "data.n_train=8", "data.n_test=6", "generate.max_new_tokens=24",
         "evaluate.max_new_tokens=24", "train.batch_size=4", "train.max_length=384",
-        "evaluate.ood.n=4", "evaluate.retention.limit=4", "evaluate.retention.kl_prompts=2",
+        "evaluate.retention.limit=4", "evaluate.retention.kl_prompts=2",
         "evaluate.retention.kl_max_new_tokens=8",
     ])
     report = run(config)

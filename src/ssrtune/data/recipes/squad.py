@@ -57,12 +57,13 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
         n_dev_titles = max(1, round(len(split_titles["train"]) * config.dev_article_fraction))
         split_titles = {"test": split_titles["train"][:n_dev_titles], "train": split_titles["train"][n_dev_titles:]}
     paragraphs_of = {t: sorted({q["paragraph"] for q in qs}) for t, qs in by_title.items()}
+    normalised = {p: normalise(p, drop_articles=False) for ps in paragraphs_of.values() for p in ps}
 
     def distractor(q: dict, pool_titles: list[str], rng: random.Random) -> str | None:
         answers = [normalise(a, drop_articles=False) for a in q["answers"]]
 
         def answers_absent(p: str) -> bool:
-            return p != q["paragraph"] and not any(a and a in normalise(p, drop_articles=False) for a in answers)
+            return p != q["paragraph"] and not any(a and a in normalised[p] for a in answers)
 
         same = [p for p in paragraphs_of[q["title"]] if answers_absent(p)] if config.distractor == "same_article" else []
         if same:
