@@ -126,3 +126,25 @@ def test_an_llm_judge_scores_the_task_once_and_resumes(tiny_model, records_file,
     judgments = tmp_path / "run" / "eval" / "base" / "task.judgments.jsonl"
     judgments.write_text("".join(judgments.read_text().splitlines(keepends=True)[:4]))  # as if interrupted
     assert run_stage(config, Evaluate())["task"] == task and len(fake_openai.requests) == 8  # the 2 missing ones
+
+
+def test_one_judge_deciding_several_suites_loads_its_model_once(tiny_model, records_file, tmp_path, monkeypatch):
+    import ssrtune.judges.llm as llm
+
+    built, real_build_lm = [], llm.build_lm
+
+    def counting_build_lm(*args, **kwargs):
+        built.append(args)
+        return real_build_lm(*args, **kwargs)
+
+    monkeypatch.setattr(llm, "build_lm", counting_build_lm)
+    judge = {"kind": "llm", "model": {"name": str(tiny_model), "dtype": "float32"}, "batch_size": 4}
+    config = ssrtune.load_config(None, {
+        "run_dir": str(tmp_path / "run"), "model.name": str(tiny_model), "model.dtype": "float32",
+        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
+        "evaluate": {"batch_size": 4, "max_new_tokens": 4, "judge": judge,
+                     "datasets": [{"name": "mine", "file": str(records_file)}]}})
+    results = run_stage(config, Evaluate())
+    assert results["task"]["n"] == results["mine"]["n"] == 6
+    assert sum(results["mine"]["verdicts"].values()) == 6
+    assert len(built) == 1  # the task and the user set share the judge's model

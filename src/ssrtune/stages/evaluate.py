@@ -9,6 +9,7 @@ appended as they come, so an interrupted evaluation resumes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.harness import harness_results
 from ssrtune.inference.lm import LM
-from ssrtune.judges.base import JudgeInput
+from ssrtune.judges.base import Judge, JudgeInput
 from ssrtune.judges.config import JudgeConfig, describe
 from ssrtune.judges.factory import build_judge, judge_fingerprint
 from ssrtune.models import model_fingerprint
@@ -82,23 +83,24 @@ class Evaluate(Stage):
         _, test_records = run(Data())
         test_fp = file_digest(config.path / "data" / "test.jsonl")
         judge = config.task_judge
-        try:
-            results = {"task": judged_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh,
-                                            judge)}
-            if config.evaluate.ood:
-                ood = run(OodData())
-                results["ood"] = judged_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp, load,
-                                              fresh, config.evaluate.ood.judge or judge)
-            for dataset in config.evaluate.datasets:
-                records = load_records(dataset.file, dataset.fields)
-                results[dataset.name] = judged_suite(config, folder, dataset.name, records,
-                                                     records_fingerprint(records), model_fp, load, fresh,
-                                                     dataset.judge or judge)
-            if config.evaluate.retention:
-                results["retention"] = retention_suite(config, folder, model_fp, load, fresh)
-        finally:
-            if load.cache_info().currsize:
-                load().close()  # the GPU memory goes back before the next stage
+        with Judges() as judges:
+            try:
+                results = {"task": judged_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh,
+                                                judges, judge)}
+                if config.evaluate.ood:
+                    ood = run(OodData())
+                    results["ood"] = judged_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp,
+                                                  load, fresh, judges, config.evaluate.ood.judge or judge)
+                for dataset in config.evaluate.datasets:
+                    records = load_records(dataset.file, dataset.fields)
+                    results[dataset.name] = judged_suite(config, folder, dataset.name, records,
+                                                         records_fingerprint(records), model_fp, load, fresh, judges,
+                                                         dataset.judge or judge)
+                if config.evaluate.retention:
+                    results["retention"] = retention_suite(config, folder, model_fp, load, fresh)
+            finally:
+                if load.cache_info().currsize:
+                    load().close()  # the GPU memory goes back before the next stage
         return results
 
     def describe(self, result: dict) -> str:
@@ -140,8 +142,23 @@ def answers(config: RunConfig, folder: Path, file: str, records: list[Record], d
     return out.records
 
 
+class Judges(contextlib.ExitStack):
+    """The judges of one evaluation, each built once however many suites it decides (an llm judge loads its model
+    on first use), and closed together at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.built: dict[str, Judge] = {}
+
+    def __call__(self, spec: JudgeConfig) -> Judge:
+        key = judge_fingerprint(spec)
+        if key not in self.built:
+            self.built[key] = self.enter_context(build_judge(spec))
+        return self.built[key]
+
+
 def judged_suite(config: RunConfig, folder: Path, suite: str, records: list[Record], data_fp: str, model_fp: str,
-                 load: LoadLM, fresh: bool, judge: JudgeConfig) -> dict:
+                 load: LoadLM, fresh: bool, judges: Judges, judge: JudgeConfig) -> dict:
     """The model's answers to a task's records (the held-out split, the out-of-domain set, a user's set), each
     judged against the gold answers: accuracy is the share the judge accepts, with its Wilson interval; the
     grounded-QA metrics are added where the data has unanswerable examples."""
@@ -150,7 +167,8 @@ def judged_suite(config: RunConfig, folder: Path, suite: str, records: list[Reco
                           f"evaluate {folder.name} ({suite})")
     texts = {r.id: predictions[r.id]["response"] for r in records}
     items = [JudgeInput.of(r, texts[r.id]) for r in records]
-    verdicts = judged(judge, items, folder / f"{suite}.judgments.jsonl", recorded_fingerprint(folder / file), fresh)
+    verdicts = judged(judges, judge, items, folder / f"{suite}.judgments.jsonl", recorded_fingerprint(folder / file),
+                      fresh)
     grounded = has_unanswerable(records)
     rows = judged_rows(records, texts, verdicts, grounded)
     metrics = {**task_metrics(rows, grounded), "judge": describe(judge)}
@@ -162,14 +180,14 @@ def judged_suite(config: RunConfig, folder: Path, suite: str, records: list[Reco
     return metrics
 
 
-def judged(judge: JudgeConfig, items: list[JudgeInput], path: Path, answers_fp: str, fresh: bool) -> dict[str, dict]:
+def judged(judges: Judges, judge: JudgeConfig, items: list[JudgeInput], path: Path, answers_fp: str, fresh: bool
+           ) -> dict[str, dict]:
     """The verdicts on a suite's answers, cached in `path` like the training judge's (an llm judge's verdicts are
     costly): resumed batch by batch, and judged again when the judge or the answers changed (evaluation is the end
     of the chain, so nothing downstream is lost by redoing them, as retention benchmarks are redone)."""
     wanted = fingerprint(judge_fingerprint(judge), answers_fp)
     stale = path.with_name(path.name + ".meta.json").exists() and recorded_fingerprint(path) != wanted
-    with build_judge(judge) as built:  # an llm judge frees its model when done
-        return judge_all(built, items, RecordFile(path, wanted, fresh=fresh or stale))
+    return judge_all(judges(judge), items, RecordFile(path, wanted, fresh=fresh or stale))
 
 
 def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM, fresh: bool) -> dict:
