@@ -41,8 +41,8 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
     Articles are split so that train and test share none; with `holdout: dev` the held-out split comes from a part
     of the training articles instead, which the training examples then leave out. A question is made unanswerable
     by pairing it with another paragraph that contains none of its answers, from the same article where there is
-    one (the hard case) or, with `distractor: other_article`, from another article; its gold answer is then the fixed refusal sentence. With `document_words` every document is cut to
-    a window of whole sentences.
+    one (the hard case) or, with `distractor: other_article`, from another article; its gold answer is then the
+    fixed refusal sentence. With `document_words` every document is cut to a window of whole sentences.
     """
     rng = random.Random(config.seed)
     questions = read_squad()
@@ -65,9 +65,10 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
         def answers_absent(p: str) -> bool:
             return p != q["paragraph"] and not any(a and a in normalised[p] for a in answers)
 
-        same = [p for p in paragraphs_of[q["title"]] if answers_absent(p)] if config.distractor == "same_article" else []
-        if same:
-            return rng.choice(same)
+        if config.distractor == "same_article":  # the hard case, where the article has such a paragraph
+            same = [p for p in paragraphs_of[q["title"]] if answers_absent(p)]
+            if same:
+                return rng.choice(same)
         others = [p for t in pool_titles for p in paragraphs_of[t] if t != q["title"] and answers_absent(p)]
         return rng.choice(others) if others else None
 
