@@ -19,10 +19,8 @@ log = logging.getLogger(__name__)
 
 REFUSAL = "I cannot answer this question from the document."
 
-SYSTEM_PROMPT = (
-    "You answer questions using only the document you are given. Reply with a short answer taken from the "
-    f'document. If the document does not contain the answer, reply exactly: "{REFUSAL}"'
-)
+# Short: it is part of every prompt, in generation, training and evaluation (34 tokens with SmolLM2's template).
+SYSTEM_PROMPT = f'Answer with a few words from the document. If it does not contain the answer, reply: "{REFUSAL}"'
 
 
 def prompt_messages(record: Record) -> list[dict[str, str]]:
