@@ -15,6 +15,7 @@ from ssrtune.config import ConfigError, RunConfig, load_config
 from ssrtune.console import quiet_libraries
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
+from ssrtune.distributed import TrainingProcessError
 from ssrtune.endpoint import EndpointError
 from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
@@ -228,6 +229,7 @@ def entry() -> None:
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest) as err:
+            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest,
+            TrainingProcessError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

@@ -70,5 +70,7 @@ class Train(Stage):
         loss = f", loss {curve[0]:.3g} -> {curve[-1]:.3g}" if len(curve) > 1 else (
             f", loss {done['train_loss']:.3g}" if done.get("train_loss") is not None else "")
         resumed = f" (resumed from {Path(done['resumed_from']).name})" if done.get("resumed_from") else ""
+        if done.get("launcher_exit_code"):  # see distributed.launch
+            resumed += f" (a process failed at exit, code {done['launcher_exit_code']}; the training had finished)"
         method = f"{self.model.method.name}, " if self.model.method.name != self.model.name else ""
         return f"{method}{'LoRA' if done.get('lora', True) else 'full'}, {done['steps']} steps{loss}{resumed}"
