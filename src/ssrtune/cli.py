@@ -12,7 +12,7 @@ import typer
 
 from ssrtune import pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
-from ssrtune.console import quiet_libraries
+from ssrtune.console import quiet_libraries, resume_notice
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
 from ssrtune.distributed import TrainingProcessError
@@ -75,6 +75,7 @@ def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", 
     if not verbose:
         quiet_libraries()  # their warnings, bars and log dicts; ssrtune's own warnings still show
     ctx.with_resource(command_scope())  # releases what the command claims, and reports disk faults as one line
+    ctx.with_resource(resume_notice())
 
 
 @app.command()
