@@ -13,7 +13,7 @@ from ssrtune.models import model_fingerprint
 from ssrtune.placement import training_placement
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
-from ssrtune.store import Artifact, file_digest, fingerprint, read_json, write_json
+from ssrtune.store import Artifact, file_digest, fingerprint, read_json, widen_to_umask, write_json
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
@@ -60,6 +60,7 @@ class Train(Stage):
         own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
                                         "methods": [self.model.method.name]})
         result = train_method(own, rows_file, output_dir)
+        widen_to_umask(output_dir)
         write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
         return output_dir
 
