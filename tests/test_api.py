@@ -17,6 +17,9 @@ def test_import_ssrtune_loads_nothing_heavy():
             "if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
     assert {"run", "Pipeline", "load_config", "RunConfig", "judges"} <= set(dir(ssrtune))
+    # the errors a caller catches: a bad setting, a bad data record, results made under other settings
+    assert ssrtune.ConfigError is ConfigError and ssrtune.DataError.__module__ == "ssrtune.data.schema"
+    assert ssrtune.StaleArtifactError.__name__ == "StaleArtifactError"
 
 
 def test_load_config_takes_key_value_strings_or_a_mapping(tmp_path):
@@ -30,7 +33,7 @@ def test_load_config_takes_key_value_strings_or_a_mapping(tmp_path):
         ssrtune.load_config(None, {"train.lora_rank": 4})
 
 
-def test_pipeline_runs_a_stage_after_the_ones_it_needs(tiny_model, records_file, tmp_path):
+def test_pipeline_runs_a_stage_after_the_ones_it_needs_each_told_once(tiny_model, records_file, tmp_path, capsys):
     settings = {"run_dir": str(tmp_path / "run"), "model": {"name": str(tiny_model), "dtype": "float32"},
                 "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
                 "generate": {"max_new_tokens": 4}}
@@ -41,6 +44,10 @@ def test_pipeline_runs_a_stage_after_the_ones_it_needs(tiny_model, records_file,
     rows = pipe.select("ssr")  # the own answers and the judge first
     assert len(rows) == 6 and (tmp_path / "run" / "judgments.jsonl").exists()
     assert pipe.judge() == pipe.judge()  # reused: the same verdicts
+    capsys.readouterr()
+    pipe.select("sft")
+    pipe.judge(fresh=True)
+    assert [line.split("]")[0] + "]" for line in capsys.readouterr().err.splitlines()] == ["[select/sft]", "[judge]"]
     with pytest.raises(ValueError, match="'sdft' is not a model of this run; one of: sft, ssr"):
         pipe.train("sdft")
     with pytest.raises(ValueError, match="unknown method 'nope'"):

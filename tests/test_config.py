@@ -60,8 +60,8 @@ def test_every_judge_kind_from_yaml(tmp_path):
 @pytest.mark.parametrize("judge,message", [
     ("{kind: regex}", r"judge\.pattern: Field required"),
     ("{kind: regex, pattern: '(unclosed'}", r"judge\.pattern: not a valid regular expression"),
-    ("{kind: contains, pattern: x}", "`pattern` does not apply to a `contains` judge"),
-    ("{kind: exact, threshold: 0.3}", "`threshold` does not apply to a `exact` judge"),
+    ("{kind: contains, pattern: x}", "`pattern` does not apply to a judge of kind `contains`"),
+    ("{kind: exact, threshold: 0.3}", "`threshold` does not apply to a judge of kind `exact`"),
     ("{kind: refusal, skip_refusals: false}", "`skip_refusals` does not apply"),
     ("{kind: llm, verdict_words: ['Yes', 'yes']}", "two different"),
     ("{kind: llm, verdict_words: [Yes, No]}", r"judge\.verdict_words\.0"),  # YAML reads unquoted Yes as true

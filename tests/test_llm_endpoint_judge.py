@@ -74,11 +74,11 @@ def test_endpoint_settings_are_validated():
 
     with pytest.raises(ConfigError, match=r"judge\.endpoint: Field required"):
         load_config(None, ["judge={kind: llm, engine: openai}"])
-    with pytest.raises(ConfigError, match="`endpoint` does not apply to a `llm` judge with engine transformers"):
+    with pytest.raises(ConfigError, match="`endpoint` does not apply to a judge of kind `llm` with engine transformers"):
         load_config(None, ["judge={kind: llm, endpoint: {base_url: 'http://x/v1', model: m}}"])
     for key in ("model: {name: x}", "threshold: 0.7", "bf16: false", "batch_size: 4"):
         name = key.split(":")[0]
-        with pytest.raises(ConfigError, match=f"`{name}` does not apply to a `llm` judge with engine openai"):
+        with pytest.raises(ConfigError, match=f"`{name}` does not apply to a judge of kind `llm` with engine openai"):
             load_config(None, [f"judge={{kind: llm, engine: openai, {key}, endpoint: {{base_url: 'http://x/v1', "
                                "model: m}}"])
     with pytest.raises(ConfigError, match=r"judge\.engine: an `llm` judge's engine is transformers, vllm or openai"):

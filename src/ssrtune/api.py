@@ -54,6 +54,7 @@ class Pipeline:
 
     def __init__(self, config: ConfigLike):
         self.config = as_config(config)
+        self._run: Run | None = None  # the stages' results so far: each is made or reused once, and told once
 
     @property
     def path(self) -> Path:
@@ -62,7 +63,11 @@ class Pipeline:
     def stage(self, stage: Stage, fresh: bool = False) -> Any:
         """Any stage object (ssrtune.stages), after the stages it needs."""
         with run_guard(self.config.path):
-            return Run(self.config, {stage.key} if fresh else False)(stage)
+            if fresh or self._run is None:
+                run = Run(self.config, {stage.key} if fresh else False)
+                # redoing a stage keeps what it needs and forgets what came after it, which may have read the old result
+                self._run = run.reusing(self._run, stage) if self._run else run
+            return self._run(stage)
 
     def data(self, fresh: bool = False) -> tuple[list[Record], list[Record]]:
         """The train and test records (data/train.jsonl, data/test.jsonl)."""

@@ -112,22 +112,22 @@ def generate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
 @app.command()
 def judge(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Judge the own answers against the gold ones."""
-    from ssrtune.judges.base import verdict_counts
+    from ssrtune.judges.base import counts_in_words, verdict_counts
 
     [judgments] = _stages(_run(config, overrides, "judge", fresh), [Judge()])
-    typer.echo(str(verdict_counts(judgments)))
+    typer.echo(f"{len(judgments)} own answers judged: {counts_in_words(verdict_counts(judgments))}")
 
 
 @app.command()
 def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Restate the gold answers for the methods that train on restatements (s3ft's paraphrases, sdft's
     rewrites), and judge them."""
-    from ssrtune.judges.base import verdict_counts
+    from ssrtune.judges.base import counts_in_words, verdict_counts
 
     runner = _run(config, overrides, "restate", fresh)
     restatements = list(dict.fromkeys(m.restatement for m in trained_methods(runner.config) if m.restatement))
     for restatement, (restated, verdicts) in zip(restatements, _stages(runner, [Restate(r) for r in restatements])):
-        typer.echo(f"{restatement.name}: {len(restated)}, judged {verdict_counts(verdicts)}")
+        typer.echo(f"{restatement.name}: {len(restated)}, judged {counts_in_words(verdict_counts(verdicts))}")
     if not restatements:
         typer.echo("no configured method restates gold answers")
 

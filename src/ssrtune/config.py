@@ -246,7 +246,7 @@ def _not_applicable(key: str, tag: str) -> str:
     what, value = tag.split(TAG_MARK)
     if what == "kind":
         kind, _, engine = value.partition("/")
-        return f"`{key}` does not apply to a `{kind}` judge" + (f" with engine {engine}" if engine else "")
+        return f"`{key}` does not apply to a judge of kind `{kind}`" + (f" with engine {engine}" if engine else "")
     if value == "null":
         return f"`{key}` is a setting of a built-in recipe; your own files (recipe: null) don't use it"
     return f"`{key}` is for your own files (recipe: null); the `{value}` recipe doesn't use it"

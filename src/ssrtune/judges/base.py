@@ -57,3 +57,8 @@ class Judge(ABC):
 def verdict_counts(judgments: dict[str, dict]) -> dict[str, int]:
     counts = Counter(j["verdict"] for j in judgments.values())
     return {k: counts.get(k, 0) for k in VERDICTS}
+
+
+def counts_in_words(counts: dict[str, int]) -> str:
+    """`4 accept, 2 reject, 0 failed`: `verdict_counts` for the console."""
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())

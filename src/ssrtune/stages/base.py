@@ -133,6 +133,12 @@ class Run:
         visit(stage)
         return order
 
+    def reusing(self, earlier: Run, stage: Stage) -> Run:
+        """This run, holding `earlier`'s results of the stages `stage` needs (made in this process, under the same
+        configuration), so that they are neither made nor told again; returns itself."""
+        self._results.update({s.key: earlier._results[s.key] for s in self.upstream(stage) if s.key in earlier._results})
+        return self
+
     def __call__(self, stage: Stage) -> Any:
         """The stage's result, after the stages it needs; each stage runs once per process, timed (timings.json)
         and told on the console in one line."""
