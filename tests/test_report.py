@@ -146,6 +146,15 @@ def test_drift_headline_and_console_summary(tmp_path, capsys):
     assert "Retention of general ability" not in out  # the console shows the summary, the files hold the tables
 
 
+def test_the_console_summary_leaves_out_the_drift_columns_of_a_run_without_retention(tmp_path, capsys):
+    run = make_run(tmp_path)
+    for model in ("base", "sft", "ssr"):
+        (run / "eval" / model / "retention.json").unlink()
+    write_report(run)
+    header = next(line for line in capsys.readouterr().out.splitlines() if "task accuracy" in line)
+    assert "self targets" in header and "KL from base" not in header and "gold log-lik" not in header
+
+
 def test_ssr_against_sft_by_hand(tmp_path):
     run = make_run(tmp_path)
     write_report(run)

@@ -10,6 +10,11 @@ from ssrtune.report.sections import GROUNDED_COLUMNS, grounded_cells, self_share
 from ssrtune.report.tables import Table
 
 
+# Cells that say nothing was measured: a column holding only these (the KL and log-likelihood columns of a run
+# without retention, the self-target share of a run with sft only) is left out.
+EMPTY = {"-", "0 (reference)"}
+
+
 def summary_table(analysis: dict) -> Table:
     models = analysis["models"]
     grounded = any(m["task"] and "grounded" in m["task"] for m in models)
@@ -18,6 +23,9 @@ def summary_table(analysis: dict) -> Table:
     rows = [[m["label"], interval(m["task"]["accuracy"]) if m["task"] else "-", *grounded_cells(m["task"], grounded),
              share(self_share(m)), kl_cell(m["kl"]), interval(m["gold_ll_change"], "diff", signed=True)]
             for m in models]
+    kept = [i for i in range(len(header))
+            if i < len(header) - 3 or any(row[i] not in EMPTY for row in rows)]
+    header, rows = [header[i] for i in kept], [[row[i] for i in kept] for row in rows]
     note = ""
     if analysis["benchmarks"]:
         note = f"Δ gold log-lik: paired against the base, mean over {', '.join(analysis['benchmarks'])}."
