@@ -155,6 +155,20 @@ def test_the_console_summary_leaves_out_the_drift_columns_of_a_run_without_reten
     assert "self targets" in header and "KL from base" not in header and "gold log-lik" not in header
 
 
+def test_notes_describe_only_what_ran_and_the_page_shows_code_as_code(tmp_path):
+    run = make_run(tmp_path)
+    for model in ("base", "sft", "ssr"):  # KL only: no retention benchmark ran
+        retention = read_json(run / "eval" / model / "retention.json")
+        write_json(run / "eval" / model / "retention.json", {**retention, "benchmarks": {}})
+    write_report(run)
+    drift = (run / "report.md").read_text().split("## Drift from the base model\n", 1)[1].split("\n## ", 1)[0]
+    assert "KL(base || model)" in drift and "gold" not in drift
+    assert table(drift.join(["## Drift from the base model\n", ""]), "Drift from the base model")[0] == (
+        "| model | KL from base [95% CI] | prompts | KL per token |")
+    page = (run / "report.html").read_text()
+    assert "<code>per token</code>" in page and "`" not in page
+
+
 def test_ssr_against_sft_by_hand(tmp_path):
     run = make_run(tmp_path)
     write_report(run)

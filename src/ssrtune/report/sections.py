@@ -69,20 +69,28 @@ def datasets_table(models: list[dict]) -> Table | None:
 
 
 def drift_table(models: list[dict]) -> Table | None:
-    """The headline: how far each model moved from the base model, measured where it resolves at small sizes."""
-    rows = [[m["label"], kl_cell(m["kl"]), str(m["kl"]["n"]) if m["kl"] else "-",
-             num((m["kl"] or {}).get("token_mean"), 4),
-             interval(m["gold_ll_change"], "diff", signed=True),
-             str(m["gold_ll_change"]["benchmarks"]) if m["gold_ll_change"] else "-"]
+    """The headline: how far each model moved from the base model, measured where it resolves at small sizes. The
+    columns and the note hold the measures the runs took (KL, the gold answers' log-likelihood), not the others."""
+    kl, gold = any(m["kl"] for m in models), any(m["gold_ll_change"] for m in models)
+    header = ["model", *(["KL from base [95% CI]", "prompts", "KL per token"] if kl else []),
+              *(["Δ gold log-lik [95% CI]", "benchmarks"] if gold else [])]
+    rows = [[m["label"],
+             *([kl_cell(m["kl"]), str(m["kl"]["n"]) if m["kl"] else "-", num((m["kl"] or {}).get("token_mean"), 4)]
+               if kl else []),
+             *([interval(m["gold_ll_change"], "diff", signed=True),
+                str(m["gold_ll_change"]["benchmarks"]) if m["gold_ll_change"] else "-"] if gold else [])]
             for m in models if m["kl"] or m["gold_ll_change"]]
-    note = ("KL: KL(base || model) per token of the base model's own responses to general prompts (base top-k tokens "
-            "plus one bucket for the rest: a lower bound on the full KL), averaged per prompt and then over prompts, "
-            "with a 95% interval across prompts; `per token` weighs every token of every prompt the same. Δ gold "
-            "log-lik: the change against the base model of the log-likelihood of the gold answers on the retention "
-            "benchmarks, paired on the same documents, averaged over benchmarks (each weighs the same); negative "
-            "means the model finds the right answers less likely than the base did.")
-    header = ["model", "KL from base [95% CI]", "prompts", "KL per token", "Δ gold log-lik [95% CI]", "benchmarks"]
-    return Table(header, rows, "Drift from the base model", note) if rows else None
+    notes = []
+    if kl:
+        notes.append("KL: KL(base || model) per token of the base model's own responses to general prompts (base "
+                     "top-k tokens plus one bucket for the rest: a lower bound on the full KL), averaged per prompt "
+                     "and then over prompts, with a 95% interval across prompts; `per token` weighs every token of "
+                     "every prompt the same.")
+    if gold:
+        notes.append("Δ gold log-lik: the change against the base model of the log-likelihood of the gold answers on "
+                     "the retention benchmarks, paired on the same documents, averaged over benchmarks (each weighs "
+                     "the same); negative means the model finds the right answers less likely than the base did.")
+    return Table(header, rows, "Drift from the base model", " ".join(notes)) if rows else None
 
 
 def retention_table(models: list[dict], names: list[str]) -> Table | None:

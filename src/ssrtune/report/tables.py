@@ -6,6 +6,7 @@ The report and the judge audit both write their tables through it, so escaping a
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -30,7 +31,7 @@ class Table:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         title = f"<h2>{html.escape(self.title)}</h2>" if self.title else ""
-        note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
+        note = f"<p class='note'>{inline_code(self.note)}</p>" if self.note else ""
         return f"{title}{note}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     def print(self, console: Console) -> None:
@@ -40,6 +41,11 @@ class Table:
         for row in self.rows:
             table.add_row(*row)
         console.print(table)
+
+
+def inline_code(text: str) -> str:
+    """`text` as HTML, its markdown code spans (a column's name in backticks) as <code>, not as literal backticks."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def _markdown_row(cells: list[str]) -> str:
