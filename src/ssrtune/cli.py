@@ -29,7 +29,7 @@ from ssrtune.stages.restate import Restate
 from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
 from ssrtune.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
-from ssrtune.store import StaleArtifactError, read_json
+from ssrtune.store import RecordFileError, StaleArtifactError, UnsafePathError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fine-tune language models with Selective Self-Rehearsal.")
@@ -228,6 +228,7 @@ def entry() -> None:
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest) as err:
+            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest,
+            RecordFileError, UnsafePathError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)
