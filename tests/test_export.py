@@ -115,3 +115,34 @@ def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, 
     result = ssrtune("export", run_dir, "sft", "--out", tmp_path / "sft")
     assert result.returncode == 2 and "no finished training of model 'sft'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "sft").exists()
+
+
+def test_export_holds_the_run_and_checks_the_model_name(run_dir, tmp_path):
+    from ssrtune.config import ConfigError
+    from ssrtune.rundir import RunDirInUseError
+    from tests.test_crash import env
+    from tests.test_rundir import HOLDER
+
+    with pytest.raises(ConfigError, match="model '../ssr'"):
+        export(run_dir, "../ssr", tmp_path / "out")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], env=env(), text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(RunDirInUseError, match=f"in use by process {holder.pid}"):
+            export(run_dir, "ssr", tmp_path / "out")
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_export_leaves_no_temporary_folder(run_dir, tmp_path, monkeypatch):
+    import ssrtune.export
+
+    def broken_card(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(ssrtune.export, "model_card", broken_card)
+    with pytest.raises(OSError, match="disk gone"):
+        export(run_dir, "ssr", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# A name that becomes a file or folder name in the run directory (a run, a trained model, an eval set, an audit): no
+# path separator and no leading dot, so never `..` or a hidden file.
+PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
 
 class Strict(BaseModel):
     # Unknown keys are errors: a typo in a config must not silently fall back to a default.
