@@ -155,6 +155,8 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(line)
             except json.JSONDecodeError as err:
                 yield number, BadLine(f"invalid JSON ({err.msg} at column {err.colno})")
+            except RecursionError:
+                yield number, BadLine("JSON nested too deeply to read")
 
 
 def iter_jsonl(path: Path) -> Iterator[dict]:
