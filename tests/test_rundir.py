@@ -113,7 +113,7 @@ def test_disk_faults_are_recognised_and_other_errors_are_left_alone(tmp_path):
 
 
 def test_a_symbolic_link_at_the_lock_is_refused_and_its_target_kept(tmp_path):
-    from ssrtune.store import UnsafePathError
+    from ssrtune.nofollow import UnsafePathError
 
     target = tmp_path / "precious.txt"
     target.write_text("keep me\n")

@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from ssrtune.store import (Artifact, BadLine, RecordFile, RecordFileError, StaleArtifactError, UnsafePathError,
-                           fingerprint, iter_jsonl, jsonl_rows)
+from ssrtune.nofollow import UnsafePathError
+from ssrtune.store import (Artifact, BadLine, RecordFile, RecordFileError, StaleArtifactError, fingerprint, iter_jsonl,
+                           jsonl_rows)
 
 
 def test_resume_keeps_records_and_refuses_duplicates(tmp_path):

@@ -29,7 +29,8 @@ from ssrtune.stages.restate import Restate
 from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
 from ssrtune.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
-from ssrtune.store import RecordFileError, StaleArtifactError, UnsafePathError, read_json
+from ssrtune.nofollow import UnsafePathError
+from ssrtune.store import RecordFileError, StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fine-tune language models with Selective Self-Rehearsal.")

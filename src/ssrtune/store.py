@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from ssrtune.nofollow import open_nofollow, refuse_link
+
 log = logging.getLogger(__name__)
 
 
@@ -34,29 +36,6 @@ class StaleArtifactError(RuntimeError):
 
 class RecordFileError(RuntimeError):
     """A record file damaged other than by a crash (a bad line before its last, a record without an `id`)."""
-
-
-class UnsafePathError(RuntimeError):
-    """A file ssrtune writes is a symbolic link."""
-
-
-# POSIX; Windows has no O_NOFOLLOW (its symbolic links need privileges to create).
-NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def refuse_link(path: Path) -> None:
-    """Stop when `path` is a symbolic link: a write would land on its target, wherever that is."""
-    if os.path.islink(path):
-        raise UnsafePathError(f"{path} is a symbolic link; ssrtune does not write through links: remove it")
-
-
-def open_nofollow(path: Path, flags: int, mode: int = 0o666) -> int:
-    """`os.open` that refuses a symbolic link at `path`."""
-    try:
-        return os.open(path, flags | NOFOLLOW, mode)
-    except OSError:
-        refuse_link(path)
-        raise
 
 
 def fingerprint(*parts: Any) -> str:
