@@ -61,7 +61,7 @@ class FileDataConfig(Strict):
 
     recipe: None = Field(description="null: the task comes from `train_file` and `test_file`.")
     train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet, a datasets folder or "
-                                        "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
+                                        "hf://ORG/NAME[@REVISION][:split] (a Hub dataset; needs network).")
     test_file: str = Field(description="Held-out test records, in the same formats.")
     fields: dict[str, str] = Field(
         default_factory=dict, description="Our field name -> the column name in the user's files."

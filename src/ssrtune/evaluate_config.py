@@ -48,7 +48,7 @@ class EvalDataset(Strict):
 
     name: str = Field(pattern=PLAIN_NAME, description="Names its results: eval/<model>/<name>.json.")
     file: str = Field(description="The records: .jsonl, .json, .csv, .parquet, a datasets folder or "
-                                  "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
+                                  "hf://ORG/NAME[@REVISION][:split] (a Hub dataset; needs network).")
     fields: dict[str, str] = Field(default_factory=dict, description="Our field name -> the column name in the "
                                                                      "file.")
     judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "

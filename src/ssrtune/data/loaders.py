@@ -174,8 +174,8 @@ def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Recor
 
 def load_records(path: str | Path, fields: dict[str, str] | None = None,
                  skipped: list[DataError] | None = None) -> list[Record]:
-    """Load and validate every record of a file, or of a Hub dataset (`hf://ORG/NAME[:split]`, data.hub). A bad
-    row raises `DataError` naming file, line and field, unless `skipped` is given: then bad rows (unparsable line,
+    """Load and validate every record of a file, or of a Hub dataset (`hf://ORG/NAME[@REVISION][:split]`, data.hub).
+    A bad row raises `DataError` naming file, line and field, unless `skipped` is given: then bad rows (unparsable line,
     invalid record, duplicate id) are left out and their errors appended to it, for the caller to count and report
     (`data.on_error: skip`). Problems of the whole file (missing, unknown format, no records) always raise."""
     if is_hub(path):
