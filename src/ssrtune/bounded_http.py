@@ -39,7 +39,8 @@ class _Attempt:
         self.expired = False
 
     def trace(self, event: str, info: dict) -> None:
-        if event != "connection.connect_tcp.complete" or info.get("return_value") is None:
+        # httpcore names it connection.connect_tcp.complete, and socks.connect_tcp.complete through a SOCKS proxy
+        if not event.endswith(".connect_tcp.complete") or info.get("return_value") is None:
             return
         connected = info["return_value"].get_extra_info("socket")
         duplicate = connected.dup()
