@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible chat-completions server on 127.0.0.1, for testing clients against failing servers.
 
 `server.handler(request_json) -> Behaviour` decides each reply: an answer, an HTTP error status, a hang, a
-closed connection, an invalid JSON body or a reply of the wrong shape. The server records every request it
+closed connection, an invalid JSON body, a reply of the wrong shape, or any of these sent a byte at a time. The server records every request it
 received (path, lower-cased headers, JSON body). It runs in a daemon thread; `stop()` ends it and releases
 hung handlers.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -22,6 +22,9 @@ class Behaviour:
     delay_s: float = 0.0  # wait this long before replying (a hang, when longer than the client's timeout)
     close: bool = False  # drop the connection without a reply
     body: bytes | None = None  # send exactly these bytes as the JSON body (invalid JSON, wrong shape)
+    drip_s: float = 0.0  # send the reply one byte every drip_s seconds, its status line and headers too ...
+    drip_headers: bool = True  # ... or those at once and only the body byte by byte
+    headers: dict[str, str] = field(default_factory=dict)  # more response headers (e.g. Content-Encoding)
 
 
 def answer(text: str) -> Behaviour:
@@ -124,10 +127,30 @@ class FakeOpenAI:
                                                  "type": "fake", "code": behaviour.status}}).encode()
                 else:
                     body = json.dumps(completion(behaviour.content, request.get("model", ""))).encode()
+                if behaviour.drip_s:
+                    self._drip(behaviour, body)
+                    return
                 self.send_response(behaviour.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in behaviour.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _drip(self, behaviour: Behaviour, body: bytes):
+                self.close_connection = True
+                head = (f"HTTP/1.1 {behaviour.status} X\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode()
+                if not behaviour.drip_headers:
+                    self.wfile.write(head)
+                    head = b""
+                for byte in head + body:
+                    if fake._stopping.wait(behaviour.drip_s):
+                        return
+                    try:
+                        self.wfile.write(bytes([byte]))
+                    except OSError:  # the client gave up
+                        return
 
         return Handler

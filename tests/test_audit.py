@@ -87,3 +87,19 @@ def test_judge_audit_command_against_labels_and_another_judge(tiny_model, record
 
     bad = ssrtune("judge-audit", config)
     assert bad.exit_code != 0 and "compared with itself" in bad.output
+
+
+def test_judge_audit_name_cannot_leave_the_run_directory(tiny_model, records_file, tmp_path):
+    from ssrtune.config import ConfigError
+
+    run = tmp_path / "a" / "run"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "run_dir": str(run), "model": {"name": str(tiny_model), "dtype": "float32"},
+        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
+        "generate": {"batch_size": 6, "max_new_tokens": 4}}))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": f"q{i}", "label": True}) + "\n" for i in range(1, 7)))
+    result = ssrtune("judge-audit", config, "--labels", labels, "--name", "../../outside")
+    assert isinstance(result.exception, ConfigError) and "judge audit name '../../outside'" in str(result.exception)
+    assert not list(tmp_path.glob("outside*")) and not (run / "generations.jsonl").exists()

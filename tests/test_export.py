@@ -119,9 +119,41 @@ def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, 
 
 
 def test_trained_and_exported_weights_are_readable_as_the_umask_allows(run_dir, tmp_path):
-    # safetensors creates its files 0600; every other file of a run is as readable as the umask allows
-    allowed = 0o666 & ~umask()
+    # safetensors creates its files 0600 and the export's temporary folder is made 0700; every other file of a run
+    # is as readable as the umask allows
     out = export(run_dir, "ssr", tmp_path / "ssr")
-    files = [p for folder in (run_dir / "models" / "ssr", out) for p in folder.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".safetensors" for p in files)
-    assert [p for p in files if p.stat().st_mode & allowed != allowed] == []
+    paths = [p for folder in (run_dir / "models" / "ssr", out) for p in [folder, *folder.rglob("*")]]
+    assert any(p.suffix == ".safetensors" for p in paths)
+    allowed = {p: (0o777 if p.is_dir() else 0o666) & ~umask() for p in paths}
+    assert [p for p in paths if p.stat().st_mode & allowed[p] != allowed[p]] == []
+
+
+def test_export_holds_the_run_and_checks_the_model_name(run_dir, tmp_path):
+    from ssrtune.config import ConfigError
+    from ssrtune.rundir import RunDirInUseError
+    from tests.test_crash import env
+    from tests.test_rundir import HOLDER
+
+    with pytest.raises(ConfigError, match="model '../ssr'"):
+        export(run_dir, "../ssr", tmp_path / "out")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], env=env(), text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(RunDirInUseError, match=f"in use by process {holder.pid}"):
+            export(run_dir, "ssr", tmp_path / "out")
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_export_leaves_no_temporary_folder(run_dir, tmp_path, monkeypatch):
+    import ssrtune.export
+
+    def broken_card(*args, **kwargs):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(ssrtune.export, "model_card", broken_card)
+    with pytest.raises(OSError, match="disk gone"):
+        export(run_dir, "ssr", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -110,3 +110,16 @@ def test_disk_faults_are_recognised_and_other_errors_are_left_alone(tmp_path):
     with pytest.raises(StaleArtifactError):  # ssrtune's own errors pass through the guard untouched
         with run_guard(tmp_path / "run"):
             raise StaleArtifactError("rerun with --fresh")
+
+
+def test_a_symbolic_link_at_the_lock_is_refused_and_its_target_kept(tmp_path):
+    from ssrtune.nofollow import UnsafePathError
+
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / LOCK_NAME).symlink_to(target)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        with run_dir_lock(tmp_path / "run"):
+            pass
+    assert target.read_text() == "keep me\n"

@@ -85,6 +85,14 @@ def test_run_name_cannot_leave_the_runs_folder(name):
         load_config(None, [f"name={json.dumps(name)}"])
 
 
+@pytest.mark.parametrize("override, key", [("models=[{name: '..', method: ssr}]", "models.0.name"),
+                                           ("evaluate.datasets=[{name: '..', file: d.jsonl}]", "evaluate.datasets.0.name"),
+                                           ("evaluate.datasets=[{name: .x, file: d.jsonl}]", "evaluate.datasets.0.name")])
+def test_every_name_that_becomes_a_file_is_a_plain_name(override, key):
+    with pytest.raises(ConfigError, match=rf"\n  {key}: String should match pattern"):
+        load_config(None, [override])
+
+
 def test_plain_run_names_and_an_explicit_run_dir_are_accepted(tmp_path):
     assert str(load_config(None, ["name=exp-1_b.2"]).path) == "runs/exp-1_b.2"
     assert load_config(None, [f"run_dir={tmp_path / 'anywhere'}"]).path == tmp_path / "anywhere"

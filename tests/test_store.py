@@ -1,9 +1,12 @@
 import json
 import logging
+import re
 
 import pytest
 
-from ssrtune.store import Artifact, BadLine, RecordFile, StaleArtifactError, fingerprint, iter_jsonl, jsonl_rows
+from ssrtune.nofollow import UnsafePathError
+from ssrtune.store import (Artifact, BadLine, RecordFile, RecordFileError, StaleArtifactError, fingerprint, iter_jsonl,
+                           jsonl_rows)
 
 
 def test_resume_keeps_records_and_refuses_duplicates(tmp_path):
@@ -86,3 +89,51 @@ def test_jsonl_rows_locate_bad_lines_and_iter_jsonl_stops_on_them(tmp_path):
     assert isinstance(rows[2][1], BadLine) and "not UTF-8" in str(rows[2][1])
     with pytest.raises(BadLine, match=rf"{path}, line 3: invalid JSON"):
         list(iter_jsonl(path))
+
+
+def test_a_bad_line_before_the_last_stops_and_deletes_nothing(tmp_path, caplog):
+    out = RecordFile(tmp_path / "g.jsonl", "fp")
+    out.append([{"id": i} for i in "abcde"])
+    path = tmp_path / "g.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = b'{"id": "b", "x\n'  # a corrupted second line of five
+    path.write_bytes(b"".join(lines))
+    before = path.read_bytes()
+    with pytest.raises(RecordFileError, match=rf"^{path}, line 2: unreadable .*--fresh"):
+        RecordFile(path, "fp")
+    assert path.read_bytes() == before and "torn" not in caplog.text
+
+
+@pytest.mark.parametrize("line, problem", [(b'{"x": 1}\n', "string `id`"), (b'["a"]\n', "string `id`"),
+                                           (b'{"id": 3}\n', "string `id`"), (b'{"id": "a"}\n', "written twice")])
+def test_a_whole_line_that_is_not_a_new_record_is_a_clear_error(tmp_path, line, problem):
+    path = tmp_path / "g.jsonl"
+    RecordFile(path, "fp").append([{"id": "a"}])
+    with open(path, "ab") as handle:
+        handle.write(line + b'{"id": "z"}\n')
+    before = path.read_bytes()
+    with pytest.raises(RecordFileError, match=rf"^{path}, line 2: .*{re.escape(problem)}"):
+        RecordFile(path, "fp")
+    assert path.read_bytes() == before
+
+
+def test_a_last_line_that_does_not_parse_is_torn_even_with_its_newline(tmp_path):
+    path = tmp_path / "g.jsonl"
+    RecordFile(path, "fp").append([{"id": "a"}])
+    with open(path, "ab") as handle:
+        handle.write(b'{"id": "b", \xff}\n')
+    assert list(RecordFile(path, "fp").records) == ["a"]
+    assert path.read_bytes() == b'{"id": "a"}\n'
+
+
+def test_record_files_are_not_written_through_a_symbolic_link(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "g.jsonl").symlink_to(target)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        RecordFile(tmp_path / "run" / "g.jsonl", "fp").append([{"id": "a"}])
+    (tmp_path / "run" / "h.jsonl").symlink_to(tmp_path / "absent.txt")  # a dangling link: append would create it
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        RecordFile(tmp_path / "run" / "h.jsonl", "fp").append([{"id": "a"}])
+    assert target.read_text() == "keep me\n" and not (tmp_path / "absent.txt").exists()

@@ -111,13 +111,15 @@ def run_audit(run: Run, judge: JudgeConfig, reference: JudgeConfig | Path, name:
     """Judge the run's own answers with `judge` and compare with `reference` (another judge or a label file).
 
     A judge other than the run's own caches its verdicts in audit/judgments/<judge fingerprint>.jsonl; `--fresh`
-    (the run's `judge` stage fresh) judges again.
+    (the run's `judge` stage fresh) judges again. `name` names the report files audit/<name>.json and .md.
     """
+    from ssrtune.config import plain_name
     from ssrtune.judges.factory import judge_fingerprint
     from ssrtune.stages.data import Data
     from ssrtune.stages.generate import Generate
     from ssrtune.stages.judge import Judge, judge_candidates
 
+    plain_name(name, "judge audit name")  # before any work: audit/<name> must stay inside the run directory
     records, _ = run(Data())
     generations = run(Generate())
 

@@ -30,7 +30,8 @@ from ssrtune.stages.restate import Restate
 from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
 from ssrtune.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
-from ssrtune.store import StaleArtifactError, read_json
+from ssrtune.nofollow import UnsafePathError
+from ssrtune.store import RecordFileError, StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fine-tune language models with Selective Self-Rehearsal.")
@@ -252,6 +253,6 @@ def entry() -> None:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
             MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest,
-            TrainingProcessError) as err:
+            TrainingProcessError, RecordFileError, UnsafePathError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

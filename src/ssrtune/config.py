@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError,
 from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
 from ssrtune.evaluate_config import EvaluateConfig
 from ssrtune.methods import registered, restatements
-from ssrtune.schema import EngineSettings, ModelConfig, Strict, VllmConfig
+from ssrtune.schema import PLAIN_NAME, EngineSettings, ModelConfig, Strict, VllmConfig
 from ssrtune.train_config import ModelEntry, TrainConfig, check_models
 
 DEFAULT_METHODS = ("sft", "ssr")
@@ -61,7 +61,7 @@ class FileDataConfig(Strict):
 
     recipe: None = Field(description="null: the task comes from `train_file` and `test_file`.")
     train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet, a datasets folder or "
-                                        "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
+                                        "hf://ORG/NAME[@REVISION][:split] (a Hub dataset; needs network).")
     test_file: str = Field(description="Held-out test records, in the same formats.")
     fields: dict[str, str] = Field(
         default_factory=dict, description="Our field name -> the column name in the user's files."
@@ -97,7 +97,7 @@ GenerateConfig = create_model(
 
 
 class RunConfig(Strict):
-    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    name: str = Field("quickstart", pattern=PLAIN_NAME,
                       description="A plain folder name (no `/`, no `..`): the run writes only under runs/<name>.")
     run_dir: str | None = Field(None, description="Where the run writes; null = runs/<name>.")
     methods: list[MethodName] | None = Field(None, description=(
@@ -150,6 +150,14 @@ class RunConfig(Strict):
 
 class ConfigError(ValueError):
     pass
+
+
+def plain_name(name: str, what: str) -> str:
+    """`name`, given on the command line or to the library, when it is a plain file or folder name (PLAIN_NAME)."""
+    if not re.fullmatch(PLAIN_NAME, name):
+        raise ConfigError(f"{what} {name!r}: a name is letters, digits, `.`, `_` and `-`, starting with a letter or "
+                          "digit (it names a file or folder of the run)")
+    return name
 
 
 def apply_override(tree: dict[str, Any], override: str) -> None:

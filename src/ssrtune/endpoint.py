@@ -1,12 +1,16 @@
 """A client for OpenAI-compatible chat-completions servers (OpenAI, vLLM serve, llama.cpp server, TGI).
 
-One batch call answers many conversations with bounded concurrency. Each request has a timeout and is retried
-with exponential backoff after a rate limit (429), a server error (5xx, 408, 409), a timeout or a lost
-connection. A reply is accepted only if it is JSON with a string at `choices[0].message.content`. A request that
-still fails becomes an `EndpointError` in its slot of the result list, so one bad item never sinks a batch.
+One batch call answers many conversations with bounded concurrency. Each request has a total deadline and a reply
+size cap (`ssrtune.bounded_http`) and is retried with exponential backoff after a rate limit (429), a server error
+(5xx, 408, 409), a timeout or a lost connection. A reply is accepted only if it is JSON with a string at
+`choices[0].message.content`. A request that still fails becomes an `EndpointError` in its slot of the result list,
+so one bad item never sinks a batch.
 
-The API key is read from the named environment variable for the duration of a batch only; it is never stored
-on this object, and it is scrubbed from every error message (a server may echo it back in a 401 body).
+The API key is read from the named environment variable for the duration of a batch only (surrounding whitespace
+dropped: a key read from a file often ends in a line break); it is never stored on this object. Whatever a server or
+the client library says reaches an error message only through `scrub.safe_text`: the key redacted in each form it may
+take (a server may echo it back in a 401 body), control sequences removed, then cut short. Which server may receive
+the key at all is the configuration's rule (`schema.EndpointConfig`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ssrtune.schema import EndpointConfig
 from ssrtune.extras import import_extra
+from ssrtune.schema import EndpointConfig
+from ssrtune.scrub import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +40,19 @@ class EndpointError(Exception):
     """A request that failed for good: says what failed (status, timeout, bad JSON, wrong shape), never the key."""
 
 
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def parse_reply(body: str) -> str:
-    """The answer text of a chat-completions reply body, or `ValueError` saying what is wrong with it."""
+def parse_reply(body: str, secrets: tuple[str, ...] = ()) -> str:
+    """The answer text of a chat-completions reply body, or `ValueError` saying what is wrong with it (quoting the
+    body with `secrets` redacted)."""
     try:
         data = json.loads(body)
-    except ValueError:
-        raise ValueError(f"reply is not valid JSON: {_snippet(body)!r}") from None
+    except (ValueError, RecursionError):
+        raise ValueError(f"reply is not valid JSON: {safe_text(body, secrets)!r}") from None
     try:
         content = data["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         content = None
     if not isinstance(content, str):
-        raise ValueError(f"reply has no string at choices[0].message.content: {_snippet(body)!r}")
+        raise ValueError(f"reply has no string at choices[0].message.content: {safe_text(body, secrets)!r}")
     return content
 
 
@@ -65,34 +66,41 @@ class ChatEndpoint:
         name = self.config.api_key_env
         if name is None:
             return NO_KEY
-        key = os.environ.get(name)
+        key = os.environ.get(name, "").strip()
         if not key:
             raise EndpointError(f"the API key variable {name} is not set (endpoint.api_key_env)")
+        if not (key.isascii() and key.isprintable()) or " " in key:
+            raise EndpointError(f"the API key in {name} holds characters an HTTP header cannot carry (beyond ASCII, "
+                                "a space or a control character): set it again, copied as plain text")
         return key
 
     def complete(self, conversations: list[Conversation], max_tokens: int,
                  temperature: float = 0.0) -> list[str | EndpointError]:
         """The answer to each conversation, in order; a request that failed for good is an `EndpointError`."""
+        from ssrtune.bounded_http import BoundedHTTP
+
         key = self._api_key()
+        bounds = BoundedHTTP(self.config.timeout_s, self.config.max_reply_bytes)
         # The client's own retries are off: ours are bounded by the config, back off by the config, and know
         # which failures are worth retrying. It is one client for all threads (httpx clients are thread-safe).
         client = self._openai.OpenAI(base_url=self.config.base_url, api_key=key, timeout=self.config.timeout_s,
-                                     max_retries=0)
+                                     max_retries=0, http_client=bounds.client())
         try:
             with ThreadPoolExecutor(max_workers=self.config.max_concurrency, thread_name_prefix="endpoint") as pool:
                 return list(pool.map(
-                    lambda conv: self._complete_one(client, key, conv, max_tokens, temperature), conversations))
+                    lambda conv: self._complete_one(client, bounds, key, conv, max_tokens, temperature),
+                    conversations))
         finally:
             client.close()
 
-    def _complete_one(self, client, key: str, conversation: Conversation, max_tokens: int,
+    def _complete_one(self, client, bounds, key: str, conversation: Conversation, max_tokens: int,
                       temperature: float) -> str | EndpointError:
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
             try:
-                return self._request(client, conversation, max_tokens, temperature)
+                return self._request(client, bounds, key, conversation, max_tokens, temperature)
             except _Failure as failure:
-                problem = _redact(str(failure), key)
+                problem = str(failure)
                 if not failure.retryable:
                     return EndpointError(problem)
             if attempt + 1 < attempts:
@@ -102,25 +110,37 @@ class ChatEndpoint:
                 time.sleep(delay)
         return EndpointError(f"{problem} (gave up after {attempts} attempt{'s' * (attempts > 1)})")
 
-    def _request(self, client, conversation: Conversation, max_tokens: int, temperature: float) -> str:
-        openai = self._openai
-        try:
-            raw = client.chat.completions.with_raw_response.create(
-                model=self.config.model, messages=conversation, max_tokens=max_tokens, temperature=temperature)
-        except openai.APITimeoutError:
-            raise _Failure(f"request timed out after {self.config.timeout_s:g}s", retryable=True) from None
-        except openai.APIConnectionError as err:
-            cause = err.__cause__ or err
-            raise _Failure(f"connection failed ({type(cause).__name__}: {_snippet(str(cause))})",
-                           retryable=True) from None
-        except openai.APIStatusError as err:
-            status = err.status_code
-            raise _Failure(f"HTTP {status}: {_snippet(err.response.text)}",
-                           retryable=status in RETRY_STATUSES or status >= 500) from None
+    def _request(self, client, bounds, key: str, conversation: Conversation, max_tokens: int,
+                 temperature: float) -> str:
+        """One request, under the total deadline; every text from outside in its failure goes through `safe_text`."""
+        from ssrtune.bounded_http import ReplyRefused
+
+        openai, secrets = self._openai, (key,) if key != NO_KEY else ()
+        timed_out = _Failure(f"request timed out after {self.config.timeout_s:g}s (endpoint.timeout_s, in all)",
+                             retryable=True)
+        with bounds.request() as deadline:
+            try:
+                raw = client.chat.completions.with_raw_response.create(
+                    model=self.config.model, messages=conversation, max_tokens=max_tokens, temperature=temperature)
+                body = raw.http_response.text
+            except openai.APITimeoutError:
+                raise timed_out from None
+            except openai.APIConnectionError as err:
+                if deadline.expired:  # the deadline's timer shut the connection
+                    raise timed_out from None
+                cause = err.__cause__ or err
+                raise _Failure(f"connection failed ({type(cause).__name__}: {safe_text(str(cause), secrets)})",
+                               retryable=True) from None
+            except openai.APIStatusError as err:
+                status = err.status_code
+                raise _Failure(f"HTTP {status}: {safe_text(err.response.text, secrets)}",
+                               retryable=status in RETRY_STATUSES or status >= 500) from None
+            except ReplyRefused as err:
+                raise _Failure(str(err), retryable=False) from None
         # A 200 reply that is not a chat completion is not retried: the server answered, and asking again would
         # most likely get the same answer. The item fails now and is retried by the next run.
         try:
-            return parse_reply(raw.http_response.text)
+            return parse_reply(body, secrets)
         except ValueError as err:
             raise _Failure(str(err), retryable=False) from None
 
@@ -129,7 +149,3 @@ class _Failure(Exception):
     def __init__(self, message: str, retryable: bool):
         super().__init__(message)
         self.retryable = retryable
-
-
-def _redact(text: str, key: str) -> str:
-    return text.replace(key, "***") if key and key != NO_KEY else text

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from ssrtune.benchmarks import BENCHMARKS
 from ssrtune.judges.config import JudgeConfig
-from ssrtune.schema import EngineSettings, Strict
+from ssrtune.schema import PLAIN_NAME, EngineSettings, Strict
 
 
 class RetentionConfig(Strict):
@@ -46,9 +46,9 @@ class OodConfig(Strict):
 class EvalDataset(Strict):
     """A user's eval file in the record format, scored by a judge against its gold answers."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Names its results: eval/<model>/<name>.json.")
+    name: str = Field(pattern=PLAIN_NAME, description="Names its results: eval/<model>/<name>.json.")
     file: str = Field(description="The records: .jsonl, .json, .csv, .parquet, a datasets folder or "
-                                  "hf://ORG/NAME[:split] (a Hub dataset; needs network).")
+                                  "hf://ORG/NAME[@REVISION][:split] (a Hub dataset; needs network).")
     fields: dict[str, str] = Field(default_factory=dict, description="Our field name -> the column name in the "
                                                                      "file.")
     judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "

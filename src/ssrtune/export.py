@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 import yaml
 
-from ssrtune.config import ModelConfig
+from ssrtune.config import ModelConfig, plain_name
 from ssrtune.models import load_model, load_tokenizer, resolve
+from ssrtune.rundir import run_guard
 from ssrtune.store import read_json, widen_to_umask, write_text_atomic
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -29,35 +31,46 @@ def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
     """Write models/<name> of `run_dir` to `out` (which must not exist yet, or be empty) and return `out`.
 
     dtype `auto`: a merged LoRA model takes the precision its base checkpoint declares, fully fine-tuned weights keep
-    the precision they were trained in.
+    the precision they were trained in. The run directory is held (its lock) meanwhile, so that a `train --fresh`
+    cannot delete the model being read; the model is written to a temporary folder beside `out`, renamed when whole,
+    and the temporary folder removed when anything fails.
     """
     run_dir, out = Path(run_dir), Path(out)
-    trained = run_dir / "models" / name
-    if not (trained / "ssrtune_train.json").exists():
-        finished = sorted(done.parent.name for done in (run_dir / "models").glob("*/ssrtune_train.json"))
-        raise ExportError(f"{trained}: no finished training of model {name!r} (run `ssrtune train` first); "
-                          + (f"finished in this run: {', '.join(finished)}" if finished else "this run has none yet"))
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} already exists and is not empty: choose a new folder")
+    plain_name(name, "model")
+    if not run_dir.is_dir():
+        raise ExportError(f"{run_dir}: no such run directory")
     if dtype != "auto" and dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
-    config = _run_config(run_dir)
-    model_config = ModelConfig.model_validate(config.get("model") or {})
-    lora = (trained / "adapter_config.json").exists()
-    precision = DTYPES[dtype] if dtype != "auto" else _declared_dtype(resolve(model_config.name) if lora else trained)
-    # Loaded in the exported precision (a 7B model in float32 would need 28 GB of memory); PEFT adds the float32
-    # LoRA product to each weight in that precision.
-    model = load_model(model_config, adapter=trained, dtype=precision)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    load_tokenizer(model_config).save_pretrained(tmp)
-    card = model_card(run_dir, name, config, lora=lora, dtype=str(model.dtype).removeprefix("torch."))
-    write_text_atomic(tmp / "README.md", card)
-    widen_to_umask(tmp)
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    os.replace(tmp, out)
+    with run_guard(run_dir):
+        trained = run_dir / "models" / name
+        if not (trained / "ssrtune_train.json").exists():
+            finished = sorted(done.parent.name for done in (run_dir / "models").glob("*/ssrtune_train.json"))
+            raise ExportError(f"{trained}: no finished training of model {name!r} (run `ssrtune train` first); "
+                              + (f"finished in this run: {', '.join(finished)}" if finished else "this run has none yet"))
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ExportError(f"{out} already exists and is not empty: choose a new folder")
+        config = _run_config(run_dir)
+        model_config = ModelConfig.model_validate(config.get("model") or {})
+        lora = (trained / "adapter_config.json").exists()
+        precision = DTYPES[dtype] if dtype != "auto" else _declared_dtype(resolve(model_config.name) if lora
+                                                                           else trained)
+        # Loaded in the exported precision (a 7B model in float32 would need 28 GB of memory); PEFT adds the float32
+        # LoRA product to each weight in that precision.
+        model = load_model(model_config, adapter=trained, dtype=precision)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+            load_tokenizer(model_config).save_pretrained(tmp)
+            card = model_card(run_dir, name, config, lora=lora, dtype=str(model.dtype).removeprefix("torch."))
+            write_text_atomic(tmp / "README.md", card)
+            widen_to_umask(tmp)  # mkdtemp made it 0700, safetensors its files 0600
+            if out.exists():
+                out.rmdir()  # empty, checked above
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out
 
 

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
+from ssrtune.nofollow import open_nofollow
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".ssrtune.lock"
@@ -64,7 +66,7 @@ def _read_holder(fd: int) -> dict:
 
 def _acquire(folder: Path) -> int:
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)  # a link planted there would have its target emptied
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

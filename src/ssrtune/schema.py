@@ -3,9 +3,16 @@ section builds on, a model, and an OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# A name that becomes a file or folder name in the run directory (a run, a trained model, an eval set, an audit): no
+# path separator and no leading dot, so never `..` or a hidden file.
+PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class Strict(BaseModel):
@@ -49,17 +56,83 @@ class ModelConfig(Strict):
 
 
 class EndpointConfig(Strict):
-    """An OpenAI-compatible chat-completions server (OpenAI, vLLM serve, llama.cpp server, TGI)."""
+    """An OpenAI-compatible chat-completions server (OpenAI, vLLM serve, llama.cpp server, TGI).
 
-    base_url: str = Field(description="The API root, e.g. http://127.0.0.1:8000/v1.")
+    The API key goes only where the configuration sends it: to the variable `api_key_env` names, and when that is not
+    given, OPENAI_API_KEY for https://api.openai.com and no key to any other server. It never travels over plain
+    http to another machine unless `allow_insecure_http` says so. A value given by mistake for the variable's name
+    (the key itself, pasted) or a base_url holding a password is refused without being repeated in the error.
+    """
+
+    model_config = ConfigDict(**Strict.model_config, hide_input_in_errors=True)
+
+    base_url: str = Field(description="The API root, e.g. http://127.0.0.1:8000/v1; no user name or password in it.")
     model: str = Field(description="The model name the server knows.")
     api_key_env: str | None = Field(
-        "OPENAI_API_KEY", description="NAME of the environment variable holding the key; null for a server without one."
-    )
+        None, description="NAME of the environment variable holding the key, sent as the bearer token. Not given: "
+                          "OPENAI_API_KEY for https://api.openai.com, no key for any other server; null: no key.")
+    allow_insecure_http: bool = Field(
+        False, description="Send the key over plain http to another machine, readable on the way (a trusted "
+                           "network only). Off: a key goes over https, or over http only to this machine.")
     max_concurrency: int = Field(8, gt=0, description="Requests in flight at once.")
-    timeout_s: float = Field(60, gt=0, description="Per-request timeout (connect, and each read or write).")
+    timeout_s: float = Field(60, gt=0, description="Total time of one request, from connecting to the last byte of "
+                                                   "the reply; retries get their own.")
+    max_reply_bytes: int = Field(1 << 20, gt=0, description="The largest reply taken, in bytes (1 MiB; a chat "
+                                                              "completion of a few thousand tokens is a few KB).")
     max_retries: int = Field(4, ge=0, description="Retries of a request after a 429, 5xx, timeout or lost connection.")
     backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubled on each further retry.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_key_variable(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key_env" not in data and _host(data.get("base_url")) == OPENAI_HOST:
+            return {**data, "api_key_env": "OPENAI_API_KEY"}
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000/v1")
+        if "@" in parts.netloc:
+            raise ValueError("must not hold a user name or password (NAME:PASSWORD@): they would be written to "
+                             "config.yaml and printed; give a key through api_key_env")
+        return url
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, name: str | None) -> str | None:
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError("must be the NAME of an environment variable (letters, digits and _), not the key")
+        return name
+
+    @model_validator(mode="after")
+    def _key_not_in_clear(self) -> EndpointConfig:
+        parts = urlsplit(self.base_url)
+        if self.api_key_env and parts.scheme == "http" and not _loopback(parts.hostname) and \
+                not self.allow_insecure_http:
+            raise ValueError("the API key would travel unencrypted over plain http to another machine: use https, or "
+                             "set allow_insecure_http: true on a trusted network, or api_key_env: null")
+        return self
+
+
+# The one server that gets OPENAI_API_KEY without being told to.
+OPENAI_HOST = "api.openai.com"
+
+
+def _host(url: Any) -> str | None:
+    return urlsplit(url).hostname if isinstance(url, str) else None
+
+
+def _loopback(host: str | None) -> bool:
+    """This machine: localhost, 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class VllmConfig(Strict):

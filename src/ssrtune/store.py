@@ -1,8 +1,10 @@
 """Crash-safe artifacts and the one cache rule of every stage.
 
 Every stage writes its records through `RecordFile`. A batch of records is JSON lines written with one `write`
-and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off. A write
-that fails (a full disk) is cut back to the last whole record at once. Whole files are written atomically.
+and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off; a bad line
+anywhere else is damage no crash makes, and stops the open without changing the file. A write that fails (a full
+disk) is cut back to the last whole record at once. Files are opened without following a symbolic link, so a link
+planted in a run directory cannot redirect a write. Whole files are written atomically.
 Renames and new files are made durable by fsyncing their folder, so a power loss cannot undo them. Whatever a
 stage makes, records or a whole file or folder, is an `Artifact`: reused only under the fingerprint of the inputs
 and settings it was made with, recorded in a sidecar beside it, so a resumed run never mixes results made under
@@ -23,11 +25,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from ssrtune.nofollow import open_nofollow, refuse_link
+
 log = logging.getLogger(__name__)
 
 
 class StaleArtifactError(RuntimeError):
     pass
+
+
+class RecordFileError(RuntimeError):
+    """A record file damaged other than by a crash (a bad line before its last, a record without an `id`)."""
 
 
 def fingerprint(*parts: Any) -> str:
@@ -37,8 +45,9 @@ def fingerprint(*parts: Any) -> str:
 
 
 def file_digest(path: Path) -> str:
-    """A short hash of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """A short hash of a file's bytes, read in blocks (a model or dataset file may not fit in memory)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -74,7 +83,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             _write_all(fd, text.encode("utf-8"), path)
         finally:
@@ -101,15 +110,17 @@ def umask() -> int:
 
 
 def widen_to_umask(folder: Path) -> None:
-    """Give every file under `folder` at least the permissions a plain `open` gives under the umask. safetensors
-    creates its files readable by their owner only (0600), while a run's other files are readable as the umask
-    allows (0644 under the usual 022): a trained model would be the one thing a colleague could not read."""
-    allowed = 0o666 & ~umask()
-    for path in Path(folder).rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            mode = path.stat().st_mode & 0o777
-            if mode | allowed != mode:
-                path.chmod(mode | allowed)
+    """Give `folder` and everything under it at least the permissions a plain `open` or `mkdir` gives under the
+    umask. safetensors creates its files readable by their owner only (0600) and `tempfile.mkdtemp` its folders
+    (0700), while a run's other files are readable as the umask allows (0644 under the usual 022): a trained model
+    would be the one thing a colleague could not read."""
+    mask = umask()
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            continue
+        mode, allowed = path.stat().st_mode & 0o777, (0o777 if path.is_dir() else 0o666) & ~mask
+        if mode | allowed != mode:
+            path.chmod(mode | allowed)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -148,6 +159,8 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(line)
             except json.JSONDecodeError as err:
                 yield number, BadLine(f"invalid JSON ({err.msg} at column {err.colno})")
+            except RecursionError:
+                yield number, BadLine("JSON nested too deeply to read")
 
 
 def iter_jsonl(path: Path) -> Iterator[dict]:
@@ -219,6 +232,7 @@ class RecordFile:
         self.meta_path = self.path.with_name(self.path.name + ".meta.json")
         self.fingerprint = fingerprint
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_link(self.path)
         artifact = Artifact(self.path, self.meta_path, fingerprint, "refuse", fresh)
         if self.path.exists() and self.path.stat().st_size and not self.meta_path.exists():
             # The sidecar is written before the first record, so records without one were not made by this run.
@@ -230,23 +244,39 @@ class RecordFile:
             artifact.record()
 
     def _load(self) -> dict[str, dict]:
-        data = self.path.read_bytes()
+        """The records on disk, read line by line. Each batch is one `write`, so a crash can tear only the last line
+        (no newline yet, or cut inside): that line is cut off. A bad line before the last is not a crash's doing:
+        it stops the load, naming the line, and nothing is deleted."""
         records: dict[str, dict] = {}
-        good_end = 0
-        for line in data.splitlines(keepends=True):
+        good_end, torn = 0, None
+        fd = open_nofollow(self.path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if torn is not None:  # the bad line was not the last
+                    raise RecordFileError(f"{self.path}, line {torn[0]}: {torn[1]}; only a last line can be torn by "
+                                          "a crash, so the file is left as it is: repair or delete that line, or "
+                                          "rerun with --fresh to discard every record")
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no newline at its end")
+                    record = json.loads(line)
+                except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, nested past the parser's limit
+                    torn = number, f"unreadable ({type(err).__name__}: {str(err)[:80]})"
+                    continue
+                if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                    raise RecordFileError(f"{self.path}, line {number}: not a record with a string `id`")
+                if record["id"] in records:
+                    raise RecordFileError(f"{self.path}, line {number}: id {record['id']!r} is written twice")
+                good_end += len(line)
+                records[record["id"]] = record
+        if torn is not None:
+            log.warning("%s: discarding a torn last record (line %d, %d bytes) left by an interrupted run",
+                        self.path, torn[0], self.path.stat().st_size - good_end)
+            fd = open_nofollow(self.path, os.O_WRONLY)
             try:
-                if not line.endswith(b"\n"):
-                    raise ValueError("no newline")
-                record = json.loads(line)
-            except ValueError:
-                # Only the last line can be torn by a crash, since each record is one write.
-                log.warning("%s: discarding a torn last record (%d bytes) left by an interrupted run",
-                            self.path, len(data) - good_end)
-                with open(self.path, "r+b") as handle:
-                    handle.truncate(good_end)
-                break
-            good_end += len(line)
-            records[record["id"]] = record
+                os.ftruncate(fd, good_end)
+            finally:
+                os.close(fd)
         return records
 
     def __contains__(self, record_id: str) -> bool:
@@ -266,7 +296,7 @@ class RecordFile:
             return
         data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in new.values()).encode("utf-8")
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             end = os.fstat(fd).st_size
             try:

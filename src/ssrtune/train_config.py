@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from ssrtune.methods import registered
-from ssrtune.schema import Strict
+from ssrtune.schema import PLAIN_NAME, Strict
 
 # Gradient checkpointing by default above this many parameters: a 7B LoRA run at batch 8 x 512 needs more than
 # 80 GB without it (16 GB with it, issue 9); below 1B the activations fit and recomputing them costs a third more time.
@@ -140,7 +140,7 @@ def setting_label(run_train: dict[str, Any], overrides: dict[str, Any]) -> str:
 class ModelEntry(Strict):
     """One trained model of the run (`models:`): several may share a method (seeds, LoRA and full fine-tuning)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description=(
+    name: str = Field(pattern=PLAIN_NAME, description=(
         "A plain folder name: models/<name>/ and eval/<name>/; unique in the run, and not `base`."))
     method: Annotated[str, AfterValidator(registered)] = Field(description=(
         "The method whose targets it trains on (ssrtune.methods)."))

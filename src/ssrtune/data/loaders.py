@@ -7,7 +7,7 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,11 @@ from pydantic import ValidationError
 from ssrtune.data.hub import hub_dataset, is_hub
 from ssrtune.data.schema import DataError, Record
 from ssrtune.store import BadLine, jsonl_rows, write_jsonl
+
+
+# The csv module refuses a field over 128 KiB by default, and a document can be longer. Its limit is process-wide;
+# ssrtune's reader sets it to the largest value every platform takes (a C long on Windows).
+CSV_FIELD_LIMIT = 2**31 - 1
 
 
 def _decoded(path: Path, data: bytes) -> str:
@@ -28,10 +33,88 @@ def _decoded(path: Path, data: bytes) -> str:
         raise DataError(path, line, None, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
+def _deepest_line(text: str) -> int:
+    """The line where a JSON text is nested deepest (brackets outside strings), for a parser that gave up there."""
+    depth = deepest = 0
+    line = where = 1
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            in_string = escaped or char != '"'
+            escaped = not escaped and char == "\\"
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, line
+        elif char in "]}":
+            depth -= 1
+        line += char == "\n"
+    return where
+
+
+def _json_rows(path: Path) -> list:
+    text = _decoded(path, path.read_bytes())  # the json module has no streaming parser
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(path, err.lineno, None, f"invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DataError(path, _deepest_line(text), None, "JSON nested too deeply to read") from None
+    if isinstance(rows, dict) and isinstance(rows.get("data"), list):
+        rows = rows["data"]
+    if not isinstance(rows, list):
+        raise DataError(path, None, None, "a JSON file must hold a list of records (or {'data': [...]})")
+    return rows
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """Rows read as the file streams, each numbered by its last line; a row the csv module cannot read is that row's
+    error (the module goes on with the next line)."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    lines = 0
+
+    def counted(text: Iterable[str]) -> Iterator[str]:
+        nonlocal lines
+        for line in text:
+            lines += 1
+            yield line
+
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        reader = csv.DictReader(counted(text))
+        try:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as err:
+                    yield lines, DataError(path, lines, None, f"unreadable CSV ({err})")
+                    continue
+                if None in row or None in row.values():
+                    yield lines, DataError(path, lines, None, "row has a different number of cells than the header")
+                else:
+                    yield lines, row
+        except UnicodeDecodeError:
+            _decoded(path, path.read_bytes())  # raises the error, located by its line
+            raise
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):  # a row group at a time, not the whole table
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
+
+
 def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(line or row number, raw row or the row's `DataError`) for each row of a JSONL, JSON, CSV, Parquet file or
     HF dataset folder. Problems of one row are yielded, so that the caller decides to raise or skip; problems of
-    the whole file are raised."""
+    the whole file are raised. JSONL, CSV and Parquet are read as they stream; a JSON file is read whole."""
     if path.is_dir():
         from datasets import load_from_disk
 
@@ -47,30 +130,11 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
         for number, row in jsonl_rows(path):
             yield number, DataError(path, number, None, str(row)) if isinstance(row, BadLine) else row
     elif suffix == ".json":
-        try:
-            rows = json.loads(_decoded(path, path.read_bytes()))
-        except json.JSONDecodeError as err:
-            raise DataError(path, err.lineno, None, f"invalid JSON ({err.msg})") from None
-        if isinstance(rows, dict) and isinstance(rows.get("data"), list):
-            rows = rows["data"]
-        if not isinstance(rows, list):
-            raise DataError(path, None, None, "a JSON file must hold a list of records (or {'data': [...]})")
-        yield from enumerate(rows, start=1)
+        yield from enumerate(_json_rows(path), start=1)
     elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(_decoded(path, path.read_bytes()), newline=""))
-        try:
-            for row in reader:
-                if None in row or None in row.values():
-                    yield reader.line_num, DataError(path, reader.line_num, None,
-                                                     "row has a different number of cells than the header")
-                else:
-                    yield reader.line_num, row
-        except csv.Error as err:
-            raise DataError(path, reader.line_num, None, f"unreadable CSV ({err})") from None
+        yield from _csv_rows(path)
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+        yield from _parquet_rows(path)
     else:
         raise DataError(path, None, None, "unknown format; use .jsonl, .json, .csv, .parquet or a dataset folder")
 
@@ -110,8 +174,8 @@ def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Recor
 
 def load_records(path: str | Path, fields: dict[str, str] | None = None,
                  skipped: list[DataError] | None = None) -> list[Record]:
-    """Load and validate every record of a file, or of a Hub dataset (`hf://ORG/NAME[:split]`, data.hub). A bad
-    row raises `DataError` naming file, line and field, unless `skipped` is given: then bad rows (unparsable line,
+    """Load and validate every record of a file, or of a Hub dataset (`hf://ORG/NAME[@REVISION][:split]`, data.hub).
+    A bad row raises `DataError` naming file, line and field, unless `skipped` is given: then bad rows (unparsable line,
     invalid record, duplicate id) are left out and their errors appended to it, for the caller to count and report
     (`data.on_error: skip`). Problems of the whole file (missing, unknown format, no records) always raise."""
     if is_hub(path):

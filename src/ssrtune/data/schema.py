@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticSerializationError, to_json
 
 
 class Message(BaseModel):
@@ -39,6 +40,18 @@ class Record(BaseModel):
         if not response.strip():
             raise ValueError("the gold response is blank")
         return response
+
+    @field_validator("meta")
+    @classmethod
+    def _writable(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """Every stage writes `meta` to JSON: what cannot be written (bytes that are not UTF-8, nesting past the
+        serializer's depth limit, an object of no JSON type) is this record's error, not a crash when it is saved."""
+        try:
+            to_json(meta)
+        except PydanticSerializationError as err:
+            raise ValueError(f"cannot be written as JSON ({str(err).removeprefix('Error serializing to JSON: ')})"
+                             ) from None
+        return meta
 
     @property
     def query(self) -> str:

@@ -23,8 +23,8 @@ RECIPES = {"grounded-qa": grounded_qa}
 class Data(Stage):
     """Normalised train and test records.
 
-    Fingerprint: the `data` section, the hashes of the user's files, and the `datasets` fingerprint of Hub data
-    (data.hub). Resume: remade when the fingerprint changed (an edited file or a new revision is re-read),
+    Fingerprint: the `data` section, the hashes of the user's files (of every file of a dataset folder), and the
+    `datasets` fingerprint of Hub data (data.hub). Resume: remade when the fingerprint changed (an edited file or a new revision is re-read),
     otherwise read back; cheap, so never refused.
     """
 
@@ -72,11 +72,15 @@ def warn_of_overlap(train_records: list[Record], test_records: list[Record]) -> 
 
 
 def source_digest(source: str) -> str | None:
-    """What a data source's records depend on: a file's hash, a folder's path, a Hub dataset's fingerprint."""
+    """What a data source's records depend on: a file's hash; a dataset folder's files, each by its path in the
+    folder and its hash (its content, wherever the folder is); a Hub dataset's fingerprint."""
     if is_hub(source):
         return hub_fingerprint(source)
     path = Path(source)
-    return (file_digest(path) if path.is_file() else str(path)) if path.exists() else None
+    if path.is_dir():
+        return fingerprint(sorted((f.relative_to(path).as_posix(), file_digest(f)) for f in path.rglob("*")
+                                  if f.is_file()))
+    return file_digest(path) if path.is_file() else None
 
 
 def prepare(config: DataConfig, skipped: dict[str, list[DataError]] | None = None) -> tuple[list[Record], list[Record]]:
