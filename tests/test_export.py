@@ -16,7 +16,8 @@ from ssrtune.config import ModelConfig, TrainConfig, load_config
 from ssrtune.report import analyse
 from ssrtune.export import ExportError, export
 from ssrtune.models import load_model, load_tokenizer
-from ssrtune.store import read_json, umask, write_json
+from ssrtune.permissions import umask
+from ssrtune.store import read_json, write_json
 from ssrtune.train import train
 from tests.test_train import rows
 

@@ -18,7 +18,8 @@ import yaml
 from ssrtune.config import ModelConfig, plain_name
 from ssrtune.models import load_model, load_tokenizer, resolve
 from ssrtune.rundir import run_guard
-from ssrtune.store import read_json, widen_to_umask, write_text_atomic
+from ssrtune.permissions import widen_to_umask
+from ssrtune.store import read_json, write_text_atomic
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -13,7 +13,8 @@ from ssrtune.models import model_fingerprint
 from ssrtune.placement import training_placement
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
-from ssrtune.store import Artifact, file_digest, fingerprint, read_json, widen_to_umask, write_json
+from ssrtune.permissions import widen_to_umask
+from ssrtune.store import Artifact, file_digest, fingerprint, read_json, write_json
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
