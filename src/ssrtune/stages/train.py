@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssrtune.checkpoints import remove_checkpoints
 from ssrtune.config import RunConfig
 from ssrtune.data.schema import DataError
 from ssrtune.distributed import train_method
@@ -23,8 +24,8 @@ class Train(Stage):
     """Fingerprint: the model, its train settings (the run's `train` section with the model's overrides, less how
     the training runs: `TrainConfig.EXECUTION_ONLY`), the precision it trains in on this machine
     (`placement.training_placement`) and train/<method>.jsonl. Artifact: models/<name>/, finished when
-    ssrtune_train.json exists (it records the model's name and method); its fingerprint is in
-    ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
+    ssrtune_train.json exists (it records the model's name and method), its checkpoints then deleted unless
+    `train.keep_checkpoints`; its fingerprint is in ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
     inputs are refused (`--fresh` trains again from scratch)."""
 
     model: TrainedModel
@@ -61,6 +62,8 @@ class Train(Stage):
                                         "methods": [self.model.method.name]})
         result = train_method(own, rows_file, output_dir)
         write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
+        if not own.train.keep_checkpoints:  # finished: the checkpoints only served resuming it
+            remove_checkpoints(output_dir)
         return output_dir
 
     def describe(self, result: Path) -> str:
