@@ -13,6 +13,7 @@ import typer
 from ssrtune import pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
 from ssrtune.console import quiet_libraries
+from ssrtune.data.chat_format import ChatTemplateError
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
 from ssrtune.endpoint import EndpointError
@@ -228,6 +229,7 @@ def entry() -> None:
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
-            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest) as err:
+            MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest,
+            ChatTemplateError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

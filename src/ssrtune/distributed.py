@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ssrtune.config import ConfigError, RunConfig
 from ssrtune.console import apply_quiet, quiet
+from ssrtune.preflight import train_in_child_process
 from ssrtune.train_config import process_count
 from ssrtune.store import iter_jsonl, read_json, write_json
 
@@ -27,6 +28,9 @@ def free_port() -> int:
 
 def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_file: Path) -> list[str]:
     train = config.train
+    worker = ["-m", "ssrtune.distributed", config.model_dump_json(), str(rows_file), str(output_dir), str(result_file)]
+    if process_count(train) == 1:  # one process: a plain child, whose end returns its GPU memory (preflight)
+        return [sys.executable, *worker]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(process_count(train)),
                "--num_machines", "1", "--main_process_port", str(free_port())]
     if train.accelerate_config:
@@ -34,19 +38,19 @@ def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_
     else:
         # torchrun under the hood; on a machine without GPUs every process trains on the CPU with gloo
         command += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return command + ["-m", "ssrtune.distributed", config.model_dump_json(), str(rows_file), str(output_dir),
-                      str(result_file)]
+    return command + worker
 
 
 def train_method(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
-    """Train on `rows_file` (train/<method>.jsonl) into `output_dir`: in this process on one device, or with
+    """Train on `rows_file` (train/<method>.jsonl) into `output_dir`: in this process on one device (in a child process
+    when a later vLLM engine needs its GPU memory: `preflight.train_in_child_process`), or with
     `train.num_processes` accelerate processes; the result of `train.train`."""
     processes = process_count(config.train)
     try:
         config.train.batch_plan(processes)
     except ValueError as err:
         raise ConfigError(f"train: {err}") from None
-    if processes == 1:
+    if processes == 1 and not train_in_child_process(config):
         return train_here(config, rows_file, output_dir)
     return launch(config, rows_file, output_dir)
 

@@ -12,6 +12,7 @@ from ssrtune.distributed import train_method
 from ssrtune.methods import trained_rows
 from ssrtune.models import model_fingerprint
 from ssrtune.placement import training_placement
+from ssrtune.preflight import check_training
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
 from ssrtune.store import Artifact, file_digest, fingerprint, read_json, write_json
@@ -52,14 +53,15 @@ class Train(Stage):
         cache.check()
         if (output_dir / DONE).exists():
             return output_dir
+        # the training processes read this model's train settings from the configuration they are given
+        own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
+                                        "methods": [self.model.method.name]})
+        check_training(own)
         kept = trained_rows(run(Select(self.model.method)))
         if not kept:
             raise DataError(rows_file, None, None,
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
         cache.record()
-        # the training processes read this model's train settings from the configuration they are given
-        own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
-                                        "methods": [self.model.method.name]})
         result = train_method(own, rows_file, output_dir)
         write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
         if not own.train.keep_checkpoints:  # finished: the checkpoints only served resuming it
