@@ -42,6 +42,7 @@ working installation (`make install`), leaving out torch and its CUDA libraries,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -53,6 +54,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+# the probe lives in a module of its own, which the processes a stage starts load too (loaded by its path: bench/ on
+# sys.path would shadow top-level modules with its train.py and generate.py)
+_spec = importlib.util.spec_from_file_location("gpu_probe", ROOT / "bench" / "gpu_probe.py")
+probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probe)
+install_probe, probe_children = probe.install_probe, probe.probe_children
 RESULTS = ROOT / "bench" / "results"
 TEMPLATE = ROOT / "tests" / "data" / "chat_templates" / "mistral-v3.jinja"
 # Real architectures, random weights. SmolLM2-135M-Instruct's numbers are those of the embedded model's converted
@@ -155,56 +162,6 @@ def build_model(shape: dict, tokenizer, folder: Path, device: str = "cuda", chat
     return folder
 
 
-LAST_LOGGED: dict[tuple, float] = {}  # (model class, device, dtype) -> when the probe last logged it; cleared per stage
-
-
-def install_probe(log_path: str) -> None:
-    """In the calling process: log the device and dtype of a model's parameters when it is called (at most once a
-    second per model class and placement), and the process's peak GPU memory when it exits. Only transformers
-    models are wrapped, so layers run at full speed."""
-    import atexit
-
-    from transformers import PreTrainedModel
-
-    log, last = open(log_path, "a", buffering=1, encoding="utf-8"), LAST_LOGGED
-
-    def probed_call(module, *args, **kwargs):
-        parameter = next(module.parameters(), None)
-        if parameter is not None:
-            key, now = (type(module).__name__, parameter.device.type, str(parameter.dtype)), time.time()
-            if now - last.get(key, 0.0) >= 1.0:
-                last[key] = now
-                log.write(json.dumps({"t": now, "model": key[0], "device": key[1], "dtype": key[2]}) + "\n")
-        return torch.nn.Module.__call__(module, *args, **kwargs)
-
-    def peak_at_exit():
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            log.write(json.dumps({"t": time.time(), "pid": os.getpid(), "device": "cuda",
-                                  "peak_gib": torch.cuda.max_memory_allocated() / 2**30}) + "\n")
-
-    PreTrainedModel.__call__ = probed_call
-    atexit.register(peak_at_exit)
-
-
-SITECUSTOMIZE = """import os, sys
-if os.environ.get("SSRTUNE_GPU_PROBE"):
-    sys.path.insert(0, os.environ["SSRTUNE_GPU_BENCH"])
-    import gpu
-    gpu.install_probe(os.environ["SSRTUNE_GPU_PROBE"])
-"""
-
-
-def probe_children(work: Path, log_path: Path) -> None:
-    """Every Python process started from now on (vLLM's engines, the training child) installs the probe."""
-    site = work / "probe-site"
-    site.mkdir(parents=True, exist_ok=True)
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
-    # vLLM's engine core in the engine's own process (not a further one), where the probe records its peak
-    os.environ.update(SSRTUNE_GPU_PROBE=str(log_path), SSRTUNE_GPU_BENCH=str(ROOT / "bench"),
-                      VLLM_ENABLE_V1_MULTIPROCESSING="0")
-
-
 def stage_row(stage: str, seconds: float, probes: list[dict], own_peak_gib: float, error: str | None) -> dict:
     """One line of the table: the devices the stage's models ran on (in any process), its peak GPU memory (this
     process's and each process it started), and what is wrong."""
@@ -244,7 +201,7 @@ def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> 
         if stage.key in {r["stage"] for r in rows}:
             continue
         torch.cuda.reset_peak_memory_stats()
-        LAST_LOGGED.clear()  # each stage logs its own models' first call
+        probe.LAST_LOGGED.clear()  # each stage logs its own models' first call
         offset, start, error = probe_log.stat().st_size if probe_log.exists() else 0, time.time(), None
         try:
             runner(stage)
