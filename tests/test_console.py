@@ -71,3 +71,22 @@ def test_quiet_libraries_filters_their_warnings_only(caplog):  # conftest restor
         logging.getLogger("transformers.trainer").warning("library notice")
         logging.getLogger("ssrtune.stages.data").warning("data: skipped 1 bad train row(s)")
     assert "library notice" not in caplog.text and "skipped 1 bad train row" in caplog.text
+
+
+def test_ctrl_c_says_how_to_resume_and_counts_the_session_as_interrupted(tiny_model, records_file, tmp_path,
+                                                                          monkeypatch):
+    from typer.testing import CliRunner
+
+    from ssrtune.cli import app
+    from ssrtune.stages.generate import Generate
+    from tests.test_cli import write_config
+
+    def interrupted(self, run):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Generate, "make", interrupted)
+    result = CliRunner().invoke(app, ["generate", str(write_config(tmp_path, tiny_model, records_file))])
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == "interrupted: run the same command again to resume where it stopped"
+    entry = json.loads((tmp_path / "run" / "timings.json").read_text())["generate"]
+    assert (entry["sessions"], entry["interrupted"]) == (1, 1) and "running" not in entry

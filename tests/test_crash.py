@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ssrtune.checkpoints import complete_checkpoints
 from ssrtune.config import load_config
 from ssrtune.judges.base import JudgeInput
 from ssrtune.judges.factory import build_judge
@@ -143,8 +144,10 @@ def test_judge_killed_midway_resumes_to_the_uninterrupted_result(tiny_model, tmp
     assert [got[i.id]["rationale"] for i in items] == [j.rationale for j in uninterrupted]
 
 
-def complete_checkpoints(folder: Path) -> list[int]:
-    return sorted(int(c.name.split("-")[1]) for c in folder.glob("checkpoint-*") if (c / "trainer_state.json").exists())
+def checkpoint_steps(folder: Path) -> list[int]:
+    """The steps of the checkpoints resuming may use: the kill can land while trainer_state.json is being written, and
+    a file that merely exists is not yet a checkpoint."""
+    return [int(checkpoint.name.split("-")[1]) for checkpoint in complete_checkpoints(folder)]
 
 
 def test_train_killed_midway_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
@@ -156,9 +159,9 @@ def test_train_killed_midway_resumes_from_its_last_checkpoint(tiny_model, tmp_pa
     [sft] = trained_models(config)
     model_dir = tmp_path / "run" / "models" / "sft"
     kill_when([SSRTUNE, "train", str(config_path), "train.epochs=2"],
-              lambda: any(step >= 4 for step in complete_checkpoints(model_dir)))
+              lambda: any(step >= 4 for step in checkpoint_steps(model_dir)))
     assert not (model_dir / "ssrtune_train.json").exists()
-    last = max(complete_checkpoints(model_dir))
+    last = max(checkpoint_steps(model_dir))
     assert 4 <= last < 12
 
     run_stage(config, Train(sft))

@@ -1,11 +1,15 @@
 """Two CPU processes (gloo) launched through accelerate train disjoint shards to the single-process weights."""
 
+import logging
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from ssrtune import distributed
 from ssrtune.config import ModelConfig, RunConfig, TrainConfig
-from ssrtune.distributed import launch
+from ssrtune.distributed import TrainingProcessError, launch
 from ssrtune.models import load_model, load_tokenizer
 from ssrtune.store import write_jsonl
 from ssrtune.train import train
@@ -42,6 +46,48 @@ def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_
         torch.testing.assert_close(ddp[name], weight, rtol=0, atol=tolerance)
     # LoRA B starts at zero, so agreeing after training means both took the same steps.
     assert all(weight.abs().max() > 100 * tolerance for name, weight in one.items() if "lora_B" in name)
+
+
+def dying_launch(monkeypatch, when: str) -> None:
+    """Launch tests/dying_worker.py (ssrtune's worker, whose rank 1 aborts `when`) in place of ssrtune's worker."""
+    launch_command = distributed.launch_command
+
+    def command(*args):
+        command = launch_command(*args)
+        start = command.index("ssrtune.distributed") - 1  # ["-m", "ssrtune.distributed", arguments...]
+        return [*command[:start], str(Path(__file__).with_name("dying_worker.py")), when, *command[start + 2:]]
+
+    monkeypatch.setattr(distributed, "launch_command", command)
+
+
+def test_a_process_that_dies_after_the_training_finished_does_not_fail_it(tiny_model, tmp_path, monkeypatch, caplog):
+    write_jsonl(tmp_path / "rows.jsonl", rows())  # 6 examples, a global batch of 2: 3 steps
+    config = RunConfig(model=ModelConfig(name=str(tiny_model), dtype="float32"), train=TrainConfig(
+        batch_size=2, epochs=1, save_every="1000 steps", num_processes=2))
+    dying_launch(monkeypatch, "after")
+
+    with caplog.at_level(logging.WARNING, logger="ssrtune.distributed"):
+        result = launch(config, tmp_path / "rows.jsonl", tmp_path / "ddp")
+    assert result["steps"] == 3 and result["launcher_exit_code"] != 0
+    assert (tmp_path / "ddp" / "adapter_model.safetensors").exists()
+    assert "finished (3 steps" in caplog.text and "a process failed at exit" in caplog.text
+    # The cause of the abort at exit: gloo's threads outlived the worker. Each rank has ended them before returning.
+    for rank in (0, 1):
+        threads = (tmp_path / "ddp" / f"threads-{rank}.txt").read_text().split()
+        assert not [name for name in threads if "gloo" in name], threads
+
+
+def test_a_process_that_dies_before_the_training_finished_fails_it_naming_the_exit_code(tiny_model, tmp_path,
+                                                                                        monkeypatch):
+    write_jsonl(tmp_path / "rows.jsonl", rows())
+    config = RunConfig(model=ModelConfig(name=str(tiny_model), dtype="float32"), train=TrainConfig(
+        batch_size=2, epochs=1, num_processes=2))
+    dying_launch(monkeypatch, "before")
+
+    with pytest.raises(TrainingProcessError, match=r"2 processes failed \(accelerate launch exited with code [1-9]"
+                                                   r".*resumes from the last complete checkpoint"):
+        launch(config, tmp_path / "rows.jsonl", tmp_path / "ddp")
+    assert not (tmp_path / "ddp" / "adapter_model.safetensors").exists()
 
 
 def test_the_global_batch_must_split_evenly_across_processes():

@@ -16,7 +16,7 @@ from ssrtune.config import ModelConfig, TrainConfig, load_config
 from ssrtune.report import analyse
 from ssrtune.export import ExportError, export
 from ssrtune.models import load_model, load_tokenizer
-from ssrtune.store import read_json, write_json
+from ssrtune.store import read_json, umask, write_json
 from ssrtune.train import train
 from tests.test_train import rows
 
@@ -118,4 +118,14 @@ def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, 
     assert (taken / "mine.txt").read_text() == "keep me"
     result = ssrtune("export", run_dir, "sft", "--out", tmp_path / "sft")
     assert result.returncode == 2 and "no finished training of model 'sft'" in result.stderr
+    assert "finished in this run: ssr" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "sft").exists()
+
+
+def test_trained_and_exported_weights_are_readable_as_the_umask_allows(run_dir, tmp_path):
+    # safetensors creates its files 0600; every other file of a run is as readable as the umask allows
+    allowed = 0o666 & ~umask()
+    out = export(run_dir, "ssr", tmp_path / "ssr")
+    files = [p for folder in (run_dir / "models" / "ssr", out) for p in folder.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert [p for p in files if p.stat().st_mode & allowed != allowed] == []

@@ -62,8 +62,8 @@ def checkpoint_callbacks(config: TrainConfig) -> list[TrainerCallback]:
     return [TimedCheckpoints(amount)] if unit == "seconds" else []
 
 
-def last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest checkpoint the Trainer finished writing, or None.
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoints the Trainer finished writing, oldest first.
 
     The Trainer writes a checkpoint's files one by one, trainer_state.json last, straight into checkpoint-<step>/;
     a crash while saving leaves a newer folder without a readable state, which `get_last_checkpoint` would pick
@@ -74,10 +74,17 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
         try:
             json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            log.warning("ignoring the incomplete checkpoint %s (interrupted while saving)", folder)
             continue
         complete.append(folder)
-    return str(max(complete, key=lambda f: int(f.name.rsplit("-", 1)[1]))) if complete else None
+    return sorted(complete, key=lambda f: int(f.name.rsplit("-", 1)[1]))
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete checkpoint (`complete_checkpoints`), or None; the incomplete ones are named in a warning."""
+    complete = complete_checkpoints(output_dir)
+    for folder in set(Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")) - set(complete):
+        log.warning("ignoring the incomplete checkpoint %s (interrupted while saving)", folder)
+    return str(complete[-1]) if complete else None
 
 
 def remove_checkpoints(output_dir: Path) -> int:

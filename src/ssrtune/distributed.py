@@ -3,10 +3,18 @@ process runs DDP on its shard of every global batch (gloo on CPU, NCCL on GPUs, 
 accelerate config file).
 
 The parent process has already written the training rows (train/<method>.jsonl), so the workers only train.
+
+Every worker tears its process group down before it exits. Left to interpreter exit, a gloo worker thread
+(`pt_gloo_runloop`) can still be releasing the last collective's work when Python finalizes: the release drops a
+tensor's Python object, which needs the GIL, and a thread that asks for the GIL during finalization is ended by
+`pthread_exit`, whose unwinding through that noexcept C++ destructor calls `std::terminate` ("terminate called
+without an active exception", SIGABRT) after a training that had finished. `destroy_process_group` joins those
+threads while the interpreter is still whole.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -18,6 +26,16 @@ from ssrtune.console import apply_quiet, quiet
 from ssrtune.preflight import train_in_child_process
 from ssrtune.train_config import process_count
 from ssrtune.store import iter_jsonl, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+# What a finished training leaves in its folder (`Trainer.save_model`): a PEFT adapter, or full weights in one file
+# or in shards named by an index.
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+class TrainingProcessError(RuntimeError):
+    """The training processes failed before the training finished."""
 
 
 def free_port() -> int:
@@ -56,11 +74,28 @@ def train_method(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
 
 
 def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
-    """Train on `rows_file` with `config.train.num_processes` processes; the result of `train.train`."""
+    """Train on `rows_file` with `config.train.num_processes` processes; the result of `train.train`.
+
+    Rank 0 writes the result only after every rank has trained and the weights are saved (`train.train` gathers the
+    ranks' example ids after `save_model`), so a launch that fails after that point has finished the training: a
+    process that died while exiting does not make it train again. The result then records the launcher's exit code.
+    """
+    processes = process_count(config.train)
     with tempfile.TemporaryDirectory() as scratch:
         result_file = Path(scratch) / "result.json"
-        subprocess.run(launch_command(config, rows_file, output_dir, result_file), check=True)
-        return read_json(result_file)
+        code = subprocess.run(launch_command(config, rows_file, output_dir, result_file)).returncode
+        result = read_json(result_file) if result_file.exists() else None
+    if code == 0:
+        return result
+    launcher = "the training process" if processes == 1 else "accelerate launch"  # one process: a plain child
+    if result is None or not any((output_dir / name).exists() for name in WEIGHT_FILES):
+        raise TrainingProcessError(
+            f"training {output_dir.name} with {processes} processes failed ({launcher} exited with code "
+            f"{code}; the log above names the rank and its error) before the training finished; running the stage "
+            f"again resumes from the last complete checkpoint in {output_dir}")
+    log.warning("training %s finished (%d steps, weights saved in %s) but a process failed at exit (%s exited with "
+                "code %d): the training is kept", output_dir.name, result["steps"], output_dir, launcher, code)
+    return {**result, "launcher_exit_code": code}
 
 
 def train_here(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
@@ -75,12 +110,30 @@ def train_here(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
                  run_name=f"{config.name}-{output_dir.name}", placement=placement)
 
 
+def close_process_group(finished: bool) -> None:
+    """End this process's part in the process group (see the module docstring). After a finished training, wait for
+    every rank first, so that none leaves while another is still in a collective (its peers would see the
+    connection drop); after a failure, leave at once, since the other ranks may never arrive."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) -> None:
     if quiet():  # started by a quiet command line: the environment says so
         apply_quiet()
-    result = train_here(RunConfig.model_validate_json(config_json), Path(rows_file), Path(output_dir))
-    if result["rank"] == 0:
-        write_json(Path(result_file), result)
+    finished = False
+    try:
+        result = train_here(RunConfig.model_validate_json(config_json), Path(rows_file), Path(output_dir))
+        if result["rank"] == 0:
+            write_json(Path(result_file), result)
+        finished = True
+    finally:
+        close_process_group(finished)
 
 
 if __name__ == "__main__":

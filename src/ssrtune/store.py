@@ -89,6 +89,29 @@ def write_text_atomic(path: Path, text: str) -> None:
         stale.unlink(missing_ok=True)
 
 
+def umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (`os.umask` can only read by setting)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def widen_to_umask(folder: Path) -> None:
+    """Give every file under `folder` at least the permissions a plain `open` gives under the umask. safetensors
+    creates its files readable by their owner only (0600), while a run's other files are readable as the umask
+    allows (0644 under the usual 022): a trained model would be the one thing a colleague could not read."""
+    allowed = 0o666 & ~umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            mode = path.stat().st_mode & 0o777
+            if mode | allowed != mode:
+                path.chmod(mode | allowed)
+
+
 def write_json(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 

@@ -2,7 +2,8 @@
 
 Per stage key: `seconds` (all its sessions added up: a stage resumed after a kill counts the time before the kill
 too), `started` (its first session's start), `ended` (its last session's end), `sessions` and `interrupted`.
-A session is written as `running` when it starts; a process killed in it leaves that mark, and the next session
+A session is written as `running` when it starts; a session stopped by Ctrl-C counts as interrupted when it
+closes; a process killed in it leaves that mark, and the next session
 closes it at the last time the stage wrote to its artifact (the nearest thing to the moment of the kill on record).
 A stage reused from a finished artifact is a short session of its own.
 """
@@ -54,11 +55,12 @@ class Timings:
         write_json(self.path, self.entries)
         return started
 
-    def end(self, key: str) -> float:
-        """Close the session of `key`; its seconds."""
+    def end(self, key: str, interrupted: bool = False) -> float:
+        """Close the session of `key` (`interrupted`: stopped before it finished, by Ctrl-C); its seconds."""
         entry = self.entries[key]
         started = entry.pop("running")
         seconds = self._add(entry, started, time.time())
+        entry["interrupted"] += interrupted
         write_json(self.path, self.entries)
         return seconds
 

@@ -145,9 +145,9 @@ class Run:
             self.timings.start(stage.key, stage.artifact(self.config))
             try:
                 result = stage.make(self)
-            except BaseException:
+            except BaseException as err:
                 with contextlib.suppress(OSError):  # the stage's own error is the one to report
-                    self.timings.end(stage.key)
+                    self.timings.end(stage.key, interrupted=isinstance(err, KeyboardInterrupt))
                 raise
             seconds = self.timings.end(stage.key)
             stage_line(stage.key, stage.describe(result), seconds)

@@ -53,6 +53,7 @@ class Data(Stage):
             if errors:
                 log.warning("data: skipped %d bad %s row(s) (data.on_error: skip); first: %s", len(errors), split,
                             errors[0])
+        warn_of_overlap(train_records, test_records)
         save_records(folder / "train.jsonl", train_records)
         save_records(folder / "test.jsonl", test_records)
         cache.record(n_train=len(train_records), n_test=len(test_records),
@@ -61,6 +62,17 @@ class Data(Stage):
 
     def describe(self, result: tuple[list[Record], list[Record]]) -> str:
         return f"{len(result[0])} train, {len(result[1])} test examples"
+
+
+def warn_of_overlap(train_records: list[Record], test_records: list[Record]) -> None:
+    """Say when test examples are also training examples (the same turns and document): their task score measures
+    what the model memorised, not the task. Common when data.test_file names the training file by mistake."""
+    seen = {(tuple((m.role, m.content) for m in r.messages), r.context) for r in train_records}
+    shared = sum((tuple((m.role, m.content) for m in r.messages), r.context) in seen for r in test_records)
+    if shared:
+        log.warning("data: %d of the %d test examples are also training examples (same turns and document): the "
+                    "task score on them measures memory, not the task; give data.test_file held-out examples",
+                    shared, len(test_records))
 
 
 def source_digest(source: str) -> str | None:

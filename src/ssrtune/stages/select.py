@@ -3,6 +3,7 @@ each target source in train/<method>.stats.json."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.restate import Restate
 from ssrtune.store import write_json, write_jsonl
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +59,10 @@ class Select(Stage):
                                  targets={row["id"]: row["target"] for row in kept})
         for row in kept:
             row["messages"] = prompts[row["id"]]
+        if (method.own_answers or method.restatement) and kept and all(row["source"] == "gold" for row in kept):
+            log.warning("select/%s: the judge accepted no candidate answer, so %s trains on the gold answers "
+                        "only, exactly as sft would; check the judge on a few answers (`ssrtune judge-audit`)",
+                        method.name, method.name)
         path = self.artifact(config)
         write_jsonl(path, rows)
         write_json(path.with_suffix(".stats.json"), {

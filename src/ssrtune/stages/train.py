@@ -15,7 +15,7 @@ from ssrtune.placement import training_placement
 from ssrtune.preflight import check_training
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
-from ssrtune.store import Artifact, file_digest, fingerprint, read_json, write_json
+from ssrtune.store import Artifact, file_digest, fingerprint, read_json, widen_to_umask, write_json
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
@@ -63,6 +63,7 @@ class Train(Stage):
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
         cache.record()
         result = train_method(own, rows_file, output_dir)
+        widen_to_umask(output_dir)
         write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
         if not own.train.keep_checkpoints:  # finished: the checkpoints only served resuming it
             remove_checkpoints(output_dir)
@@ -75,5 +76,7 @@ class Train(Stage):
         loss = f", loss {curve[0]:.3g} -> {curve[-1]:.3g}" if len(curve) > 1 else (
             f", loss {done['train_loss']:.3g}" if done.get("train_loss") is not None else "")
         resumed = f" (resumed from {Path(done['resumed_from']).name})" if done.get("resumed_from") else ""
+        if done.get("launcher_exit_code"):  # see distributed.launch
+            resumed += f" (a process failed at exit, code {done['launcher_exit_code']}; the training had finished)"
         method = f"{self.model.method.name}, " if self.model.method.name != self.model.name else ""
         return f"{method}{'LoRA' if done.get('lora', True) else 'full'}, {done['steps']} steps{loss}{resumed}"
