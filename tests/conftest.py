@@ -31,20 +31,32 @@ def record_dicts() -> list[dict]:
     ]
 
 
-def build_tiny_model(folder: Path, vocab_size: int = 512, seed: int = 0, tie_word_embeddings: bool = True) -> Path:
+CHATML_TOKENS = {"bos": "<|im_start|>", "eos": "<|im_end|>", "pad": "<|im_end|>"}
+
+
+def build_tiny_model(folder: Path, vocab_size: int = 512, seed: int = 0, tie_word_embeddings: bool = True, *,
+                     chat_template: str = CHATML, tokens: dict[str, str | None] = CHATML_TOKENS,
+                     extra_special: tuple[str, ...] = ("<|im_start|>", "<|im_end|>")) -> Path:
+    """A random 2-layer Llama and a byte-level BPE tokenizer trained on the test records, with `chat_template` and
+    the model's own special tokens (`tokens`: bos, eos and pad, a name or None; `extra_special`: the template's
+    markers, e.g. Gemma's <start_of_turn>), so that a real chat template renders and tokenizes as on its model."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    named = {key: tokens.get(key) for key in ("bos", "eos", "pad")}
+    named["pad"] = named["pad"] or named["eos"]
+    special = list(dict.fromkeys(["<unk>", *[t for t in named.values() if t], *extra_special]))
     corpus = [f"{q} {c} {r} Document: Question: answer system user assistant" for _, q, c, r, _ in RECORDS]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<|im_start|>", "<|im_end|>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(corpus * 20, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<|im_start|>",
-                                   eos_token="<|im_end|>", pad_token="<|im_end|>")
-    fast.chat_template = CHATML
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token=named["bos"],
+                                   eos_token=named["eos"], pad_token=named["pad"],
+                                   additional_special_tokens=[t for t in special[1:] if t not in named.values()])
+    fast.chat_template = chat_template
     fast.save_pretrained(folder)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

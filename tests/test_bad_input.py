@@ -39,7 +39,6 @@ BAD_ROWS = [
     ({"id": "b", "messages": [{"role": "user"}], "response": "r"}, "messages.0.content"),
     ({"id": "b", "messages": [{"role": "robot", "content": "q"}], "response": "r"}, "messages.0.role"),
     ({"id": "b", "messages": [], "response": "r"}, "messages"),
-    ({"id": "b", "query": "q", "response": "r", "colour": "red"}, "colour"),
     ({"id": "b", "query": "q", "messages": [{"role": "user", "content": "q"}], "response": "r"}, "query"),
 ]
 

@@ -6,8 +6,10 @@ import pytest
 
 from ssrtune.benchmarks import BENCHMARKS, gsm8k_exemplars, gsm8k_prompt
 from ssrtune.evaluate_config import OodConfig
-from ssrtune.data.prompts import REFUSAL, prompt_messages
+from ssrtune.data.prompts import prompt_messages
+from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
 from ssrtune.data.recipes.coqa import conversational_qa
+from ssrtune.data.schema import Message
 
 
 def load(name):
@@ -67,8 +69,9 @@ def test_conversational_qa_from_coqa():
     for r in records:
         assert (r.response == REFUSAL) == (r.meta["kind"] != "answerable")
         if r.meta["kind"] == "swapped":
-            assert len(r.messages) == 1 and not any(a.lower() in r.context.lower() for a in r.meta["answers"])
-    multi_turn = next(r for r in records if len(r.messages) > 1)
+            assert len(r.messages) == 2 and not any(a.lower() in r.context.lower() for a in r.meta["answers"])
+    assert all(r.messages[0] == Message(role="system", content=GROUNDED_QA_SYSTEM) for r in records)  # its own
+    multi_turn = next(r for r in records if len(r.messages) > 2)
     turns = prompt_messages(multi_turn)
     assert [t["role"] for t in turns[1:3]] == ["user", "assistant"]
     assert turns[-1]["content"].startswith("Document:\n") and multi_turn.query in turns[-1]["content"]

@@ -4,9 +4,10 @@ import pytest
 
 from ssrtune.config import RecipeDataConfig
 from ssrtune.data.loaders import load_records
-from ssrtune.data.prompts import REFUSAL, prompt_messages
+from ssrtune.data.prompts import prompt_messages
+from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
 from ssrtune.data.recipes.squad import grounded_qa
-from ssrtune.data.schema import DataError, Record
+from ssrtune.data.schema import DataError, Message, Record
 from tests.conftest import record_dicts
 
 
@@ -74,12 +75,12 @@ def test_missing_mapped_field(tmp_path):
         load_records(tmp_path / "d.jsonl", {"query": "question", "response": "answer", "context": "passage"})
 
 
-def test_prompt_puts_document_before_question_and_adds_instructions():
-    record = Record.model_validate(record_dicts()[0])
-    turns = prompt_messages(record)
-    assert turns[0]["role"] == "system" and REFUSAL in turns[0]["content"]
-    assert turns[-1] == {"role": "user", "content": "Document:\nThe sky is blue on a clear day.\n\n"
-                                                    "Question: What colour is the sky?"}
+def test_the_prompt_puts_the_document_before_the_question_and_adds_no_system_turn():
+    record = Record.model_validate(record_dicts()[0])  # a user's record: no system turn of its own
+    assert prompt_messages(record) == [{"role": "user", "content": "Document:\nThe sky is blue on a clear day.\n\n"
+                                                                   "Question: What colour is the sky?"}]
+    own = record.model_copy(update={"messages": [Message(role="system", content="Be terse."), *record.messages]})
+    assert prompt_messages(own)[0] == {"role": "system", "content": "Be terse."}
 
 
 def test_grounded_qa_recipe():
@@ -87,6 +88,7 @@ def test_grounded_qa_recipe():
     assert len(train) == 60 and len(test) == 30
     assert not {r.meta["title"] for r in train} & {r.meta["title"] for r in test}
     assert not {r.id for r in train} & {r.id for r in test}
+    assert all(r.messages[0] == Message(role="system", content=GROUNDED_QA_SYSTEM) for r in train + test)
     unanswerable = [r for r in train + test if not r.meta["answerable"]]
     assert len(unanswerable) == 45
     for r in unanswerable:
@@ -166,3 +168,39 @@ def test_a_sentence_window_grows_around_the_answer_sentence():
     assert sentence_window(paragraph, ["Paris"], 2, random.Random(0)) == "The answer is Paris here."  # kept whole
     no_answer = sentence_window(paragraph, [], 6, random.Random(0))
     assert no_answer in paragraph and len(no_answer.split()) <= 6
+
+
+def test_a_users_extra_columns_are_kept_in_meta(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,question,answer,difficulty,source\n1,What is 2 + 2?,4,easy,quiz\n", encoding="utf-8")
+    [record] = load_records(path, {"query": "question", "response": "answer"})
+    assert record.meta == {"difficulty": "easy", "source": "quiz"} and record.query == "What is 2 + 2?"
+    rows = tmp_path / "d.jsonl"
+    rows.write_text(json.dumps({"id": "1", "query": "q", "response": "r", "level": 3, "meta": {"level": 4}}) + "\n")
+    assert load_records(rows)[0].meta == {"level": 4}  # the record's own meta wins over a column of the same name
+
+
+def test_a_typo_in_a_mapped_field_name_is_still_an_error():
+    from ssrtune.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"data.fields: 'respnse' is not a record field"):
+        load_config(None, ["data.recipe=null", "data.train_file=a.jsonl", "data.test_file=a.jsonl",
+                           "data.fields={respnse: answer}"])
+    with pytest.raises(ConfigError, match=r"evaluate.datasets.0.fields: 'qestion' is not a record field"):
+        load_config(None, ["evaluate.datasets=[{name: mine, file: a.jsonl, fields: {qestion: q}}]"])
+
+
+def test_data_system_prompt_is_the_system_turn_of_records_without_one(tmp_path):
+    from ssrtune.config import load_config
+    from ssrtune.stages.data import prepare
+
+    rows = record_dicts()
+    rows[1]["messages"] = [{"role": "system", "content": "Its own."}, *rows[1]["messages"]]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    files = ["data.recipe=null", f"data.train_file={path}", f"data.test_file={path}"]
+    train, _ = prepare(load_config(None, files).data)
+    assert [r.messages[0].role for r in train[:3]] == ["user", "system", "user"]  # none is added by default
+    train, test = prepare(load_config(None, [*files, "data.system_prompt=Show your working."]).data)
+    assert [r.messages[0].content for r in train[:3]] == ["Show your working.", "Its own.", "Show your working."]
+    assert test == train

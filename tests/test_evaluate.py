@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from ssrtune.config import RecipeDataConfig
 from ssrtune.evaluate_config import OodConfig
-from ssrtune.data.prompts import REFUSAL
+from ssrtune.data.recipes.grounded import REFUSAL
 from ssrtune.data.recipes.coqa import conversational_qa
 from ssrtune.data.recipes.squad import grounded_qa
 from ssrtune.data.schema import Record

@@ -36,6 +36,7 @@ def run_dir(tiny_model, tmp_path_factory):
         "name=tiny", f"run_dir={folder / 'run'}", f"model.name={tiny_model}", "methods=[ssr]", "data.recipe=null",
         f"data.train_file={records}", f"data.test_file={records}", "generate.batch_size=6",
         "generate.max_new_tokens=4", "model.dtype=float32", "train.epochs=3", "train.batch_size=3",
+        "data.system_prompt=Answer in a few words.",
         "train.learning_rate=3e-3", "evaluate.batch_size=6", "evaluate.max_new_tokens=4",
         "evaluate.retention={benchmarks: [], kl_prompts: 2, kl_max_new_tokens: 4}"])
     pipeline.run(config)
@@ -85,6 +86,9 @@ def test_the_model_card_quotes_the_run(run_dir, tmp_path):
     for source, share in stats["shares"].items():
         assert f"| {source} | {share:.1%} |" in card
     assert f"final training loss {training['train_loss']:.4g}" in card
+    prompt = card.split("## Prompt format")[1].split("##")[0]  # the format the model was trained with
+    assert "```text\nAnswer in a few words.\n```" in prompt and "no system role" not in prompt
+    assert "`Document:\\n{context}\\n\\nQuestion: {question}`" in prompt
     config = yaml.safe_load(card.split("## Configuration")[1].split("```yaml")[1].split("```")[0])
     assert config == yaml.safe_load((run_dir / "config.yaml").read_text())
     judge = yaml.safe_load(card.split("## Judge")[1].split("```yaml")[1].split("```")[0])

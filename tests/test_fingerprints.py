@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from ssrtune.config import load_config
-from ssrtune.data import prompts
-from ssrtune.stages.base import trained_models
+from ssrtune.stages import data
+from ssrtune.stages.base import Run, trained_models
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
@@ -50,15 +50,13 @@ def refuses(stage, *args):
     return True
 
 
-def test_generation_refuses_another_model_template_prompt_limit_or_data(run, tmp_path, monkeypatch):
+def test_generation_refuses_another_model_template_prompt_limit_or_data(run, tmp_path):
     generate(run())
     other_model = tmp_path / "other-model"
     shutil.copytree(run.model, other_model)
     assert refuses(generate, run(f"model.name={other_model}"))
     assert refuses(generate, run("model.max_context=512"))
-    with monkeypatch.context() as patch:
-        patch.setattr(prompts, "SYSTEM_PROMPT", prompts.SYSTEM_PROMPT + " Be brief.")
-        assert refuses(generate, run())
+    assert refuses(generate, run("data.system_prompt=Be brief."))  # the task's system prompt is in its records
     template = run.model / "tokenizer_config.json"
     original = template.read_text()
     settings = json.loads(original)
@@ -93,3 +91,11 @@ def test_training_and_evaluation_refuse_other_settings(run):
     retrained = run("train.epochs=1", "train.learning_rate=0.1")
     run_stage(retrained, Train(sft), fresh=True)
     assert refuses(run_stage, retrained, Evaluate(sft))  # the adapter changed under its answers
+
+
+def test_a_built_in_tasks_system_prompt_is_in_its_data_fingerprint(tmp_path, monkeypatch):
+    config = load_config(None, [f"run_dir={tmp_path}", "evaluate.ood={n: 4}"])
+    before = [stage.fingerprint(Run(config)) for stage in (data.Data(), data.OodData())]
+    monkeypatch.setattr(data, "RECIPE_SYSTEM", {name: text + " Be brief." for name, text in data.RECIPE_SYSTEM.items()})
+    after = [stage.fingerprint(Run(config)) for stage in (data.Data(), data.OodData())]
+    assert before[0] != after[0] and before[1] != after[1]

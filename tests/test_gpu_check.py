@@ -1,5 +1,7 @@
-"""bench/gpu.py's CPU parts: the model shapes, the fitted tokenizer, stage timing from artifacts, the table, the probe,
-and the one-line exit without a GPU. The check itself needs a GPU."""
+"""bench/gpu.py's CPU parts: the model shapes, the fitted tokenizer and the v3 template, the plan (each check's
+configuration, the refusals on one mocked H100, the stage loop on the CPU), the rows and table, the probe in the
+processes a stage starts, and the one-line exit without a GPU. The check itself needs a GPU: no GPU number is claimed
+from these tests."""
 
 import importlib.util
 import json
@@ -7,9 +9,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
+
+from transformers import PreTrainedModel
 
 from ssrtune.config import ModelConfig
 from ssrtune.models import load_model, load_tokenizer
@@ -48,56 +54,105 @@ def test_a_fitted_tokenizer_produces_only_ids_the_model_has(tokenizer):
 
 
 def test_a_random_model_is_built_from_a_shape_and_loads_in_ssrtune(tokenizer, tmp_path):
+    from ssrtune.data.chat_format import has_system_role
+
     shape = {**gpu.SHAPES["smollm2-135m"], "num_hidden_layers": 2, "vocab_size": 512}
-    folder = gpu.build_model(shape, tokenizer, tmp_path / "model", device="cpu")
+    folder = gpu.build_model(shape, tokenizer, tmp_path / "model", device="cpu",
+                             chat_template=gpu.TEMPLATE.read_text(encoding="utf-8"))
     model = load_model(ModelConfig(name=str(folder)), dtype=torch.bfloat16)
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.num_hidden_layers == 2
     assert model.config.hidden_size == 576 and model.config.rope_parameters["rope_theta"] == 100000.0
-    assert load_tokenizer(ModelConfig(name=str(folder))).chat_template == tokenizer.chat_template
+    built = load_tokenizer(ModelConfig(name=str(folder)))
+    assert built.chat_template == gpu.TEMPLATE.read_text(encoding="utf-8") and not has_system_role(built)
 
 
-def test_stages_are_timed_by_their_artifacts(tmp_path):
-    files = {"data/train.jsonl": 10, "generations.jsonl": 40, "judgments.jsonl": 41, "train/ssr.jsonl": 42,
-             "models/ssr/checkpoint-2/adapter_model.safetensors": 60, "models/ssr/ssrtune_train.json": 70,
-             "eval/base/task.json": 80, "data/ood.jsonl": 79, "eval/ssr/retention.json": 95, "report.md": 96}
-    for name, seconds in files.items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("x")
-        os.utime(path, (1000 + seconds, 1000 + seconds))
-    intervals = gpu.stage_intervals(tmp_path, ["ssr"], start=1000)
-    assert [(stage, start - 1000, end - 1000) for stage, start, end in intervals] == [
-        ("data", 0, 10), ("generate", 10, 40), ("judge", 40, 41), ("select ssr", 41, 42), ("train ssr", 42, 70),
-        ("evaluate base", 70, 80), ("evaluate ssr", 80, 95), ("report", 95, 96)]
+@pytest.fixture()
+def mistral_7b(tokenizer, tmp_path):
+    """The 7B shape's configuration with the v3 template (no weights: what the plan's checks read of the model)."""
+    folder = tmp_path / "mistral-7b"
+    gpu.model_config(gpu.SHAPES["mistral-7b"], tokenizer).save_pretrained(folder)
+    tokenizer.chat_template = gpu.TEMPLATE.read_text(encoding="utf-8")
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
-def test_a_stage_off_the_gpu_is_named_and_the_table_shows_each_stage():
-    intervals = [("judge", 0, 1), ("generate", 1, 11), ("evaluate base", 11, 21)]
-    samples = [(t, 80.0 if t < 11 else 0.0, 2048.0 + 100 * t) for t in range(21)]
-    probes = [{"t": 5, "device": "cuda", "dtype": "torch.bfloat16"}, {"t": 15, "device": "cpu", "dtype": "torch.float32"}]
-    rows = gpu.summarise(intervals, samples, probes, baseline_mib=1024.0)
-    judge, generate, evaluate = rows
-    assert judge["problems"] == [] and judge["devices"] == []  # a rule judge calls no model
-    assert generate["problems"] == [] and generate["utilisation_max"] == 80.0
-    assert generate["peak_memory_mib"] == 2048.0 + 100 * 11 - 1024.0 and generate["seconds"] == 10
-    assert evaluate["problems"] == ["models ran on cpu", "GPU utilisation never reached 10%"]
-    text = gpu.table("mistral-7b", rows, "NVIDIA H100")
-    assert "| generate | 10.0 | 2.1 | 73 / 80 | cuda, bfloat16 | ok |" in text  # t=11 ends one, starts the next
-    assert "| evaluate base | 10.0 | 3.0 | 0 / 0 | cpu, float32 | models ran on cpu; GPU utilisation never" in text
+def test_the_checks_cover_the_paths_of_issue_22(mistral_7b):
+    """vLLM for answers and evaluation with the adapter unmerged, an llm judge on vLLM, LoRA in a child process,
+    QLoRA, a retention benchmark and the KL on the GPU: as the configurations say, on one (mocked) H100."""
+    from ssrtune.config import load_config
+    from ssrtune.placement import Gpu, Hardware
+    from ssrtune.preflight import check_run, train_in_child_process
+
+    plans = {name: load_config(ROOT / "configs" / "quickstart.yaml", [f"model.name={mistral_7b}", *overrides])
+             for name, overrides in gpu.checks(mistral_7b).items()}
+    lora, qlora = plans["lora-vllm"], plans["qlora-kl"]
+    assert (lora.generate.engine, lora.evaluate.engine, lora.evaluate.judge.kind, lora.evaluate.judge.engine) == (
+        "vllm", "vllm", "llm", "vllm") and not lora.train.full and lora.train.quantization is None
+    [entry] = qlora.model_entries()
+    assert entry.resolve(qlora.train).quantization == "4bit" and qlora.evaluate.engine == "transformers"
+    assert qlora.evaluate.retention.kl_prompts > 0 and qlora.evaluate.retention.benchmarks
+    h100 = Hardware(False, (Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 79.2),))
+    with mock.patch("ssrtune.placement.hardware", return_value=h100):
+        assert train_in_child_process(lora) and not train_in_child_process(qlora)
+        for plan in plans.values():
+            check_run(plan)  # nothing the GPU run would be refused for
 
 
-def test_the_probe_logs_where_each_model_runs(tiny_model, tmp_path):
-    from transformers import PreTrainedModel
+def test_the_refusal_cases_are_refused_for_their_reasons_on_one_gpu(mistral_7b):
+    from ssrtune.placement import Gpu, Hardware
 
-    model = load_model(ModelConfig(name=str(tiny_model)))
+    h100 = Hardware(False, (Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 79.2),))
+    properties = SimpleNamespace(total_memory=int(79.2 * 2**30))
+    with mock.patch("ssrtune.placement.hardware", return_value=h100), \
+            mock.patch("torch.cuda.device_count", return_value=1), \
+            mock.patch("torch.cuda.get_device_properties", return_value=properties):
+        rows = gpu.preflight_rows(mistral_7b)
+    assert len(rows) == 5 and all(row["problems"] == [] for row in rows), rows
+    on_h200 = gpu.refusals(mistral_7b, 1, 139.8)["a full fine-tune that does not fit the GPU"]
+    assert on_h200 == (["train.full=true"], None)  # 108 GiB fit there: allowed
+
+
+def test_stages_run_one_by_one_with_their_devices_and_peaks(tiny_model, records_file, tmp_path):
+    """The check's stage loop on the CPU: every stage of the plan once, in order, with the devices its models ran on
+    (the probe) -- off the GPU, so the model stages say where they ran."""
+    probe = tmp_path / "probe.jsonl"
+    gpu.install_probe(str(probe))
+    overrides = [f"model.name={tiny_model}", "model.dtype=float32", "methods=[sft]",
+                 f"data={{recipe: null, train_file: {records_file}, test_file: {records_file}}}", "train.batch_size=3",
+                 "evaluate.max_new_tokens=2", "evaluate.retention=null", "evaluate.batch_size=6"]
     try:
-        gpu.install_probe(str(tmp_path / "probe.jsonl"))
-        model(input_ids=torch.tensor([[1, 2, 3]]))
+        with mock.patch("torch.cuda.reset_peak_memory_stats"), mock.patch("torch.cuda.max_memory_allocated",
+                                                                           return_value=0):
+            rows = gpu.run_stages("cpu", overrides, tmp_path, probe)
     finally:
         del PreTrainedModel.__call__  # back to torch.nn.Module's
-    logged = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
-    assert {(p["model"], p["device"], p["dtype"]) for p in logged} == {
-        ("LlamaForCausalLM", "cpu", "torch.float32"), ("LlamaModel", "cpu", "torch.float32")}
+    assert [r["stage"] for r in rows] == ["data", "select/sft", "train/sft", "evaluate/base", "evaluate/sft", "report"]
+    by_stage = {r["stage"]: r for r in rows}
+    assert by_stage["data"]["problems"] == [] and by_stage["data"]["device"] == "no model"
+    assert by_stage["evaluate/sft"]["device"] == "cpu, float32"
+    assert by_stage["evaluate/sft"]["problems"] == ["models ran on cpu"]
+
+
+def test_a_stage_row_takes_the_peak_of_every_process_and_the_table_shows_it():
+    probes = [{"t": 1, "model": "MistralForCausalLM", "device": "cuda", "dtype": "torch.bfloat16"},
+              {"t": 2, "pid": 123, "device": "cuda", "peak_gib": 30.5}]  # a vLLM engine's process, at its exit
+    row = gpu.stage_row("evaluate/ssr", 61.0, probes, own_peak_gib=2.0, error=None)
+    assert (row["device"], row["peak_gib"], row["problems"]) == ("cuda, bfloat16", 30.5, [])
+    failed = gpu.stage_row("train/qlora", 3.0, [], own_peak_gib=0.0, error="MissingExtraError: bitsandbytes")
+    text = gpu.table("qlora-kl: mistral-7b on NVIDIA H100", [row, failed])
+    assert "| evaluate/ssr | cuda, bfloat16 | 61.0 | 30.5 | ok |" in text
+    assert "| train/qlora | no model | 3.0 | 0.0 | MissingExtraError: bitsandbytes |" in text
+
+
+def test_the_probe_reaches_the_processes_a_stage_starts(tiny_model, tmp_path):
+    probe = tmp_path / "probe.jsonl"
+    with mock.patch.dict(os.environ):
+        gpu.probe_children(tmp_path, probe)
+        script = ("import torch; from transformers import AutoModelForCausalLM; "
+                  f"AutoModelForCausalLM.from_pretrained({str(tiny_model)!r})(input_ids=torch.tensor([[1, 2]]))")
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    logged = [json.loads(line) for line in probe.read_text().splitlines()]
+    assert {(p["model"], p["device"]) for p in logged} >= {("LlamaForCausalLM", "cpu")}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")

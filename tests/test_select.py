@@ -14,7 +14,7 @@ def test_ssr_uses_accepted_own_answers_and_gold_elsewhere():
     rows = select_targets("ssr", records, generations, judgments)
     assert [(r["target"], r["source"]) for r in rows] == [("Blue, clearly.", "self"), ("Anna", "gold"),
                                                           ("Three", "gold")]
-    assert rows[0]["messages"][0]["role"] == "system" and rows[0]["messages"][-1]["role"] == "user"
+    assert [m["role"] for m in rows[0]["messages"]] == ["user"]  # the record's own turns: no system prompt added
     assert source_shares(rows) == {"gold": 2 / 3, "self": 1 / 3}
     sft = select_targets("sft", records, generations, judgments)
     assert [r["source"] for r in sft] == ["gold"] * 3 and [r["messages"] for r in sft] == [r["messages"] for r in rows]

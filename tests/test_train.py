@@ -104,3 +104,23 @@ def test_tensorboard_receives_the_loss_of_every_logging_step(tiny_model, tmp_pat
     assert [e.step for e in logged] == [5, 10, 15, 20]
     assert [e.value for e in logged] == pytest.approx(result["loss_curve"], rel=1e-6)
     assert result["run_name"] == "tiny-ssr"
+
+
+def test_a_finished_model_keeps_no_checkpoints_unless_asked(tiny_model, records_file, tmp_path):
+    from ssrtune.config import load_config
+    from ssrtune.stages.base import trained_models
+    from ssrtune.stages.train import Train
+    from tests.conftest import run_stage
+
+    def trained(*overrides):
+        config = load_config(None, [f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "model.dtype=float32",
+                                    "data.recipe=null", f"data.train_file={records_file}",
+                                    f"data.test_file={records_file}", "methods=[sft]", "train.batch_size=3",
+                                    "train.save_every=1 steps", *overrides])
+        return run_stage(config, Train(trained_models(config)[0]), fresh=True)
+
+    out = trained()
+    assert (out / "ssrtune_train.json").exists() and (out / "adapter_model.safetensors").exists()
+    assert not list(out.glob("checkpoint-*"))
+    assert sorted(p.name for p in trained("train.keep_checkpoints=true").glob("checkpoint-*")) == [
+        "checkpoint-1", "checkpoint-2"]

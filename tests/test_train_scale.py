@@ -175,7 +175,7 @@ def test_how_the_training_runs_is_not_in_its_fingerprint():
     base = TrainConfig().fingerprint_settings()
     for change in [{"save_every": "30m"}, {"micro_batch_size": 2}, {"gradient_checkpointing": True},
                    {"report_to": "tensorboard"}, {"num_processes": 2}, {"num_processes": "auto"},
-                   {"accelerate_config": "fsdp.yaml"}]:
+                   {"accelerate_config": "fsdp.yaml"}, {"keep_checkpoints": True}]:
         assert TrainConfig(**change).fingerprint_settings() == base, change
     for change in [{"learning_rate": 1e-4}, {"batch_size": 4}, {"quantization": "4bit"}, {"full": True}]:
         assert TrainConfig(**change).fingerprint_settings() != base, change

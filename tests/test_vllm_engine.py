@@ -2,15 +2,20 @@
 settings, the same prompt tokens as the transformers engine, greedy sampling, LoRA adapters served without merging,
 log-likelihoods from prompt log-probs, and the child process whose end frees the GPU memory with each stage."""
 
+import functools
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
 from ssrtune.config import load_config
+from ssrtune.inference.lm import LM
 from ssrtune.inference.generation import prompt_text
 from ssrtune.inference.scoring import encode_request
 from ssrtune.models import load_tokenizer
@@ -148,3 +153,74 @@ def test_an_llm_judge_can_run_on_vllm(vllm_calls):
     with build_judge(config.judge) as judge:
         assert isinstance(judge.lm, ChildProcessLM) and judge.lm.engine == "vllm" and judge.batch_size == 32
         assert judge.lm.pid is None  # nothing started until the first verdict
+
+
+def test_an_llm_judge_on_vllm_starts_only_once_the_evaluated_models_engine_is_gone(vllm_calls, tiny_model,
+                                                                                    records_file, tmp_path,
+                                                                                    monkeypatch):
+    """vLLM takes most of the GPU's memory: the judge's engine would not start beside the evaluated model's. The
+    model answers every suite, its child process ends, then the judge decides them all."""
+    from ssrtune.inference.child import ChildProcessLM
+
+    started: list[ChildProcessLM] = []
+    start = ChildProcessLM._start
+
+    def alone(lm):
+        assert not [other.engine for other in started if other.pid is not None], "a vLLM engine was still loaded"
+        started.append(lm)
+        start(lm)
+
+    monkeypatch.setattr(ChildProcessLM, "_start", alone)
+    config = load_config(None, [
+        f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "model.dtype=float32", "data.recipe=null",
+        f"data.train_file={records_file}", f"data.test_file={records_file}", "evaluate.engine=vllm",
+        "evaluate.max_new_tokens=4", f"evaluate.judge={{kind: llm, engine: vllm, model: {{name: {tiny_model}}}}}",
+        f"evaluate.datasets=[{{name: mine, file: {records_file}}}]"])
+    results = Run(config)(Evaluate())
+    assert results["task"]["n"] == 6 and results["mine"]["n"] == 6
+    assert len(started) == 2  # the evaluated model once for both suites, then the judge once for both
+
+
+class EngineWithWorkers(LM):
+    """An engine that starts a process of its own and leaves it running, as vLLM's engine core and workers can."""
+
+    engine = "fake"
+
+    def __init__(self, pid_file: str):
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        Path(pid_file).write_text(str(worker.pid))
+
+    def generate(self, prompts, max_new_tokens, stop=(), **options):
+        return ["answer"] * len(prompts)
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether process `pid` ended (a zombie that no one reaps counts as ended)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+@pytest.mark.parametrize("ending", ["closed", "killed"])
+def test_the_engines_own_processes_end_with_its_child(tmp_path, ending):
+    from ssrtune.inference.child import ChildProcessLM
+
+    pid_file = tmp_path / "worker.pid"
+    lm = ChildProcessLM(functools.partial(EngineWithWorkers, str(pid_file)), "fake", 16)
+    assert lm.generate(["q"], 4) == ["answer"]
+    worker = int(pid_file.read_text())
+    if ending == "closed":
+        lm.close()
+    else:  # as the out-of-memory killer would
+        os.kill(lm.pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match="ended unexpectedly"):
+            lm.generate(["q"], 4)
+    assert gone(worker)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -84,3 +85,11 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     for folder in set(Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")) - set(complete):
         log.warning("ignoring the incomplete checkpoint %s (interrupted while saving)", folder)
     return str(complete[-1]) if complete else None
+
+
+def remove_checkpoints(output_dir: Path) -> int:
+    """Delete the checkpoints of a finished training (they only serve resuming it); returns how many there were."""
+    folders = sorted(Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"))
+    for folder in folders:
+        shutil.rmtree(folder)
+    return len(folders)

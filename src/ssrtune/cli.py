@@ -13,6 +13,7 @@ import typer
 from ssrtune import __version__, pipeline
 from ssrtune.config import ConfigError, RunConfig, load_config
 from ssrtune.console import quiet_libraries, resume_notice
+from ssrtune.data.chat_format import ChatTemplateError
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
 from ssrtune.distributed import TrainingProcessError
@@ -253,6 +254,6 @@ def entry() -> None:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
             MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest,
-            TrainingProcessError, RecordFileError, UnsafePathError) as err:
+            TrainingProcessError, RecordFileError, UnsafePathError, ChatTemplateError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

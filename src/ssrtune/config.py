@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
+from ssrtune.data.schema import check_field_mapping
 from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
 from ssrtune.evaluate_config import EvaluateConfig
 from ssrtune.methods import registered, restatements
@@ -63,9 +64,13 @@ class FileDataConfig(Strict):
     train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet, a datasets folder or "
                                         "hf://ORG/NAME[@REVISION][:split] (a Hub dataset; needs network).")
     test_file: str = Field(description="Held-out test records, in the same formats.")
-    fields: dict[str, str] = Field(
-        default_factory=dict, description="Our field name -> the column name in the user's files."
-    )
+    fields: Annotated[dict[str, str], AfterValidator(check_field_mapping)] = Field(
+        default_factory=dict, description="Our field name (id, messages, query, context, response, meta) -> the column "
+                                          "name in the user's files. Other columns are kept in each record's `meta`.")
+    system_prompt: str | None = Field(None, description=(
+        "The system turn of every record that has none of its own, in generation, training and evaluation (the model "
+        "card states it); null = none: the prompt is the record's own turns, and the model's chat template decides "
+        "what a conversation without a system turn looks like."))
     on_error: Literal["raise", "skip"] = Field(
         "raise", description="A bad row in the data files: stop with its file, line and field, or skip it (counted "
                              "in data/data.meta.json and reported).")

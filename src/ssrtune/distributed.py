@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ssrtune.config import ConfigError, RunConfig
 from ssrtune.console import apply_quiet, quiet
+from ssrtune.preflight import train_in_child_process
 from ssrtune.train_config import process_count
 from ssrtune.store import iter_jsonl, read_json, write_json
 
@@ -45,6 +46,9 @@ def free_port() -> int:
 
 def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_file: Path) -> list[str]:
     train = config.train
+    worker = ["-m", "ssrtune.distributed", config.model_dump_json(), str(rows_file), str(output_dir), str(result_file)]
+    if process_count(train) == 1:  # one process: a plain child, whose end returns its GPU memory (preflight)
+        return [sys.executable, *worker]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(process_count(train)),
                "--num_machines", "1", "--main_process_port", str(free_port())]
     if train.accelerate_config:
@@ -52,19 +56,19 @@ def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_
     else:
         # torchrun under the hood; on a machine without GPUs every process trains on the CPU with gloo
         command += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return command + ["-m", "ssrtune.distributed", config.model_dump_json(), str(rows_file), str(output_dir),
-                      str(result_file)]
+    return command + worker
 
 
 def train_method(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
-    """Train on `rows_file` (train/<method>.jsonl) into `output_dir`: in this process on one device, or with
+    """Train on `rows_file` (train/<method>.jsonl) into `output_dir`: in this process on one device (in a child process
+    when a later vLLM engine needs its GPU memory: `preflight.train_in_child_process`), or with
     `train.num_processes` accelerate processes; the result of `train.train`."""
     processes = process_count(config.train)
     try:
         config.train.batch_plan(processes)
     except ValueError as err:
         raise ConfigError(f"train: {err}") from None
-    if processes == 1:
+    if processes == 1 and not train_in_child_process(config):
         return train_here(config, rows_file, output_dir)
     return launch(config, rows_file, output_dir)
 
@@ -83,13 +87,14 @@ def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
         result = read_json(result_file) if result_file.exists() else None
     if code == 0:
         return result
+    launcher = "the training process" if processes == 1 else "accelerate launch"  # one process: a plain child
     if result is None or not any((output_dir / name).exists() for name in WEIGHT_FILES):
         raise TrainingProcessError(
-            f"training {output_dir.name} with {processes} processes failed (accelerate launch exited with code "
+            f"training {output_dir.name} with {processes} processes failed ({launcher} exited with code "
             f"{code}; the log above names the rank and its error) before the training finished; running the stage "
             f"again resumes from the last complete checkpoint in {output_dir}")
-    log.warning("training %s finished (%d steps, weights saved in %s) but a process failed at exit (accelerate "
-                "launch exited with code %d): the training is kept", output_dir.name, result["steps"], output_dir, code)
+    log.warning("training %s finished (%d steps, weights saved in %s) but a process failed at exit (%s exited with "
+                "code %d): the training is kept", output_dir.name, result["steps"], output_dir, launcher, code)
     return {**result, "launcher_exit_code": code}
 
 

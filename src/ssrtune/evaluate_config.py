@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ssrtune.benchmarks import BENCHMARKS
+from ssrtune.data.schema import check_field_mapping
 from ssrtune.judges.config import JudgeConfig
 from ssrtune.schema import PLAIN_NAME, EngineSettings, Strict
 
@@ -49,8 +50,10 @@ class EvalDataset(Strict):
     name: str = Field(pattern=PLAIN_NAME, description="Names its results: eval/<model>/<name>.json.")
     file: str = Field(description="The records: .jsonl, .json, .csv, .parquet, a datasets folder or "
                                   "hf://ORG/NAME[@REVISION][:split] (a Hub dataset; needs network).")
-    fields: dict[str, str] = Field(default_factory=dict, description="Our field name -> the column name in the "
-                                                                     "file.")
+    fields: Annotated[dict[str, str], AfterValidator(check_field_mapping)] = Field(
+        default_factory=dict, description="Our field name (id, messages, query, context, response, meta) -> the column "
+                                          "name in the file. Other columns are kept in each record's `meta`; the "
+                                          "prompt's system turn is the record's own, if any.")
     judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
                                                         "task's judge (`evaluate.judge`, else `judge`).")
 

@@ -114,6 +114,7 @@ def model_card(run_dir: Path, name: str, config: dict, lora: bool, dtype: str) -
              "## Training targets", "", f"`train/{method}.stats.json`: {stats.get('n', '?')} examples.", "",
              "| source | share |", "|---|---|",
              *[f"| {source} | {share:.1%} |" for source, share in (stats.get("shares") or {}).items()], ""]
+    lines += _prompt_format(stats.get("prompt"))
     if stats.get("judge"):
         lines += ["Judge verdicts on the own answers: "
                   + ", ".join(f"{verdict} {count}" for verdict, count in stats["judge"].items()) + ".", ""]
@@ -121,6 +122,26 @@ def model_card(run_dir: Path, name: str, config: dict, lora: bool, dtype: str) -
               "## What the run measured", "", *_measurements(run_dir, name), "",
               "## Configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)
+
+
+def _prompt_format(prompt: dict | None) -> list[str]:
+    """The prompt format the model was trained with (train/<method>.stats.json): prompt it the same way."""
+    lines = ["## Prompt format", ""]
+    if not prompt:
+        return lines + ["Not recorded (trained before ssrtune recorded it).", ""]
+    if prompt["system_prompt"]:
+        lines += ["System prompt of every training example:", "", "```text", prompt["system_prompt"], "```", ""]
+    elif prompt["distinct_system_prompts"]:
+        lines += [f"Each record's own system prompt ({prompt['distinct_system_prompts']} distinct; "
+                  f"{prompt['records_without_system_prompt']} records without one).", ""]
+    else:
+        lines += ["No system prompt: the records' own turns, rendered by the chat template.", ""]
+    if prompt["system_folded_into_first_user_turn"]:
+        lines += ["The chat template has no system role: the system prompt opens the first user turn, followed by a "
+                  "blank line.", ""]
+    if prompt["last_user_turn"]:
+        lines += [f"The last user turn holds the document, then the question: `{prompt['last_user_turn']}`.", ""]
+    return lines
 
 
 def _measurements(run_dir: Path, name: str) -> list[str]:

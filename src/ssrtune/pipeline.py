@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssrtune.config import RunConfig
+from ssrtune.preflight import check_run
 from ssrtune.rundir import run_guard
 from ssrtune.stages.base import Run, Stage, trained_methods, trained_models
 from ssrtune.stages.data import Data
@@ -28,7 +29,9 @@ def plan(config: RunConfig) -> list[Stage]:
 
 
 def run(config: RunConfig, fresh: bool = False) -> Path:
-    """Run every stage of `plan(config)`; `fresh` redoes them all. Returns the report's path."""
+    """Run every stage of `plan(config)`, once `preflight.check_run` found nothing to refuse; `fresh` redoes them
+    all. Returns the report's path."""
+    check_run(config)
     with run_guard(config.path):  # one writer per run; a full or read-only disk ends as one DiskFaultError
         runner = Run(config, fresh)
         for stage in plan(config):

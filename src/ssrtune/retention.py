@@ -130,6 +130,17 @@ def coarse_kl(p_top: torch.Tensor, p_tail: torch.Tensor, q_top: torch.Tensor, q_
     return (p_top.exp() * (p_top - q_top)).sum(-1) + p_tail.exp() * (p_tail - q_tail)
 
 
+def position_kl(reference: dict[str, torch.Tensor], rows: slice, logprobs: torch.Tensor) -> torch.Tensor:
+    """KL(base || model) at each of the reference's positions `rows`, from the model's log-probabilities there, on
+    the model's device: the reference is read on the CPU (safetensors), so every piece of it goes where `logprobs` is
+    before they meet."""
+    device = logprobs.device
+    q_top = logprobs.gather(-1, reference["top_ids"][rows].long().to(device))
+    q_tail = _log1mexp(torch.logsumexp(q_top.double(), dim=-1))
+    return coarse_kl(reference["top_logprobs"][rows].to(device), reference["tail_logprob"][rows].to(device),
+                     q_top, q_tail).clamp(min=0)
+
+
 def kl_from_reference(lm: LM, reference: dict[str, torch.Tensor], batch_size: int) -> dict:
     """Mean KL(base || model) per response token over the base model's responses, and per prompt."""
     lengths = reference["sequence_length"].tolist()
@@ -142,10 +153,7 @@ def kl_from_reference(lm: LM, reference: dict[str, torch.Tensor], batch_size: in
     total = 0.0
     for index, logprobs in lm.token_logprobs(sequences, n_scored, batch_size=batch_size, description="kl"):
         rows = slice(offsets[index], offsets[index] + n_scored[index])
-        top_ids = reference["top_ids"][rows].long().to(logprobs.device)
-        q_top = logprobs.gather(-1, top_ids)
-        q_tail = _log1mexp(torch.logsumexp(q_top.double(), dim=-1))
-        kl = coarse_kl(reference["top_logprobs"][rows], reference["tail_logprob"][rows], q_top, q_tail).clamp(min=0)
+        kl = position_kl(reference, rows, logprobs).cpu()
         per_prompt[index] = float(kl.mean())
         total += float(kl.sum())
     return {"mean_kl": total / sum(n_scored), "per_prompt": per_prompt, "n_prompts": len(sequences),

@@ -19,6 +19,7 @@ from trl import SFTConfig, SFTTrainer
 from ssrtune.checkpoints import checkpoint_callbacks, last_complete_checkpoint, save_arguments
 from ssrtune.config import ConfigError
 from ssrtune.console import quiet
+from ssrtune.data.chat_format import ChatTemplateError, prompt_and_answer_ids, template_name
 from ssrtune.extras import import_extra
 from ssrtune.inference.padding import left_pad, left_padded_batch
 from ssrtune.models import load_model
@@ -92,20 +93,32 @@ class AnswerOnlySFTTrainer(SFTTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def check_trainable(rows: list[dict], dataset: Dataset, eos_token_id: int) -> None:
-    """Fail loudly when an example has no trained token left, or lost its end of turn to truncation.
+def check_trainable(rows: list[dict], dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Fail loudly unless every example's loss covers exactly its target and the end of its turn, as the chat
+    template renders them after the prompt (`chat_format.prompt_and_answer_ids`, which also refuses a template whose
+    prompt is not a prefix of prompt + target).
 
-    TRL silently drops examples whose labels are all masked after truncation; a truncated answer would teach
-    the model to stop mid-answer and never to end its turn.
+    TRL silently drops examples whose labels are all masked after truncation, and starts the loss where the prompt
+    alone and prompt + target part; a truncated answer would teach the model to stop mid-answer and never to end its
+    turn.
     """
-    kept = set(dataset["id"])
+    kept = {row["id"]: row for row in dataset}
     dropped = [r["id"] for r in rows if r["id"] not in kept]
-    cut = [row["id"] for row in dataset if eos_token_id not in [t for t in row["labels"] if t != -100]]
+    cut, other = [], []
+    for row in rows:
+        if row["id"] in kept:
+            prompt, full = prompt_and_answer_ids(tokenizer, row["messages"], row["target"], f"example {row['id']!r}")
+            trained = kept[row["id"]]
+            if [t for t in trained["labels"] if t != -100] != full[len(prompt):]:
+                (cut if len(trained["input_ids"]) < len(full) else other).append(row["id"])
     if dropped or cut:
         raise NoTrainableTokensError(
             f"{len(dropped)} training example(s) have no response token left to train on and {len(cut)} lost "
             f"the end of their response (longer than train.max_length, or an empty target): {(dropped + cut)[:5]}"
         )
+    if other:
+        raise ChatTemplateError(f"{len(other)} training example(s) would train on other tokens than their target and "
+                                f"end of turn ({template_name(tokenizer)}): {other[:5]}")
 
 
 class TrainingBar(TrainerCallback):
@@ -235,7 +248,7 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ro
         data_collator=left_pad_collator(tokenizer.pad_token_id, seen_ids),
         callbacks=checkpoint_callbacks(config),
     )
-    check_trainable(rows, trainer.train_dataset, tokenizer.eos_token_id)
+    check_trainable(rows, trainer.train_dataset, tokenizer)
     if quiet():
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)

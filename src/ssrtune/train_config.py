@@ -61,6 +61,9 @@ class TrainConfig(Strict):
     save_every: str = Field("0.25 epoch", description=(
         "Checkpoint interval, for resuming after a crash: a fraction of an epoch ('0.25 epoch'), a number of "
         "optimizer steps ('200 steps') or a time ('30m', '2h', '900s'). Not part of the training fingerprint."))
+    keep_checkpoints: bool = Field(False, description=(
+        "Keep the checkpoints (checkpoint-*/) in models/<name>/ once the training finished; by default they are "
+        "deleted then (a 7B full fine-tune's would take over 100 GB), leaving the trained weights."))
     report_to: Literal["none", "tensorboard", "trackio", "wandb"] = Field("none", description=(
         "Where the Trainer logs the loss besides models/<method>/ssrtune_train.json; each needs its extra, "
         "e.g. pip install 'ssrtune[tensorboard]'."))
@@ -72,7 +75,8 @@ class TrainConfig(Strict):
 
     # How the training runs, not what it learns: a change of these resumes the same model (see fingerprint_settings).
     EXECUTION_ONLY: ClassVar[frozenset[str]] = frozenset({
-        "micro_batch_size", "gradient_checkpointing", "save_every", "report_to", "num_processes", "accelerate_config"})
+        "micro_batch_size", "gradient_checkpointing", "save_every", "keep_checkpoints", "report_to", "num_processes",
+        "accelerate_config"})
     REMOVED: ClassVar[dict[str, str]] = {
         "save_steps": "train.save_every (e.g. '200 steps', '0.25 epoch', '30m')",
         "gradient_accumulation_steps": "train.micro_batch_size (accumulation = batch_size / (micro_batch_size x "

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ssrtune.data.hub import hub_dataset, is_hub
-from ssrtune.data.schema import DataError, Record
+from ssrtune.data.schema import MAPPABLE_FIELDS, DataError, Record
 from ssrtune.store import BadLine, jsonl_rows, write_jsonl
 
 
@@ -155,6 +155,9 @@ def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Recor
         raise DataError(path, line, None, f"expected an object, got {type(raw).__name__}")
     row = {ours: raw[theirs] for ours, theirs in fields.items() if theirs in raw}
     row.update({k: v for k, v in raw.items() if k not in fields.values() and k not in row})
+    extra = {k: row.pop(k) for k in [k for k in row if k not in MAPPABLE_FIELDS]}
+    if extra and isinstance(row.get("meta", {}), dict):  # the user's other columns travel with the record
+        row["meta"] = {**extra, **row.get("meta", {})}
     for ours, theirs in fields.items():
         if theirs not in raw:
             raise DataError(path, line, theirs, f"missing (mapped to {ours!r} in data.fields)")

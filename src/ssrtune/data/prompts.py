@@ -1,7 +1,9 @@
-"""What the model sees: the chat turns of a record, and the one truncation rule that cuts them to fit.
+"""What the model sees: the chat turns of a record, as the model's chat template takes them, and the one truncation
+rule that cuts them to fit.
 
 The same prompt is used in generation, training and evaluation; documents cut to fit are counted in the run's
-truncation.json.
+truncation.json. The system prompt is the record's own system turn (the task brings it: data.recipes.grounded,
+`data.system_prompt`, or the user's records); none is added here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ssrtune.data.chat_format import chat_turns, has_system_role, prompt_and_answer_ids
 from ssrtune.data.schema import Record
 from ssrtune.store import fingerprint, read_json, write_json
 
@@ -17,60 +20,70 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFUSAL = "I cannot answer this question from the document."
-
-# Short: it is part of every prompt, in generation, training and evaluation (34 tokens with SmolLM2's template).
-SYSTEM_PROMPT = f'Answer with a few words from the document. If it does not contain the answer, reply: "{REFUSAL}"'
 
 
 def prompt_messages(record: Record) -> list[dict[str, str]]:
-    """The chat turns the model sees, identical in generation, training and evaluation.
-
-    The grounding document goes into the final user turn, ahead of the question; our system prompt says how
-    to answer, unless the record brings its own.
-    """
+    """The record's chat turns, identical in generation, training and evaluation: its own system turn if it has
+    one, and the grounding document in the final user turn, ahead of the question."""
     turns = [m.model_dump() for m in record.messages]
-    if turns[0]["role"] != "system":
-        turns.insert(0, {"role": "system", "content": SYSTEM_PROMPT})
     if record.context:
         turns[-1] = {"role": "user", "content": f"Document:\n{record.context}\n\nQuestion: {record.query}"}
     return turns
+
+
+def prompt_format(records: list[Record], tokenizer) -> dict:
+    """How the prompts of `records` were made, for the model card: the system prompt (one text, none, or how many
+    distinct ones), whether the template took it in the first user turn, and where the document goes."""
+    systems = [r.messages[0].content for r in records if r.messages[0].role == "system"]
+    distinct = sorted(set(systems))
+    return {"system_prompt": distinct[0] if len(distinct) == 1 and len(systems) == len(records) else None,
+            "distinct_system_prompts": len(distinct), "records_without_system_prompt": len(records) - len(systems),
+            "system_folded_into_first_user_turn": bool(systems) and not has_system_role(tokenizer),
+            "last_user_turn": r"Document:\n{context}\n\nQuestion: {question}" if any(r.context for r in records)
+                              else None}
 
 
 class PromptTooLongError(ValueError):
     pass
 
 
-def _n_tokens(tokenizer, messages: list[dict[str, str]], completion: str | None) -> int:
+def _n_tokens(tokenizer, messages: list[dict[str, str]], completion: str | None, record: Record,
+              model: str | None) -> int:
     if completion is None:
         return len(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
                                                  return_dict=False))
-    # As TRL tokenizes a prompt/completion pair: the whole conversation, answer and end of turn included.
-    return len(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": completion}],
-                                             tokenize=True, return_dict=False))
+    # As TRL tokenizes a prompt/completion pair: the whole conversation, answer and end of turn included; and the
+    # prompt's tokens must be a prefix of them, or the loss would cover prompt tokens.
+    return len(prompt_and_answer_ids(tokenizer, messages, completion, f"record {record.id!r}", model)[1])
+
+
+def model_messages(record: Record, tokenizer, model: str | None = None) -> list[dict[str, str]]:
+    """`prompt_messages(record)` as the model's chat template takes them (`chat_format.chat_turns`)."""
+    return chat_turns(prompt_messages(record), tokenizer, model)
 
 
 def fit_prompt(record: Record, tokenizer, max_tokens: int, completion: str | None = None,
-               reserve: int = 0) -> tuple[list[dict[str, str]], int]:
-    """`prompt_messages(record)` cut to fit `max_tokens`, and the number of document tokens cut (0 if it fits).
+               reserve: int = 0, model: str | None = None) -> tuple[list[dict[str, str]], int]:
+    """`model_messages(record)` cut to fit `max_tokens`, and the number of document tokens cut (0 if it fits).
 
     The one truncation rule, used alike by generation, training and evaluation: only the document is cut, keeping
     its beginning; the system prompt, the question and the gold answer are never cut. Generation keeps `reserve`
-    tokens free for the new answer; training counts its `completion` (the target) whole, end of turn included.
-    A record whose prompt and answer don't fit even with the document cut to one token is an error: truncating it
-    would teach or ask something else.
+    tokens free for the new answer; training counts its `completion` (the target) whole, end of turn included, and
+    refuses a chat template whose prompt is not a prefix of prompt + answer (`chat_format.ChatTemplateError`, naming
+    `model`). A record whose prompt and answer don't fit even with the document cut to one token is an error:
+    truncating it would teach or ask something else.
     """
-    messages = prompt_messages(record)
-    excess = _n_tokens(tokenizer, messages, completion) + reserve - max_tokens
+    messages = model_messages(record, tokenizer, model)
+    excess = _n_tokens(tokenizer, messages, completion, record, model) + reserve - max_tokens
     if excess <= 0:
         return messages, 0
     document = tokenizer(record.context or "", add_special_tokens=False)["input_ids"]
     keep = len(document) - excess
     while keep >= 1:
         shorter = record.model_copy(update={"context": tokenizer.decode(document[:keep])})
-        messages = prompt_messages(shorter)
+        messages = model_messages(shorter, tokenizer, model)
         # Decoding and re-encoding a cut text can merge tokens differently: check, and cut further if needed.
-        excess = _n_tokens(tokenizer, messages, completion) + reserve - max_tokens
+        excess = _n_tokens(tokenizer, messages, completion, record, model) + reserve - max_tokens
         if excess <= 0:
             return messages, len(document) - keep
         keep -= excess
@@ -82,8 +95,10 @@ def fit_prompt(record: Record, tokenizer, max_tokens: int, completion: str | Non
 
 
 def prompt_fingerprint(config: RunConfig) -> str:
-    """What shapes the prompts besides the model's chat template: our system prompt and the context limit."""
-    return fingerprint(SYSTEM_PROMPT, config.model.max_context)
+    """What shapes the prompts besides the model's chat template and the records (whose system turn is the task's
+    system prompt): the context limit, and the rule's name, so that answers made under the former rule (ssrtune's
+    grounded-QA system prompt in front of every record) are not reused."""
+    return fingerprint("task system turn, folded where the template has none", config.model.max_context)
 
 
 def fitted_prompts(config: RunConfig, stage: str, records: list[Record], tokenizer, max_tokens: int,
@@ -93,7 +108,8 @@ def fitted_prompts(config: RunConfig, stage: str, records: list[Record], tokeniz
     prompts, cut = {}, {}
     for record in records:
         prompts[record.id], n_cut = fit_prompt(record, tokenizer, max_tokens,
-                                               None if targets is None else targets[record.id], reserve)
+                                               None if targets is None else targets[record.id], reserve,
+                                               config.model.name)
         if n_cut:
             cut[record.id] = n_cut
     if cut:

@@ -58,6 +58,19 @@ class Record(BaseModel):
         return self.messages[-1].content
 
 
+# What `data.fields` may map a user's column to: a Record field, or `query` (a flat record's one user turn).
+MAPPABLE_FIELDS = ("id", "messages", "query", "context", "response", "meta")
+
+
+def check_field_mapping(fields: dict[str, str]) -> dict[str, str]:
+    """A `fields` mapping whose every key is one of our field names: a typo there would otherwise leave the column
+    unread (an extra column is kept in `meta`)."""
+    for ours in fields:
+        if ours not in MAPPABLE_FIELDS:
+            raise ValueError(f"{ours!r} is not a record field; map a column to one of: {', '.join(MAPPABLE_FIELDS)}")
+    return fields
+
+
 class DataError(ValueError):
     """Bad input, located: file, line (or row) and field."""
 

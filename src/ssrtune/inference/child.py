@@ -5,13 +5,18 @@ Why a process rather than shutting the engine down in ours: vLLM 0.30's `LLM` ha
 goes back only when the engine object is garbage collected and its worker processes exit, which this process cannot
 guarantee (a traceback or a reference cycle keeps it alive), while training, the next stage, needs that memory. The
 child is started with `spawn` (a forked CUDA context is unusable) on the first call, so building the LM costs
-nothing, and it is not a daemon because vLLM starts processes of its own.
+nothing, and it is not a daemon because vLLM starts processes of its own. The child leads a process group of its own,
+and ending it ends the whole group: vLLM's engine-core and worker processes, which would otherwise outlive a child that
+was killed (or died) and keep their GPU memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import pickle
+import signal
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 
@@ -31,8 +36,10 @@ def _portable(err: BaseException) -> BaseException:
 
 
 def _serve(factory: Callable[[], LM], conn) -> None:
-    """The child: build the LM, then answer (method, args, kwargs) messages until told to stop or the parent is
-    gone."""
+    """The child: lead a process group (everything the engine starts joins it), build the LM, then answer (method,
+    args, kwargs) messages until told to stop or the parent is gone."""
+    if hasattr(os, "setsid"):
+        os.setsid()
     try:
         lm = factory()
     except BaseException as err:
@@ -68,6 +75,9 @@ def _stop(process, conn) -> None:
             process.kill()
             process.join()
     conn.close()
+    if hasattr(os, "killpg"):  # what the child started and left behind (or left when it was killed)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 class ChildProcessLM(LM):
@@ -81,7 +91,8 @@ class ChildProcessLM(LM):
     def _call(self, method: str, *args, **kwargs):
         if self._process is None:
             self._start()
-        self._conn.send((method, args, kwargs))
+        with contextlib.suppress(OSError):  # a child that is gone is told by `_receive`
+            self._conn.send((method, args, kwargs))
         return self._receive()
 
     def _start(self) -> None:
@@ -102,7 +113,7 @@ class ChildProcessLM(LM):
     def _receive(self):
         try:
             status, value = self._conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the child ended, or was killed (the pipe then resets)
             self._process.join(timeout=10)
             code = self._process.exitcode
             self.close()

@@ -13,6 +13,7 @@ import time
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ssrtune.data.chat_format import chat_turns, end_of_turn_ids
 from ssrtune.endpoint import EndpointError
 from ssrtune.inference.lm import LM, Prompt
 from ssrtune.inference.padding import left_padded_batch
@@ -22,16 +23,18 @@ from ssrtune.store import RecordFile
 
 
 def prompt_text(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
-    """A chat prompt rendered by the model's chat template, up to the assistant's turn; raw text as it is."""
+    """A chat prompt rendered by the model's chat template, up to the assistant's turn (a system turn folded into the
+    first user turn where the template has no system role: `chat_format.chat_turns`); raw text as it is."""
     if isinstance(prompt, str):
         return prompt
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(chat_turns(prompt, tokenizer), tokenize=False, add_generation_prompt=True)
 
 
 @torch.inference_mode()
 def complete_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_new_tokens: int,
                    placement: Placement, stop_strings: list[str] | None = None) -> tuple[list[str], int]:
-    """Greedy continuations of a batch of texts (cut before the first stop string), and the token count."""
+    """Greedy continuations of a batch of texts (cut before the first stop string), and the token count. Each stops
+    at the end of the assistant's turn as the chat template writes it (Gemma's <end_of_turn> is not its eos)."""
     # Left padding keeps every prompt's last token at the end, where generation continues.
     batch = left_padded_batch(tokenizer(texts, add_special_tokens=False)["input_ids"], tokenizer.pad_token_id)
     input_ids, attention_mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
@@ -39,7 +42,7 @@ def complete_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
         output = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
             temperature=None, top_p=None, top_k=None,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=end_of_turn_ids(tokenizer),
             **({"stop_strings": stop_strings, "tokenizer": tokenizer} if stop_strings else {}),
         )
     new_tokens = output[:, input_ids.shape[1]:]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from ssrtune.config import RunConfig, dump_config
 from ssrtune.console import stage_line
 from ssrtune.methods import METHODS, Method
+from ssrtune.preflight import check_not_launched
 from ssrtune.timings import Timings
 from ssrtune.train_config import TrainConfig
 
@@ -109,6 +110,7 @@ class Run:
     """
 
     def __init__(self, config: RunConfig, fresh: bool | Collection[str] = False):
+        check_not_launched()  # every rank of a launcher would run the same stages into the same directory
         self.config, self.path = config, config.path
         self._fresh = fresh
         self._results: dict[str, Any] = {}

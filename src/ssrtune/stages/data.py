@@ -10,21 +10,25 @@ from ssrtune.config import DataConfig, FileDataConfig, RunConfig
 from ssrtune.data.hub import hub_fingerprint, is_hub
 from ssrtune.data.loaders import load_records, save_records
 from ssrtune.data.recipes.coqa import conversational_qa
+from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM
 from ssrtune.data.recipes.squad import grounded_qa
-from ssrtune.data.schema import DataError, Record
+from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.stages.base import Run, Stage
 from ssrtune.store import Artifact, file_digest, fingerprint
 
 log = logging.getLogger(__name__)
 
 RECIPES = {"grounded-qa": grounded_qa}
+# The system prompt each built-in task brings in its records (part of its data's fingerprint: it is in the code).
+RECIPE_SYSTEM = {"grounded-qa": GROUNDED_QA_SYSTEM, "coqa": GROUNDED_QA_SYSTEM}
 
 
 class Data(Stage):
     """Normalised train and test records.
 
-    Fingerprint: the `data` section, the hashes of the user's files (of every file of a dataset folder), and the
-    `datasets` fingerprint of Hub data (data.hub). Resume: remade when the fingerprint changed (an edited file or a new revision is re-read),
+    Fingerprint: the `data` section (with `data.system_prompt`), a recipe's own system prompt, the hashes of the
+    user's files (of every file of a dataset folder), and the `datasets` fingerprint of Hub data (data.hub). Resume:
+    remade when the fingerprint changed (an edited file or a new revision is re-read),
     otherwise read back; cheap, so never refused.
     """
 
@@ -36,7 +40,8 @@ class Data(Stage):
     def fingerprint(self, run: Run) -> str:
         data = run.config.data
         sources = [data.train_file, data.test_file] if isinstance(data, FileDataConfig) else []
-        return fingerprint(data.model_dump(mode="json"), [source_digest(s) for s in sources])
+        return fingerprint(data.model_dump(mode="json"), RECIPE_SYSTEM.get(data.recipe),
+                           [source_digest(s) for s in sources])
 
     def make(self, run: Run) -> tuple[list[Record], list[Record]]:
         folder = self.artifact(run.config)
@@ -89,15 +94,27 @@ def prepare(config: DataConfig, skipped: dict[str, list[DataError]] | None = Non
     if not isinstance(config, FileDataConfig):
         return RECIPES[config.recipe](config)
     if config.on_error == "raise":
-        return load_records(config.train_file, config.fields), load_records(config.test_file, config.fields)
-    skipped = {} if skipped is None else skipped
-    skipped["train"], skipped["test"] = [], []
-    return (load_records(config.train_file, config.fields, skipped["train"]),
-            load_records(config.test_file, config.fields, skipped["test"]))
+        splits = load_records(config.train_file, config.fields), load_records(config.test_file, config.fields)
+    else:
+        skipped = {} if skipped is None else skipped
+        skipped["train"], skipped["test"] = [], []
+        splits = (load_records(config.train_file, config.fields, skipped["train"]),
+                  load_records(config.test_file, config.fields, skipped["test"]))
+    return tuple(with_system_prompt(records, config.system_prompt) for records in splits)
+
+
+def with_system_prompt(records: list[Record], system: str | None) -> list[Record]:
+    """`system` (data.system_prompt) as the system turn of every record that has none of its own."""
+    if not system:
+        return records
+    turn = Message(role="system", content=system)
+    return [r if r.messages[0].role == "system" else r.model_copy(update={"messages": [turn, *r.messages]})
+            for r in records]
 
 
 class OodData(Stage):
-    """The out-of-domain set (`evaluate.ood`). Fingerprint: its settings. Resume: remade when they changed."""
+    """The out-of-domain set (`evaluate.ood`). Fingerprint: its settings and its recipe's system prompt. Resume:
+    remade when they changed."""
 
     name = "ood"
 
@@ -105,7 +122,8 @@ class OodData(Stage):
         return config.path / "data" / "ood.jsonl"
 
     def fingerprint(self, run: Run) -> str:
-        return fingerprint(run.config.evaluate.ood.model_dump(mode="json"))
+        ood = run.config.evaluate.ood
+        return fingerprint(ood.model_dump(mode="json"), RECIPE_SYSTEM[ood.recipe])
 
     def make(self, run: Run) -> list[Record]:
         path = self.artifact(run.config)

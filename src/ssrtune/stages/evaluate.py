@@ -51,8 +51,9 @@ class Evaluate(Stage):
     """Fingerprint: the base model's, or the trained model's result file (ssrtune_train.json), with each suite's
     settings. Artifact: eval/<name>/ (per suite: answers, scores, metrics). Resume: a suite's answers are appended
     as they come and refused under other settings (`--fresh` evaluates again); retention benchmarks are redone
-    one by one when their settings changed. The model is loaded once, and only if some suite has work left; every
-    result's fingerprint holds the engine and the precision it ran in."""
+    one by one when their settings changed. The model is loaded once, and only if some suite has work left; it
+    answers every suite and is released before any judge loads a model of its own (two vLLM engines don't fit one
+    GPU); every result's fingerprint holds the engine and the precision it ran in."""
 
     model: TrainedModel | None = None  # None: the base model
     name = "evaluate"
@@ -81,27 +82,28 @@ class Evaluate(Stage):
         model_fp = fingerprint(self.fingerprint(run), stage_engine_identity(config, config.evaluate))
         load = functools.cache(lambda: stage_lm(config, config.evaluate, adapter))
         _, test_records = run(Data())
-        test_fp = file_digest(config.path / "data" / "test.jsonl")
         judge = config.task_judge
+        suites = [("task", test_records, file_digest(config.path / "data" / "test.jsonl"), judge)]
+        if config.evaluate.ood:
+            ood = run(OodData())
+            suites.append(("ood", ood, records_fingerprint(ood), config.evaluate.ood.judge or judge))
+        for dataset in config.evaluate.datasets:
+            records = load_records(dataset.file, dataset.fields)
+            suites.append((dataset.name, records, records_fingerprint(records), dataset.judge or judge))
+        # The model answers every suite first; its memory goes back before any judge loads a model of its own (an
+        # llm judge's vLLM engine would not start beside the evaluated model's).
+        try:
+            predictions = {suite: answers(config, folder, suite_file(suite), records, data_fp, model_fp, load, fresh,
+                                          f"evaluate {folder.name} ({suite})")
+                           for suite, records, data_fp, _ in suites}
+            retained = retention_suite(config, folder, model_fp, load, fresh) if config.evaluate.retention else None
+        finally:
+            if load.cache_info().currsize:
+                load().close()
         with Judges() as judges:
-            try:
-                results = {"task": judged_suite(config, folder, "task", test_records, test_fp, model_fp, load, fresh,
-                                                judges, judge)}
-                if config.evaluate.ood:
-                    ood = run(OodData())
-                    results["ood"] = judged_suite(config, folder, "ood", ood, records_fingerprint(ood), model_fp,
-                                                  load, fresh, judges, config.evaluate.ood.judge or judge)
-                for dataset in config.evaluate.datasets:
-                    records = load_records(dataset.file, dataset.fields)
-                    results[dataset.name] = judged_suite(config, folder, dataset.name, records,
-                                                         records_fingerprint(records), model_fp, load, fresh, judges,
-                                                         dataset.judge or judge)
-                if config.evaluate.retention:
-                    results["retention"] = retention_suite(config, folder, model_fp, load, fresh)
-            finally:
-                if load.cache_info().currsize:
-                    load().close()  # the GPU memory goes back before the next stage
-        return results
+            results = {suite: judged_suite(folder, suite, records, predictions[suite], fresh, judges, spec)
+                       for suite, records, _, spec in suites}
+        return results if retained is None else {**results, "retention": retained}
 
     def describe(self, result: dict) -> str:
         """`task accuracy 0.450; ood accuracy 0.300; hellaswag acc_norm 0.412, KL from base 0.0123`."""
@@ -157,18 +159,20 @@ class Judges(contextlib.ExitStack):
         return self.built[key]
 
 
-def judged_suite(config: RunConfig, folder: Path, suite: str, records: list[Record], data_fp: str, model_fp: str,
-                 load: LoadLM, fresh: bool, judges: Judges, judge: JudgeConfig) -> dict:
+def suite_file(suite: str) -> str:
+    """Where a judged suite's answers are: predictions.jsonl for the task, <suite>.predictions.jsonl otherwise."""
+    return "predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl"
+
+
+def judged_suite(folder: Path, suite: str, records: list[Record], predictions: dict[str, dict], fresh: bool,
+                 judges: Judges, judge: JudgeConfig) -> dict:
     """The model's answers to a task's records (the held-out split, the out-of-domain set, a user's set), each
     judged against the gold answers: accuracy is the share the judge accepts, with its Wilson interval; the
     grounded-QA metrics are added where the data has unanswerable examples."""
-    file = "predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl"
-    predictions = answers(config, folder, file, records, data_fp, model_fp, load, fresh,
-                          f"evaluate {folder.name} ({suite})")
     texts = {r.id: predictions[r.id]["response"] for r in records}
     items = [JudgeInput.of(r, texts[r.id]) for r in records]
-    verdicts = judged(judges, judge, items, folder / f"{suite}.judgments.jsonl", recorded_fingerprint(folder / file),
-                      fresh)
+    verdicts = judged(judges, judge, items, folder / f"{suite}.judgments.jsonl",
+                      recorded_fingerprint(folder / suite_file(suite)), fresh)
     grounded = has_unanswerable(records)
     rows = judged_rows(records, texts, verdicts, grounded)
     metrics = {**task_metrics(rows, grounded), "judge": describe(judge)}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssrtune.config import RunConfig
-from ssrtune.data.prompts import fitted_prompts
+from ssrtune.data.prompts import fitted_prompts, prompt_format
 from ssrtune.judges.base import verdict_counts
 from ssrtune.methods import Method, source_shares, trained_rows
 from ssrtune.models import context_length, load_tokenizer
@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, eq=False)
 class Select(Stage):
     """Fingerprint: none; remade every time from the artifacts it needs (cheap and deterministic), so that the
-    trained model's fingerprint is that of exactly what it trains on."""
+    trained model's fingerprint is that of exactly what it trains on. Every example's prompt must be a prefix of its
+    prompt and target in the model's tokens (`chat_format.prompt_and_answer_ids`), else the run stops here, before
+    training; train/<method>.stats.json records the prompt format (`prompt_format`)."""
 
     method: Method
     name = "select"
@@ -51,8 +53,10 @@ class Select(Stage):
         by_id = {r.id: r for r in records}
         kept = trained_rows(rows)
         limit = min(config.train.max_length, context_length(config.model))
-        prompts = fitted_prompts(config, f"train/{method.name}", [by_id[row["id"]] for row in kept],
-                                 load_tokenizer(config.model), limit, targets={row["id"]: row["target"] for row in kept})
+        tokenizer = load_tokenizer(config.model)
+        trained = [by_id[row["id"]] for row in kept]
+        prompts = fitted_prompts(config, f"train/{method.name}", trained, tokenizer, limit,
+                                 targets={row["id"]: row["target"] for row in kept})
         for row in kept:
             row["messages"] = prompts[row["id"]]
         if (method.own_answers or method.restatement) and kept and all(row["source"] == "gold" for row in kept):
@@ -64,7 +68,8 @@ class Select(Stage):
         write_json(path.with_suffix(".stats.json"), {
             "method": method.name, "n": len(rows), "shares": source_shares(rows),
             "judge": verdict_counts(judgments) if method.own_answers else None,
-            "judge_restated": verdict_counts(restated_judgments) if restated_judgments else None})
+            "judge_restated": verdict_counts(restated_judgments) if restated_judgments else None,
+            "prompt": prompt_format(trained, tokenizer)})
         return rows
 
     def describe(self, result: list[dict]) -> str:

