@@ -15,7 +15,8 @@ import yaml
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
 from ssrtune.data.schema import check_field_mapping
-from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
+from ssrtune.config_errors import error_words, validation_message
+from ssrtune.judges.config import TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
 from ssrtune.evaluate_config import EvaluateConfig
 from ssrtune.methods import registered, restatements
 from ssrtune.schema import PLAIN_NAME, EngineSettings, ModelConfig, Strict, VllmConfig
@@ -136,7 +137,7 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _models_resolve(self) -> RunConfig:
-        check_models(self.models or [], self.train, _message)
+        check_models(self.models or [], self.train, error_words)
         return self
 
     def model_entries(self) -> list[ModelEntry]:
@@ -207,7 +208,7 @@ def load_config(path: str | Path | None = None,
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(_validation_message(path, err)) from None
+        raise ConfigError(validation_message(path, err, RunConfig)) from None
 
 
 def load_judge_config(path: str | Path) -> JudgeConfig:
@@ -220,49 +221,7 @@ def load_judge_config(path: str | Path) -> JudgeConfig:
     try:
         return parse_judge(tree)
     except ValidationError as err:
-        raise ConfigError(_validation_message(path, err)) from None
-
-
-def _validation_message(path: Path | str | None, err: ValidationError) -> str:
-    """One line per error: the key path (without the union tags pydantic puts in it) and what is wrong, in the
-    words of the union member where it is one (a judge kind, a data recipe)."""
-    lines = [f"{path or 'config'}: invalid configuration"]
-    for e in err.errors():
-        tags = [str(p) for p in e["loc"] if TAG_MARK in str(p)]
-        keys = [str(p) for p in e["loc"] if TAG_MARK not in str(p)]
-        where = ".".join(keys) or "(top level)"
-        message = _message(e)
-        if not keys and KEYED.match(message):  # a whole-config check names the key it is about
-            where, message = message.split(": ", 1)
-        if e["type"] == "judge_kind":
-            kind = e["input"].get("kind") if isinstance(e["input"], dict) else None
-            where, message = ((f"{where}.engine", f"an `llm` judge's engine is transformers, vllm or openai, not "
-                               f"{e['input'].get('engine')!r}") if kind == "llm" else
-                              (f"{where}.kind", f"unknown judge kind {kind!r}; one of: {', '.join(KINDS)}"))
-        elif e["type"] == "data_recipe":
-            where, message = f"{where}.recipe", f"unknown recipe {e['input'].get('recipe')!r}; grounded-qa or null"
-        elif e["type"] == "extra_forbidden" and tags:
-            message = _not_applicable(keys[-1], tags[-1])
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
-
-
-KEYED = re.compile(r"^[A-Za-z_][\w.]*: ")
-
-
-def _message(error: dict) -> str:
-    """A validator's own words, without pydantic's "Value error, " before them."""
-    return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
-
-
-def _not_applicable(key: str, tag: str) -> str:
-    what, value = tag.split(TAG_MARK)
-    if what == "kind":
-        kind, _, engine = value.partition("/")
-        return f"`{key}` does not apply to a judge of kind `{kind}`" + (f" with engine {engine}" if engine else "")
-    if value == "null":
-        return f"`{key}` is a setting of a built-in recipe; your own files (recipe: null) don't use it"
-    return f"`{key}` is for your own files (recipe: null); the `{value}` recipe doesn't use it"
+        raise ConfigError(validation_message(path, err, JudgeConfig)) from None
 
 
 def dump_config(config: RunConfig, path: Path) -> None:
