@@ -6,6 +6,7 @@ field on another kind, a recipe's field with the user's own files) is an error n
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
+from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
 from ssrtune.config_errors import error_words, validation_message
 from ssrtune.judges.config import TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
@@ -199,6 +201,7 @@ def load_config(path: str | Path | None = None,
             raise ConfigError(f"{path}: {err}") from err
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
+        data_paths_from(tree, path.parent)
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
             set_key(tree, key, value)
@@ -209,6 +212,20 @@ def load_config(path: str | Path | None = None,
         return RunConfig.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(validation_message(path, err, RunConfig)) from None
+
+
+def data_paths_from(tree: dict[str, Any], folder: Path) -> None:
+    """Make the relative data paths of a config file's `tree` (train_file, test_file, each eval set's file) absolute
+    from `folder`, the file's own: a config and its data travel together, wherever ssrtune is started. Overrides on
+    the command line stay relative to the current directory, as paths typed in a shell are."""
+    data, evaluate = tree.get("data"), tree.get("evaluate")
+    sections = [(data, "train_file"), (data, "test_file")]
+    if isinstance(evaluate, dict) and isinstance(evaluate.get("datasets"), list):
+        sections += [(dataset, "file") for dataset in evaluate["datasets"]]
+    for section, key in sections:
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, str) and value and not is_hub(value) and not Path(value).expanduser().is_absolute():
+            section[key] = os.path.abspath(folder / value)
 
 
 def load_judge_config(path: str | Path) -> JudgeConfig:

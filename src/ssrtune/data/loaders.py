@@ -186,7 +186,8 @@ def load_records(path: str | Path, fields: dict[str, str] | None = None,
     else:
         path = Path(path)
         if not path.exists():
-            raise DataError(path, None, None, "no such file or folder")
+            raise DataError(path, None, None, "no such file or folder" + ("" if path.is_absolute() else
+                                                                          f" (looked for {path.absolute()})"))
         rows = _readable_rows(path)
     records: list[Record] = []
     seen: dict[str, int] = {}
