@@ -29,3 +29,77 @@ def test_data_paths_in_a_config_file_are_relative_to_its_folder(tmp_path, monkey
     assert config.data.test_file == "test.jsonl"
     with pytest.raises(DataError, match=rf"test.jsonl: no such file or folder \(looked for {elsewhere}/test.jsonl\)"):
         load_records(config.data.test_file)
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_ids_are_made_from_the_content_when_absent(tmp_path, caplog):
+    rows = [{"question": "Capital of France?", "answer": "Paris", "topic": "geo"},
+            {"question": "2 + 2?", "answer": "4", "topic": "math"},
+            {"question": "Capital of France?", "answer": "Paris", "topic": "geo"},  # the first row again
+            {"question": "Capital of France?", "answer": "Paris", "topic": "other"}]  # and again: meta is not content
+    fields = {"query": "question", "response": "answer"}
+    with caplog.at_level("WARNING"):
+        records = load_records(_jsonl(tmp_path / "a.jsonl", rows), fields)
+    ids = [r.id for r in records]
+    assert ids[2:] == [f"{ids[0]}-2", f"{ids[0]}-3"] and len(set(ids)) == 4 and len(ids[0]) == 16
+    assert "2 records without an id repeat an earlier record's content exactly" in caplog.text
+    # stable: the same content gets the same id wherever it stands, whatever its other columns
+    moved = load_records(_jsonl(tmp_path / "b.jsonl", [{**rows[1], "topic": "x"}, rows[0]]), fields)
+    assert [r.id for r in moved] == [ids[1], ids[0]]
+    assert records[0].meta == {"topic": "geo"}
+    # a given id is kept, and a duplicate given id is still an error
+    assert load_records(_jsonl(tmp_path / "c.jsonl", [{**rows[0], "id": "mine"}]), fields)[0].id == "mine"
+    with pytest.raises(DataError, match="line 2, field 'id': duplicate id 'x'"):
+        load_records(_jsonl(tmp_path / "d.jsonl", [{**rows[0], "id": "x"}, {**rows[1], "id": "x"}]), fields)
+
+
+def test_the_common_dataset_shapes_are_read_by_name(tmp_path):
+    alpaca = [{"instruction": "Translate to French.", "input": "cat", "output": "chat", "system": "Be brief."},
+              {"instruction": "Name a colour.", "input": "", "output": "red", "history": [["Hi", "Hello!"]]}]
+    first, second = load_records(_jsonl(tmp_path / "alpaca.jsonl", alpaca), format="alpaca")
+    assert [(m.role, m.content) for m in first.messages] == [("system", "Be brief."),
+                                                             ("user", "Translate to French.\n\ncat")]
+    assert first.response == "chat" and first.meta == {}
+    assert [m.role for m in second.messages] == ["user", "assistant", "user"] and second.query == "Name a colour."
+
+    sharegpt = [{"id": "s1", "source": "web", "conversations": [
+        {"from": "system", "value": "Answer in one word."}, {"from": "human", "value": "Sky colour?"},
+        {"from": "gpt", "value": "Blue"}]}]
+    [record] = load_records(_jsonl(tmp_path / "sharegpt.jsonl", sharegpt), format="sharegpt")
+    assert (record.id, record.query, record.response, record.meta) == ("s1", "Sky colour?", "Blue", {"source": "web"})
+    assert record.messages[0].role == "system"
+
+    openai = [{"qid": 7, "messages": [{"role": "user", "content": "3 x 3?"}, {"role": "assistant", "content": "9"}]}]
+    [record] = load_records(_jsonl(tmp_path / "messages.jsonl", openai), {"id": "qid"}, format="messages")
+    assert (record.id, record.query, record.response) == ("7", "3 x 3?", "9")
+
+
+@pytest.mark.parametrize("format,row,message", [
+    ("alpaca", {"instruction": "x"}, r"line 1, field 'output': missing \(data.format: alpaca\)"),
+    ("sharegpt", {"conversations": [{"from": "human", "value": "q"}, {"from": "tool", "value": "a"}]},
+     r"field 'conversations.1.from': 'tool' is not one of: human, user, gpt, assistant, system"),
+    ("sharegpt", {"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "q"}]},
+     r"field 'conversations.1': the last turn must be the answer"),
+    ("messages", {"messages": []}, r"field 'messages': expected a non-empty list of turns"),
+    ("messages", {"messages": [{"role": "assistant", "content": "a"}]}, r"field 'messages': holds only the answer"),
+    ("messages", {"messages": [{"role": "assistant", "content": "q"}, {"role": "assistant", "content": "a"}]},
+     r"field 'messages': the last message must be the user's query"),
+])
+def test_a_row_not_in_its_format_names_the_field(tmp_path, format, row, message):
+    with pytest.raises(DataError, match=message):
+        load_records(_jsonl(tmp_path / "bad.jsonl", [row]), format=format)
+
+
+def test_a_format_and_a_mapping_of_the_same_field_are_refused():
+    from ssrtune.config import ConfigError
+
+    files = ["data.recipe=null", "data.train_file=a.jsonl", "data.test_file=a.jsonl", "data.format=alpaca"]
+    assert load_config(None, [*files, "data.fields={id: uid}"]).data.format == "alpaca"
+    with pytest.raises(ConfigError, match=r"data: `fields` maps response, which format 'alpaca' takes from its own"):
+        load_config(None, [*files, "data.fields={response: answer}"])
+    with pytest.raises(ConfigError, match=r"data.format: Input should be 'record', 'alpaca', 'sharegpt' or 'messages'"):
+        load_config(None, [*files[:3], "data.format=dolly"])

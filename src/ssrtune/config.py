@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
+from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
 from ssrtune.config_errors import error_words, validation_message
@@ -70,6 +71,7 @@ class FileDataConfig(Strict):
     fields: Annotated[dict[str, str], AfterValidator(check_field_mapping)] = Field(
         default_factory=dict, description="Our field name (id, messages, query, context, response, meta) -> the column "
                                           "name in the user's files. Other columns are kept in each record's `meta`.")
+    format: DataFormat = "record"
     system_prompt: str | None = Field(None, description=(
         "The system turn of every record that has none of its own, in generation, training and evaluation (the model "
         "card states it); null = none: the prompt is the record's own turns, and the model's chat template decides "
@@ -77,6 +79,11 @@ class FileDataConfig(Strict):
     on_error: Literal["raise", "skip"] = Field(
         "raise", description="A bad row in the data files: stop with its file, line and field, or skip it (counted "
                              "in data/data.meta.json and reported).")
+
+    @model_validator(mode="after")
+    def _format_fields(self) -> FileDataConfig:
+        check_format_fields(self.format, self.fields)
+        return self
 
 
 def _data_tag(value: Any) -> str:
