@@ -2,6 +2,7 @@
 common dataset shapes by name, and the shipped own-data example run end to end."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,25 @@ def test_a_format_and_a_mapping_of_the_same_field_are_refused():
         load_config(None, [*files, "data.fields={response: answer}"])
     with pytest.raises(ConfigError, match=r"data.format: Input should be 'record', 'alpaca', 'sharegpt' or 'messages'"):
         load_config(None, [*files[:3], "data.format=dolly"])
+
+
+def test_the_shipped_own_data_example_runs_end_to_end(tiny_model, tmp_path):
+    """configs/own-data.yaml as the README's second section runs it, from another directory, on the tiny model."""
+    from tests.test_cli import ssrtune
+
+    shipped = Path(__file__).resolve().parent.parent / "configs" / "own-data.yaml"
+    rows = [json.loads(line) for line in (shipped.parent / "own-data" / "train.jsonl").read_text().splitlines()]
+    assert all(set(row) == {"question", "answer", "topic"} for row in rows)  # the user's own shape: no id column
+    run = tmp_path / "run"
+    result = ssrtune("run", shipped, f"model.name={tiny_model}", f"run_dir={run}",
+                     "train.save_every=1000 steps", cwd=tmp_path)  # no checkpoints: how it trains, not what
+    assert result.returncode == 0, result.stderr
+    assert "[data] 30 train, 12 test examples" in result.stderr
+    train = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
+    assert len({r["id"] for r in train}) == 30 and train[0]["meta"] == {"topic": "geography"}
+    assert train[0]["messages"] == [{"role": "system", "content": "Answer the question in a few words."},
+                                    {"role": "user", "content": "What is the capital of France?"}]
+    for artifact in ("judgments.jsonl", "models/sft/adapter_config.json", "models/ssr/adapter_config.json",
+                     "eval/ssr/task.json", "report.md"):
+        assert (run / artifact).exists(), artifact
+    assert all(name in result.stdout for name in ("base", "sft", "ssr"))
