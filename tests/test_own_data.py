@@ -110,7 +110,11 @@ def test_the_shipped_own_data_example_runs_end_to_end(tiny_model, tmp_path):
     """configs/own-data.yaml as the README's second section runs it, from another directory, on the tiny model."""
     from tests.test_cli import ssrtune
 
-    shipped = Path(__file__).resolve().parent.parent / "configs" / "own-data.yaml"
+    root = Path(__file__).resolve().parent.parent
+    shipped = root / "configs" / "own-data.yaml"
+    # the README's second section shows this very file, whole
+    sections = (root / "README.md").read_text(encoding="utf-8").split("\n## ")
+    assert sections[2].startswith("Your own data\n") and f"```yaml\n{shipped.read_text()}```" in sections[2]
     rows = [json.loads(line) for line in (shipped.parent / "own-data" / "train.jsonl").read_text().splitlines()]
     assert all(set(row) == {"question", "answer", "topic"} for row in rows)  # the user's own shape: no id column
     run = tmp_path / "run"

@@ -62,7 +62,8 @@ class RecipeDataConfig(Strict):
 
 
 class FileDataConfig(Strict):
-    """The user's own train and test files, in the record format (README: Your own data and model)."""
+    """The user's own train and test files, in one of the formats of data.formats (README: Your own data;
+    docs/USAGE.md: Your own data and model)."""
 
     recipe: None = Field(description="null: the task comes from `train_file` and `test_file`.")
     train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet, a datasets folder or "

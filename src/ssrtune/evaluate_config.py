@@ -67,7 +67,7 @@ class EvalDataset(Strict):
 
 class EvaluateConfig(EngineSettings):
     """Evaluation of the base model and of every trained one. With the vllm engine a trained LoRA adapter is served
-    without merging; with the openai engine the server must serve each trained model under its name (README)."""
+    without merging; with the openai engine the server must serve each trained model under its name (docs/USAGE.md)."""
 
     max_new_tokens: int = Field(48, gt=0, description="The longest answer, in tokens.")
     judge: JudgeConfig | None = Field(None, description="Decides each held-out answer against the gold answers (task "
