@@ -156,3 +156,23 @@ def test_every_shipped_config_loads_and_tuning_never_sees_the_test_split():
     configs = {path.name: load_config(path) for path in folder.glob("*.yaml")}
     assert {"quickstart.yaml", "reproduce.yaml", "tuning.yaml"} <= configs.keys()
     assert configs["tuning.yaml"].data.holdout == "dev" and configs["quickstart.yaml"].data.holdout == "test"
+
+
+@pytest.mark.parametrize("yaml_text,message", [
+    ("train:\n  epoch: 2\n", r"  train\.epoch: unknown key `epoch`; did you mean `epochs`\?"),
+    ("judeg:\n  kind: contains\n", r"  judeg: unknown key `judeg`; did you mean `judge`\?"),
+    ("models:\n  - {name: a, method: sft, train: {sed: 1}}\n",
+     r"models\.0\.train: `sed` is not a train setting; did you mean `seed`\?"),
+    ("data: {recipe: null, train_file: a.jsonl, test_file: a.jsonl, on_eror: skip}\n",
+     r"data\.on_eror: unknown key `on_eror`; did you mean `on_error`\?"),
+    ("judge: {kind: token_f1, treshold: 0.3}\n", r"judge\.treshold: unknown key `treshold`; did you mean `threshold`"),
+    ("data: {recipe: null, train_file: a.jsonl, test_file: a.jsonl, fields: {qeury: question}}\n",
+     r"data\.fields: 'qeury' is not a record field; did you mean `query`\?"),
+    ("evaluate: {retention: {benchmark: [piqa]}}\n", r"evaluate\.retention\.benchmark: .*did you mean `benchmarks`"),
+    ("zzz: 1\n", r"  zzz: unknown key `zzz`$"),
+])
+def test_a_mistyped_key_names_the_key_it_resembles(tmp_path, yaml_text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)

@@ -1,6 +1,6 @@
 """ssrtune: fine-tune language models with Selective Self-Rehearsal (arXiv 2409.04787).
 
-From Python (README: Python API): `ssrtune.run(config)`, `ssrtune.load_config(path, overrides)`,
+From Python (docs/USAGE.md: Python API): `ssrtune.run(config)`, `ssrtune.load_config(path, overrides)`,
 `ssrtune.Pipeline(config)` for one stage at a time, `ssrtune.judges.build(...)` for a judge on its own. The names
 are imported on first use, so `import ssrtune` stays cheap.
 """

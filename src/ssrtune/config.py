@@ -6,6 +6,7 @@ field on another kind, a recipe's field with the user's own files) is an error n
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,8 +15,11 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
+from ssrtune.data.formats import DataFormat, check_format_fields
+from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
-from ssrtune.judges.config import KINDS, TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
+from ssrtune.config_errors import error_words, validation_message
+from ssrtune.judges.config import TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
 from ssrtune.evaluate_config import EvaluateConfig
 from ssrtune.methods import registered, restatements
 from ssrtune.schema import PLAIN_NAME, EngineSettings, ModelConfig, Strict, VllmConfig
@@ -58,7 +62,8 @@ class RecipeDataConfig(Strict):
 
 
 class FileDataConfig(Strict):
-    """The user's own train and test files, in the record format (README: Your own data and model)."""
+    """The user's own train and test files, in one of the formats of data.formats (README: Your own data;
+    docs/USAGE.md: Your own data and model)."""
 
     recipe: None = Field(description="null: the task comes from `train_file` and `test_file`.")
     train_file: str = Field(description="Training records: .jsonl, .json, .csv, .parquet, a datasets folder or "
@@ -67,6 +72,7 @@ class FileDataConfig(Strict):
     fields: Annotated[dict[str, str], AfterValidator(check_field_mapping)] = Field(
         default_factory=dict, description="Our field name (id, messages, query, context, response, meta) -> the column "
                                           "name in the user's files. Other columns are kept in each record's `meta`.")
+    format: DataFormat = "record"
     system_prompt: str | None = Field(None, description=(
         "The system turn of every record that has none of its own, in generation, training and evaluation (the model "
         "card states it); null = none: the prompt is the record's own turns, and the model's chat template decides "
@@ -74,6 +80,11 @@ class FileDataConfig(Strict):
     on_error: Literal["raise", "skip"] = Field(
         "raise", description="A bad row in the data files: stop with its file, line and field, or skip it (counted "
                              "in data/data.meta.json and reported).")
+
+    @model_validator(mode="after")
+    def _format_fields(self) -> FileDataConfig:
+        check_format_fields(self.format, self.fields)
+        return self
 
 
 def _data_tag(value: Any) -> str:
@@ -136,7 +147,7 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _models_resolve(self) -> RunConfig:
-        check_models(self.models or [], self.train, _message)
+        check_models(self.models or [], self.train, error_words)
         return self
 
     def model_entries(self) -> list[ModelEntry]:
@@ -198,6 +209,7 @@ def load_config(path: str | Path | None = None,
             raise ConfigError(f"{path}: {err}") from err
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
+        data_paths_from(tree, path.parent)
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
             set_key(tree, key, value)
@@ -207,7 +219,21 @@ def load_config(path: str | Path | None = None,
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(_validation_message(path, err)) from None
+        raise ConfigError(validation_message(path, err, RunConfig)) from None
+
+
+def data_paths_from(tree: dict[str, Any], folder: Path) -> None:
+    """Make the relative data paths of a config file's `tree` (train_file, test_file, each eval set's file) absolute
+    from `folder`, the file's own: a config and its data travel together, wherever ssrtune is started. Overrides on
+    the command line stay relative to the current directory, as paths typed in a shell are."""
+    data, evaluate = tree.get("data"), tree.get("evaluate")
+    sections = [(data, "train_file"), (data, "test_file")]
+    if isinstance(evaluate, dict) and isinstance(evaluate.get("datasets"), list):
+        sections += [(dataset, "file") for dataset in evaluate["datasets"]]
+    for section, key in sections:
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, str) and value and not is_hub(value) and not Path(value).expanduser().is_absolute():
+            section[key] = os.path.abspath(folder / value)
 
 
 def load_judge_config(path: str | Path) -> JudgeConfig:
@@ -220,49 +246,7 @@ def load_judge_config(path: str | Path) -> JudgeConfig:
     try:
         return parse_judge(tree)
     except ValidationError as err:
-        raise ConfigError(_validation_message(path, err)) from None
-
-
-def _validation_message(path: Path | str | None, err: ValidationError) -> str:
-    """One line per error: the key path (without the union tags pydantic puts in it) and what is wrong, in the
-    words of the union member where it is one (a judge kind, a data recipe)."""
-    lines = [f"{path or 'config'}: invalid configuration"]
-    for e in err.errors():
-        tags = [str(p) for p in e["loc"] if TAG_MARK in str(p)]
-        keys = [str(p) for p in e["loc"] if TAG_MARK not in str(p)]
-        where = ".".join(keys) or "(top level)"
-        message = _message(e)
-        if not keys and KEYED.match(message):  # a whole-config check names the key it is about
-            where, message = message.split(": ", 1)
-        if e["type"] == "judge_kind":
-            kind = e["input"].get("kind") if isinstance(e["input"], dict) else None
-            where, message = ((f"{where}.engine", f"an `llm` judge's engine is transformers, vllm or openai, not "
-                               f"{e['input'].get('engine')!r}") if kind == "llm" else
-                              (f"{where}.kind", f"unknown judge kind {kind!r}; one of: {', '.join(KINDS)}"))
-        elif e["type"] == "data_recipe":
-            where, message = f"{where}.recipe", f"unknown recipe {e['input'].get('recipe')!r}; grounded-qa or null"
-        elif e["type"] == "extra_forbidden" and tags:
-            message = _not_applicable(keys[-1], tags[-1])
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
-
-
-KEYED = re.compile(r"^[A-Za-z_][\w.]*: ")
-
-
-def _message(error: dict) -> str:
-    """A validator's own words, without pydantic's "Value error, " before them."""
-    return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
-
-
-def _not_applicable(key: str, tag: str) -> str:
-    what, value = tag.split(TAG_MARK)
-    if what == "kind":
-        kind, _, engine = value.partition("/")
-        return f"`{key}` does not apply to a judge of kind `{kind}`" + (f" with engine {engine}" if engine else "")
-    if value == "null":
-        return f"`{key}` is a setting of a built-in recipe; your own files (recipe: null) don't use it"
-    return f"`{key}` is for your own files (recipe: null); the `{value}` recipe doesn't use it"
+        raise ConfigError(validation_message(path, err, JudgeConfig)) from None
 
 
 def dump_config(config: RunConfig, path: Path) -> None:

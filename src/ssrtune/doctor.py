@@ -17,6 +17,7 @@ from ssrtune import embedded
 from ssrtune.config import RunConfig
 from ssrtune.judges.config import CombinedJudgeConfig, EndpointLLMJudgeConfig, JudgeConfig, LLMJudgeConfig, describe
 from ssrtune.methods import METHODS
+from ssrtune.model_source import ModelUnavailable, configured_models, model_source
 from ssrtune.models import cache_dir
 from ssrtune.placement import PlacementError, hardware, training_placement
 from ssrtune.train_config import process_count
@@ -115,6 +116,18 @@ def _judge_lines(stage: str, judge: JudgeConfig) -> list[str]:
     return lines
 
 
+def model_lines(config: RunConfig) -> list[str]:
+    """Where each model the run loads comes from, or why it can't be had (what `ssrtune run` would refuse)."""
+    lines = []
+    for where, model in configured_models(config):
+        try:
+            source = model_source(model)
+        except ModelUnavailable as err:
+            source = f"error: {err}"
+        lines.append(f"{where:<22}{model.name}: {source}")
+    return lines
+
+
 def stage_lines(config: RunConfig) -> list[str]:
     """Per stage: the engine, the model, and the device and precision it would run in on this machine."""
     methods = [METHODS[m] for m in config.methods]
@@ -141,5 +154,6 @@ def stage_lines(config: RunConfig) -> list[str]:
 def report(config: RunConfig | None = None, source: str | None = None) -> str:
     lines = machine_lines() + package_lines()
     if config is not None:
-        lines += ["", f"stages of {source or 'the configuration'} (run directory {config.path}):", *stage_lines(config)]
+        lines += ["", f"stages of {source or 'the configuration'} (run directory {config.path}):", *model_lines(config),
+                  *stage_lines(config)]
     return "\n".join(lines)

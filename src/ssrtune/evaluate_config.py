@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from ssrtune.benchmarks import BENCHMARKS
+from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.schema import check_field_mapping
 from ssrtune.judges.config import JudgeConfig
 from ssrtune.schema import PLAIN_NAME, EngineSettings, Strict
@@ -45,7 +46,7 @@ class OodConfig(Strict):
 
 
 class EvalDataset(Strict):
-    """A user's eval file in the record format, scored by a judge against its gold answers."""
+    """A user's eval file, scored by a judge against its gold answers."""
 
     name: str = Field(pattern=PLAIN_NAME, description="Names its results: eval/<model>/<name>.json.")
     file: str = Field(description="The records: .jsonl, .json, .csv, .parquet, a datasets folder or "
@@ -54,13 +55,19 @@ class EvalDataset(Strict):
         default_factory=dict, description="Our field name (id, messages, query, context, response, meta) -> the column "
                                           "name in the file. Other columns are kept in each record's `meta`; the "
                                           "prompt's system turn is the record's own, if any.")
+    format: DataFormat = "record"
     judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
                                                         "task's judge (`evaluate.judge`, else `judge`).")
+
+    @model_validator(mode="after")
+    def _format_fields(self) -> EvalDataset:
+        check_format_fields(self.format, self.fields)
+        return self
 
 
 class EvaluateConfig(EngineSettings):
     """Evaluation of the base model and of every trained one. With the vllm engine a trained LoRA adapter is served
-    without merging; with the openai engine the server must serve each trained model under its name (README)."""
+    without merging; with the openai engine the server must serve each trained model under its name (docs/USAGE.md)."""
 
     max_new_tokens: int = Field(48, gt=0, description="The longest answer, in tokens.")
     judge: JudgeConfig | None = Field(None, description="Decides each held-out answer against the gold answers (task "

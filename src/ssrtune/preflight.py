@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ssrtune.config import ConfigError
 from ssrtune import placement
+from ssrtune.model_source import check_models_available
 from ssrtune.train_config import process_count
 
 if TYPE_CHECKING:
@@ -45,12 +46,14 @@ def check_not_launched() -> None:
 
 
 def check_run(config: RunConfig) -> None:
-    """Everything a whole run can be refused for before its first stage: the launcher, each model's training
-    settings on this machine, and the model's chat template (`chat_format.check_chat_template`)."""
+    """Everything a whole run can be refused for before its first stage: the launcher, a model that can't be had
+    (`model_source`), each model's training settings on this machine, and the model's chat template
+    (`chat_format.check_chat_template`)."""
     from ssrtune.data.chat_format import check_chat_template
     from ssrtune.models import load_tokenizer
 
     check_not_launched()
+    check_models_available(config)
     for entry in config.model_entries():
         check_training(config.model_copy(update={"train": entry.resolve(config.train)}))
     check_chat_template(load_tokenizer(config.model), config.model.name)

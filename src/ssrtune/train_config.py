@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from ssrtune.config_errors import did_you_mean
 from ssrtune.methods import registered
 from ssrtune.schema import PLAIN_NAME, Strict
 
@@ -166,7 +167,7 @@ class ModelEntry(Strict):
                 raise ValueError(f"`{key}` is the run's (train.{key}): every model of a method trains on the same "
                                  f"train/<method>.jsonl, cut to it")
             if key not in TrainConfig.model_fields:
-                raise ValueError(f"`{key}` is not a train setting")
+                raise ValueError(f"`{key}` is not a train setting{did_you_mean(key, list(TrainConfig.model_fields))}")
         return overrides
 
     def resolve(self, run_train: TrainConfig) -> TrainConfig:

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from ssrtune.config_errors import error_words
+from ssrtune.data.formats import ShapeError, reshape
 from ssrtune.data.hub import hub_dataset, is_hub
 from ssrtune.data.schema import MAPPABLE_FIELDS, DataError, Record
 from ssrtune.store import BadLine, jsonl_rows, write_jsonl
+
+log = logging.getLogger(__name__)
 
 
 # The csv module refuses a field over 128 KiB by default, and a document can be longer. Its limit is process-wide;
@@ -150,9 +156,14 @@ def _readable_rows(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(path, None, None, f"unreadable ({type(err).__name__}: {err})") from None
 
 
-def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Record:
+def _to_record(raw: Any, fields: dict[str, str], format: str, path: Path, line: int) -> tuple[Record, bool]:
+    """The record of one raw row, and whether its id was made from its content (the row had none)."""
     if not isinstance(raw, dict):
         raise DataError(path, line, None, f"expected an object, got {type(raw).__name__}")
+    try:
+        raw = reshape(raw, format)
+    except ShapeError as err:
+        raise DataError(path, line, err.field, f"{err} (data.format: {format})") from None
     row = {ours: raw[theirs] for ours, theirs in fields.items() if theirs in raw}
     row.update({k: v for k, v in raw.items() if k not in fields.values() and k not in row})
     extra = {k: row.pop(k) for k in [k for k in row if k not in MAPPABLE_FIELDS]}
@@ -167,34 +178,54 @@ def _to_record(raw: Any, fields: dict[str, str], path: Path, line: int) -> Recor
         row["messages"] = [{"role": "user", "content": row.pop("query")}]
     if isinstance(row.get("id"), int):  # numeric ids from CSV-like sources are fine as strings
         row["id"] = str(row["id"])
+    generated = "id" not in row
     try:
-        return Record.model_validate(row)
+        record = Record.model_validate({**row, "id": "-"} if generated else row)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
-        raise DataError(path, line, field, first["msg"]) from None
+        raise DataError(path, line, field, error_words(first)) from None
+    return (record.model_copy(update={"id": content_id(record)}) if generated else record), generated
+
+
+def content_id(record: Record) -> str:
+    """An id made from what a record asks and answers (its turns, document and gold answer): the same on every load,
+    whatever the row's place in the file or its other columns."""
+    content = record.model_dump(mode="json", include={"messages", "context", "response"})
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_records(path: str | Path, fields: dict[str, str] | None = None,
-                 skipped: list[DataError] | None = None) -> list[Record]:
-    """Load and validate every record of a file, or of a Hub dataset (`hf://ORG/NAME[@REVISION][:split]`, data.hub).
-    A bad row raises `DataError` naming file, line and field, unless `skipped` is given: then bad rows (unparsable line,
-    invalid record, duplicate id) are left out and their errors appended to it, for the caller to count and report
-    (`data.on_error: skip`). Problems of the whole file (missing, unknown format, no records) always raise."""
+                 skipped: list[DataError] | None = None, format: str = "record") -> list[Record]:
+    """Load and validate every record of a file, or of a Hub dataset (`hf://ORG/NAME[@REVISION][:split]`, data.hub),
+    rows in `format` (data.formats). A bad row raises `DataError` naming file, line and field, unless `skipped` is
+    given: then bad rows (unparsable line, invalid record, duplicate id) are left out and their errors appended to it,
+    for the caller to count and report (`data.on_error: skip`). Problems of the whole file (missing, unknown format, no
+    records) always raise. A row without an id gets `content_id`; rows of identical content get it numbered in file
+    order (`-2`, `-3`, ...), with a warning."""
     if is_hub(path):
         rows: Iterator[tuple[int, Any]] = enumerate(hub_dataset(path), start=1)
     else:
         path = Path(path)
         if not path.exists():
-            raise DataError(path, None, None, "no such file or folder")
+            raise DataError(path, None, None, "no such file or folder" + ("" if path.is_absolute() else
+                                                                          f" (looked for {path.absolute()})"))
         rows = _readable_rows(path)
     records: list[Record] = []
     seen: dict[str, int] = {}
+    made, repeated = 0, 0
     for line, raw in rows:
         try:
             if isinstance(raw, DataError):
                 raise raw
-            record = _to_record(raw, fields or {}, path, line)
+            record, generated = _to_record(raw, fields or {}, format, path, line)
+            if generated:
+                made += 1
+                copy = 2
+                while record.id in seen:  # identical content: the next free number, the same on every load
+                    record = record.model_copy(update={"id": f"{content_id(record)}-{copy}"})
+                    copy += 1
+                repeated += copy > 2
             if record.id in seen:
                 raise DataError(path, line, "id", f"duplicate id {record.id!r} (first on line {seen[record.id]})")
         except DataError as err:
@@ -207,6 +238,11 @@ def load_records(path: str | Path, fields: dict[str, str] | None = None,
     if not records:
         raise DataError(path, None, None,
                         "holds no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
+    if made:
+        log.info("data: %s: %d of %d records have no id: ids made from their content", path, made, len(records))
+    if repeated:
+        log.warning("data: %s: %d records without an id repeat an earlier record's content exactly: kept, their ids "
+                    "numbered -2, -3, ... in file order", path, repeated)
     return records
 
 

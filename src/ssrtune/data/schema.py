@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticSerializationError, to_json
 
+from ssrtune.config_errors import did_you_mean
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -67,7 +69,8 @@ def check_field_mapping(fields: dict[str, str]) -> dict[str, str]:
     unread (an extra column is kept in `meta`)."""
     for ours in fields:
         if ours not in MAPPABLE_FIELDS:
-            raise ValueError(f"{ours!r} is not a record field; map a column to one of: {', '.join(MAPPABLE_FIELDS)}")
+            raise ValueError(f"{ours!r} is not a record field{did_you_mean(ours, list(MAPPABLE_FIELDS))} (a mapping "
+                             f"is ours: theirs; map a column to one of: {', '.join(MAPPABLE_FIELDS)})")
     return fields
 
 

@@ -94,12 +94,13 @@ def prepare(config: DataConfig, skipped: dict[str, list[DataError]] | None = Non
     if not isinstance(config, FileDataConfig):
         return RECIPES[config.recipe](config)
     if config.on_error == "raise":
-        splits = load_records(config.train_file, config.fields), load_records(config.test_file, config.fields)
+        splits = (load_records(config.train_file, config.fields, format=config.format),
+                  load_records(config.test_file, config.fields, format=config.format))
     else:
         skipped = {} if skipped is None else skipped
         skipped["train"], skipped["test"] = [], []
-        splits = (load_records(config.train_file, config.fields, skipped["train"]),
-                  load_records(config.test_file, config.fields, skipped["test"]))
+        splits = (load_records(config.train_file, config.fields, skipped["train"], config.format),
+                  load_records(config.test_file, config.fields, skipped["test"], config.format))
     return tuple(with_system_prompt(records, config.system_prompt) for records in splits)
 
 

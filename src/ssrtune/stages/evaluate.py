@@ -88,7 +88,7 @@ class Evaluate(Stage):
             ood = run(OodData())
             suites.append(("ood", ood, records_fingerprint(ood), config.evaluate.ood.judge or judge))
         for dataset in config.evaluate.datasets:
-            records = load_records(dataset.file, dataset.fields)
+            records = load_records(dataset.file, dataset.fields, format=dataset.format)
             suites.append((dataset.name, records, records_fingerprint(records), dataset.judge or judge))
         # The model answers every suite first; its memory goes back before any judge loads a model of its own (an
         # llm judge's vLLM engine would not start beside the evaluated model's).
