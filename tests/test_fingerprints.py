@@ -95,7 +95,7 @@ def test_training_and_evaluation_refuse_other_settings(run):
 
 def test_a_built_in_tasks_system_prompt_is_in_its_data_fingerprint(tmp_path, monkeypatch):
     config = load_config(None, [f"run_dir={tmp_path}", "evaluate.ood={n: 4}"])
-    before = [stage.fingerprint(Run(config)) for stage in (data.Data(), data.OodData())]
+    before = [stage.inputs(Run(config)) for stage in (data.Data(), data.OodData())]
     monkeypatch.setattr(data, "RECIPE_SYSTEM", {name: text + " Be brief." for name, text in data.RECIPE_SYSTEM.items()})
-    after = [stage.fingerprint(Run(config)) for stage in (data.Data(), data.OodData())]
+    after = [stage.inputs(Run(config)) for stage in (data.Data(), data.OodData())]
     assert before[0] != after[0] and before[1] != after[1]

@@ -11,6 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from ssrtune.config import ConfigError, dump_config, load_config
+from ssrtune.fingerprints import parts_hash
 from ssrtune.methods import METHODS
 from ssrtune.stages import train as train_stage
 from ssrtune.stages.base import Run, trained_methods, trained_models
@@ -85,7 +86,7 @@ def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run,
     fingerprints = {}
     for name, model in models.items():
         runner(Train(model))
-        fingerprints[name] = Train(model).fingerprint(runner)
+        fingerprints[name] = parts_hash(Train(model).inputs(runner))
         done = json.loads((config.path / "models" / name / DONE).read_text())
         assert (done["name"], done["method"]) == (name, model.method.name)
     assert seen["lora-b"] == (models["lora-b"].train_settings(config), None, "sft.jsonl") and seen["lora-b"][0].seed == 1
@@ -95,19 +96,21 @@ def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run,
     # a changed override refuses (or with --fresh redoes) that model only
     changed = tiny_run(MODELS.replace("{seed: 1}", "{seed: 2}"))
     again = Run(changed)
-    assert Train(trained_models(changed)[0]).fingerprint(again) == fingerprints["lora-a"]
-    assert Train(trained_models(changed)[1]).fingerprint(again) != fingerprints["lora-b"]
+    assert parts_hash(Train(trained_models(changed)[0]).inputs(again)) == fingerprints["lora-a"]
+    assert parts_hash(Train(trained_models(changed)[1]).inputs(again)) != fingerprints["lora-b"]
 
 
 def test_the_short_form_keeps_the_fingerprint_of_the_run_train_section(tiny_run):
+    """The training's fingerprint, from its named inputs, is the one earlier versions computed from the same parts
+    (their trained models stay current)."""
+    from ssrtune.fingerprints import file_digest, fingerprint
     from ssrtune.models import model_fingerprint
     from ssrtune.placement import training_placement
-    from ssrtune.store import file_digest, fingerprint
 
     config = tiny_run("methods=[sft]")
     run_stage(config, Select(METHODS["sft"]))
     [sft] = trained_models(config)
-    assert Train(sft).fingerprint(Run(config)) == fingerprint(
+    assert parts_hash(Train(sft).inputs(Run(config))) == fingerprint(
         model_fingerprint(config.model), config.train.fingerprint_settings(),
         training_placement(config.model, config.train).precision, file_digest(config.path / "train" / "sft.jsonl"))
 

@@ -113,7 +113,8 @@ def test_precision_is_in_the_fingerprints_of_what_it_produces(tmp_path, records_
     """Generation and evaluation results record the precision they were made in: on a CPU with native bf16, auto and
     bfloat16 compute alike (the same fingerprint), float32 differently."""
     from ssrtune.inference.factory import stage_engine_identity
-    from ssrtune.stages.generate import generation_fingerprint
+    from ssrtune.fingerprints import parts_hash
+    from ssrtune.stages.generate import generation_inputs
 
     (tmp_path / "run" / "data").mkdir(parents=True)
     (tmp_path / "run" / "data" / "train.jsonl").write_text(records_file.read_text())
@@ -121,7 +122,7 @@ def test_precision_is_in_the_fingerprints_of_what_it_produces(tmp_path, records_
     def fingerprints(dtype):
         config = load_config(None, [f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", f"model.dtype={dtype}"])
         with mock.patch("ssrtune.placement.hardware", return_value=CPU_BF16):
-            return generation_fingerprint(config), stage_engine_identity(config, config.evaluate)
+            return parts_hash(generation_inputs(config)), stage_engine_identity(config, config.evaluate)
 
     auto, bf16, fp32 = fingerprints("auto"), fingerprints("bfloat16"), fingerprints("float32")
     assert auto == bf16 and auto[0] != fp32[0]

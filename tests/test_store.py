@@ -5,7 +5,8 @@ import re
 import pytest
 
 from ssrtune.nofollow import UnsafePathError
-from ssrtune.store import (Artifact, BadLine, RecordFile, RecordFileError, StaleArtifactError, fingerprint, iter_jsonl,
+from ssrtune.fingerprints import fingerprint
+from ssrtune.store import (Artifact, BadLine, CacheRule, RecordFile, RecordFileError, StaleArtifactError, iter_jsonl,
                            jsonl_rows)
 
 
@@ -35,7 +36,7 @@ def test_other_fingerprint_is_refused_unless_fresh(tmp_path):
     RecordFile(tmp_path / "g.jsonl", "fp1").append([{"id": "a"}])
     with pytest.raises(StaleArtifactError, match="--fresh"):
         RecordFile(tmp_path / "g.jsonl", "fp2")
-    assert len(RecordFile(tmp_path / "g.jsonl", "fp2", fresh=True)) == 0
+    assert len(RecordFile(tmp_path / "g.jsonl", "fp2", CacheRule(fresh=True))) == 0
 
 
 def test_fingerprint_is_stable_and_sensitive():
@@ -48,7 +49,7 @@ def test_records_without_their_fingerprint_are_refused(tmp_path):
     (tmp_path / "g.jsonl.meta.json").unlink()
     with pytest.raises(StaleArtifactError, match="no fingerprint"):
         RecordFile(tmp_path / "g.jsonl", "fp1")
-    assert len(RecordFile(tmp_path / "g.jsonl", "fp1", fresh=True)) == 0
+    assert len(RecordFile(tmp_path / "g.jsonl", "fp1", CacheRule(fresh=True))) == 0
 
 
 def test_a_kill_inside_a_batch_write_keeps_its_whole_records(tmp_path):
@@ -76,7 +77,7 @@ def test_artifact_redo_and_refuse_rules(tmp_path):
         Artifact(folder, folder / "made.json", "fp2", "refuse").check()
     Artifact(folder, folder / "made.json", "fp2", "redo").check()  # a redo artifact is just made again
     assert not Artifact(folder, folder / "made.json", "fp2", "redo").current
-    Artifact(folder, folder / "made.json", "fp2", "refuse", fresh=True)
+    Artifact(folder, folder / "made.json", "fp2", "refuse", CacheRule(fresh=True))
     assert not folder.exists()  # --fresh discards the folder and its sidecar
 
 

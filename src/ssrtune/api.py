@@ -4,7 +4,7 @@ holding what that file would hold.
 
     import ssrtune
     config = ssrtune.load_config("configs/quickstart.yaml", {"data.n_train": 40})
-    ssrtune.run(config)                          # every stage, reusing what is done; the report's path
+    ssrtune.run(config)                          # every stage, reusing what is done, redoing what is stale
     pipe = ssrtune.Pipeline(config)
     answers = pipe.generate()                    # the base model's own answers, by id
     adapter = pipe.train("ssr")                  # after the stages it needs (data, answers, judge, targets)
@@ -42,15 +42,18 @@ def as_config(config: ConfigLike) -> RunConfig:
 
 
 def run(config: ConfigLike, fresh: bool = False) -> Path:
-    """Run every stage of the chain, reusing what is done, and write the report (printing its summary); returns
-    the report's path. `fresh=True` redoes every stage."""
+    """Run every stage of the chain, reusing what is done and redoing what its inputs changed under (saying so),
+    and write the report (printing its summary); returns the report's path. `fresh=True` discards every stage's
+    results and redoes them all (`fresh` redoes what you ask for: here, every stage)."""
     return pipeline.run(as_config(config), fresh)
 
 
 class Pipeline:
     """One run directory, stage by stage. Each method runs its stage after the stages it needs (reused where done
     under the same settings, made where not), holding the run directory while it works, and returns the stage's
-    result; `fresh=True` redoes that stage (not the ones it needs), as `--fresh` does on the command line."""
+    result. A stage whose results were made from other inputs is refused (`StaleArtifactError`, naming what changed);
+    `ssrtune.run` or `Pipeline.run` redoes the stale stages. `fresh=True` discards and redoes the stage asked for
+    (not the ones it needs), as `--fresh` does on the command line."""
 
     def __init__(self, config: ConfigLike):
         self.config = as_config(config)
@@ -100,7 +103,7 @@ class Pipeline:
         return self.stage(Report())
 
     def run(self, fresh: bool = False) -> Path:
-        """Every stage, as `ssrtune.run`."""
+        """Every stage, as `ssrtune.run` (redoing the stale ones; `fresh=True`: every one)."""
         return pipeline.run(self.config, fresh)
 
     def trained_model(self, name: str) -> TrainedModel:

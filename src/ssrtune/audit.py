@@ -127,7 +127,7 @@ def run_audit(run: Run, judge: JudgeConfig, reference: JudgeConfig | Path, name:
         if j == run.config.judge:
             return run(Judge())
         out = run.path / "audit" / "judgments" / f"{judge_fingerprint(j)}.jsonl"
-        return judge_candidates(run, j, Generate().artifact(run.config), out, run.fresh(Judge()))
+        return judge_candidates(run, j, Generate().artifact(run.config), out, run.rule(Judge()))
 
     audited = verdicts(judge)
     if isinstance(reference, Path):

@@ -4,6 +4,7 @@ reused first), the report of finished runs, and the judge audit."""
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,7 +23,7 @@ from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import UnsupportedRequest
 from ssrtune.report import ReportError
-from ssrtune.stages.base import Run, Stage, TrainedModel, trained_methods, trained_models
+from ssrtune.stages.base import BASE, Run, Stage, TrainedModel, trained_methods, trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
@@ -39,17 +40,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run configuration (YAML).", exists=True, dir_okay=False)]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=2")]
-Fresh = Annotated[bool, typer.Option("--fresh", help="Redo this command's stage, discarding results made with "
-                                                     "other inputs or settings.")]
+Fresh = Annotated[bool, typer.Option("--fresh", help="Discard what this command's stages made before (with --model: "
+                                                     "those models' only) and make it again; the stages they need "
+                                                     "are reused.")]
+RunFresh = Annotated[bool, typer.Option("--fresh", help="Discard what every stage made before and redo them all. "
+                                                        "Not needed after a change of settings: run redoes the "
+                                                        "stages it made stale, and says why.")]
 ModelOption = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A configured model's name (repeat "
                                                           "for several); default: every model.")]
 
 
-def _run(path: Path, overrides: list[str] | None, stage_name: str, fresh: bool) -> Run:
-    """The run of a stage command: `--fresh` applies to that stage, not to the stages it needs."""
+def _run(path: Path, overrides: list[str] | None) -> Run:
+    """The run of a stage command; a stale stage is refused, naming the commands that redo it."""
     config = load_config(path, overrides or [])
     claim(config.path)  # creates the run directory and holds it (one writer per run) until the command ends
-    return Run(config, {stage_name} if fresh else False)
+    return Run(config, command_args=shlex.join([str(path), *(overrides or [])]))
 
 
 def _named(config: RunConfig, names: list[str] | None) -> list[TrainedModel]:
@@ -62,8 +67,10 @@ def _named(config: RunConfig, names: list[str] | None) -> list[TrainedModel]:
     return [m for m in models if not names or m.name in names]
 
 
-def _stages(runner: Run, stages: list[Stage]) -> list:
-    """Run `stages` after the stages they need (saying which, on stderr); their results."""
+def _stages(runner: Run, stages: list[Stage], fresh: bool = False, asked: list[Stage] | None = None) -> list:
+    """Run `stages` after the stages they need (saying which, on stderr); their results. `fresh` redoes the stages
+    asked for (by default `stages`), never the ones they need."""
+    runner.fresh_stages = {stage.key for stage in (stages if asked is None else asked)} if fresh else False
     upstream = [s.key for s in dict.fromkeys(u for stage in stages for u in runner.upstream(stage))
                 if s not in stages]
     if upstream:
@@ -89,8 +96,9 @@ def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", 
 
 
 @app.command()
-def run(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
-    """Run the whole chain and print the comparison table."""
+def run(config: ConfigArg, overrides: Overrides = None, fresh: RunFresh = False) -> None:
+    """Run the whole chain and print the comparison table: what is done is reused, and a stage whose inputs
+    changed is redone, with the stages that depend on it (one line each, saying what changed)."""
     report = pipeline.run(load_config(config, overrides or []), fresh)
     typer.echo(f"report: {report}")
 
@@ -98,15 +106,15 @@ def run(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) ->
 @app.command()
 def data(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Normalise the task data into the run directory."""
-    [(train_records, test_records)] = _stages(_run(config, overrides, "data", fresh), [Data()])
+    [(train_records, test_records)] = _stages(_run(config, overrides), [Data()], fresh)
     typer.echo(f"{len(train_records)} train, {len(test_records)} test examples")
 
 
 @app.command()
 def generate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Generate the base model's own answers to the training prompts."""
-    runner = _run(config, overrides, "generate", fresh)
-    [generations] = _stages(runner, [Generate()])
+    runner = _run(config, overrides)
+    [generations] = _stages(runner, [Generate()], fresh)
     n_failed = read_json(runner.path / "generations.failures.json")["n_failed"]
     typer.echo(f"{len(generations)} generations" + (f", {n_failed} failed (rerun to retry them)" if n_failed else ""))
 
@@ -116,7 +124,7 @@ def judge(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) 
     """Judge the own answers against the gold ones."""
     from ssrtune.judges.base import counts_in_words, verdict_counts
 
-    [judgments] = _stages(_run(config, overrides, "judge", fresh), [Judge()])
+    [judgments] = _stages(_run(config, overrides), [Judge()], fresh)
     typer.echo(f"{len(judgments)} own answers judged: {counts_in_words(verdict_counts(judgments))}")
 
 
@@ -126,9 +134,10 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
     rewrites), and judge them."""
     from ssrtune.judges.base import counts_in_words, verdict_counts
 
-    runner = _run(config, overrides, "restate", fresh)
+    runner = _run(config, overrides)
     restatements = list(dict.fromkeys(m.restatement for m in trained_methods(runner.config) if m.restatement))
-    for restatement, (restated, verdicts) in zip(restatements, _stages(runner, [Restate(r) for r in restatements])):
+    stages = [Restate(r) for r in restatements]
+    for restatement, (restated, verdicts) in zip(restatements, _stages(runner, stages, fresh)):
         typer.echo(f"{restatement.name}: {len(restated)}, judged {counts_in_words(verdict_counts(verdicts))}")
     if not restatements:
         typer.echo("no configured method restates gold answers")
@@ -137,9 +146,9 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
 @app.command()
 def select(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Build each method's training targets and print the share of each target source."""
-    runner = _run(config, overrides, "select", fresh)
+    runner = _run(config, overrides)
     stages = [Select(m) for m in trained_methods(runner.config)]
-    for stage, rows in zip(stages, _stages(runner, stages)):
+    for stage, rows in zip(stages, _stages(runner, stages, fresh)):
         typer.echo(f"{stage.method.name}: {stage.describe(rows)}")
 
 
@@ -153,20 +162,22 @@ def train(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
     """Fine-tune every configured model (or those named by --model) on its method's selected targets."""
     extra = (["train.full=true"] if full else []) + ([] if num_processes is None else
                                                       [f"train.num_processes={num_processes}"])
-    runner = _run(config, [*(overrides or []), *extra], "train", fresh)
+    runner = _run(config, [*(overrides or []), *extra])
     models = _named(runner.config, model)
-    for trained, output_dir in zip(models, _stages(runner, [Train(m) for m in models])):
+    for trained, output_dir in zip(models, _stages(runner, [Train(m) for m in models], fresh)):
         typer.echo(f"{trained.name}: {output_dir}")
 
 
 @app.command()
 def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False, model: ModelOption = None
              ) -> None:
-    """Evaluate the base model and every trained one (or those named by --model) on the held-out split and the
-    configured suites."""
-    runner = _run(config, overrides, "evaluate", fresh)
-    stages = [Evaluate(), *(Evaluate(m) for m in _named(runner.config, model))]
-    for stage, results in zip(stages, _stages(runner, stages)):
+    """Evaluate the base model and every trained one (or those named by --model; `base` is the base model, which
+    is evaluated in any case, as the reference) on the held-out split and the configured suites."""
+    runner = _run(config, overrides)
+    trained = [name for name in model or [] if name != BASE]
+    stages = [Evaluate(), *(Evaluate(m) for m in (_named(runner.config, trained) if trained or not model else []))]
+    asked = [stage for stage in stages if not model or stage.subject in model]
+    for stage, results in zip(stages, _stages(runner, stages, fresh, asked)):
         typer.echo(f"{stage.subject}: {stage.describe(results)}")
     typer.echo(f"full tables: ssrtune report {runner.path}")
 
@@ -186,7 +197,8 @@ def judge_audit(
     from ssrtune.audit import run_audit
     from ssrtune.config import load_judge_config
 
-    runner = _run(config, overrides, "judge", fresh)
+    runner = _run(config, overrides)
+    runner.fresh_stages = {"judge"} if fresh else False  # the audited judges' verdicts, the run's own included
     if labels is not None and against is not None:
         raise typer.BadParameter("give --labels or --against, not both")
     audited = load_judge_config(judge) if judge else runner.config.judge

@@ -69,6 +69,12 @@ def stage_line(key: str, summary: str, seconds: float) -> None:
     _stderr.print(f"[{key}] {summary + ' ' if summary else ''}in {duration(seconds)}", markup=False, soft_wrap=True)
 
 
+def redone_line(key: str, part: str, reasons: list[str]) -> None:
+    """`[judge] redone: judge.kind changed (token_f1 -> contains)`: a stage made again because its inputs changed
+    (`part`: which of its files, where it has several)."""
+    _stderr.print(f"[{key}] redone{' ' + part if part else ''}: {'; '.join(reasons)}", markup=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def resume_notice() -> Iterator[None]:
     """Around a command: Ctrl-C ends it with one line saying how to go on (the exit status stays 130, typer's)."""

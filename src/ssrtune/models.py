@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from ssrtune.embedded import package_folder
 from ssrtune.nofollow import open_nofollow
 from ssrtune.schema import ModelConfig
-from ssrtune.store import file_digest, fingerprint
+from ssrtune.fingerprints import Digest, file_digest, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +189,8 @@ def model_fingerprint(config: ModelConfig) -> str:
                 files[path.name] = file_digest(path) if small else path.stat().st_size
     commit = None if folder.is_dir() else hub_commit(config.name, config.revision)
     return fingerprint(config.name, config.revision, files, *([commit] if commit else []))
+
+
+def model_part(config: ModelConfig) -> Digest:
+    """The model as a named part of a fingerprint: its identity, recorded with its name and revision."""
+    return Digest(model_fingerprint(config), {"model.name": config.name, "model.revision": config.revision})

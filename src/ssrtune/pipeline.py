@@ -29,11 +29,14 @@ def plan(config: RunConfig) -> list[Stage]:
 
 
 def run(config: RunConfig, fresh: bool = False) -> Path:
-    """Run every stage of `plan(config)`, once `preflight.check_run` found nothing to refuse; `fresh` redoes them
-    all. Returns the report's path."""
+    """Run every stage of `plan(config)`, once `preflight.check_run` found nothing to refuse, as `make` would:
+    what is done under the same inputs is reused, and a stage whose inputs changed is redone, with one line saying
+    what changed; so are the stages that depend on it, each only if its own inputs changed as a result (a model
+    whose targets came out the same is not retrained). `fresh` discards every stage's results and redoes them all.
+    Returns the report's path."""
     check_run(config)
     with run_guard(config.path):  # one writer per run; a full or read-only disk ends as one DiskFaultError
-        runner = Run(config, fresh)
+        runner = Run(config, fresh, redo_stale=True)
         for stage in plan(config):
             runner(stage)
         return runner(Report())

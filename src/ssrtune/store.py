@@ -4,11 +4,11 @@ Every stage writes its records through `RecordFile`. A batch of records is JSON 
 and flushed to disk; a crash can only leave a torn *last* line, which the next open detects and cuts off; a bad line
 anywhere else is damage no crash makes, and stops the open without changing the file. A write that fails (a full
 disk) is cut back to the last whole record at once. Files are opened without following a symbolic link, so a link
-planted in a run directory cannot redirect a write. Whole files are written atomically.
-Renames and new files are made durable by fsyncing their folder, so a power loss cannot undo them. Whatever a
-stage makes, records or a whole file or folder, is an `Artifact`: reused only under the fingerprint of the inputs
-and settings it was made with, recorded in a sidecar beside it, so a resumed run never mixes results made under
-different settings.
+planted in a run directory cannot redirect a write. Whole files are written atomically. Renames and new files are
+made durable by fsyncing their folder, so a power loss cannot undo them. Whatever a stage makes, records or a whole
+file or folder, is an `Artifact`: reused only under the fingerprint of the parts it was made from, recorded in a
+sidecar beside it, so a resumed run never mixes results made under different settings, and a stale one says what
+changed.
 """
 
 from __future__ import annotations
@@ -16,38 +16,27 @@ from __future__ import annotations
 import codecs
 import contextlib
 import gzip
-import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ssrtune.fingerprints import Parts, changes, parts_hash, recorded_parts
 from ssrtune.nofollow import open_nofollow, refuse_link
 
 log = logging.getLogger(__name__)
 
 
 class StaleArtifactError(RuntimeError):
-    pass
+    """An artifact made from other parts than asked for, refused: the message names what changed."""
 
 
 class RecordFileError(RuntimeError):
     """A record file damaged other than by a crash (a bad line before its last, a record without an `id`)."""
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts (settings, file hashes, model ids)."""
-    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
-
-
-def file_digest(path: Path) -> str:
-    """A short hash of a file's bytes, read in blocks (a model or dataset file may not fit in memory)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -146,24 +135,37 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
         yield row
 
 
+@dataclass
+class CacheRule:
+    """What a stage does with what it made before, set by the run (`stages.base.Run.rule`): `fresh` discards it;
+    one made from other parts is remade if the artifact is of the `redo` kind or `redo_stale` (`ssrtune run`),
+    telling `redone` why, and refused otherwise, naming what changed and `redo_hint` (the commands that redo it)."""
+
+    fresh: bool = False
+    redo_stale: bool = False
+    redo_hint: str = "rerun with --fresh to discard it"
+    redone: Callable[[Path | None, list[str]], None] = lambda path, reasons: None
+
+
 class Artifact:
-    """The one cache rule of every stage: what a stage made (a file or a folder) is reused only under the
-    fingerprint it was made with, which a JSON sidecar beside it records (with a summary of what was made).
+    """The one cache rule of every stage: what a stage made (a file or a folder) is reused only under the hash of
+    the parts it was made from (`fingerprints`), which a JSON sidecar beside it records with the parts themselves
+    and a summary of what was made. When they differ, its kind decides by default: `redo` remakes it (cheap ones:
+    the task data, evaluation verdicts), `refuse` stops with `StaleArtifactError` (costly ones: records, trained
+    models) unless the `CacheRule` redoes stale work. `parts` may be a bare hash (records opened under the
+    fingerprint they were written with)."""
 
-    When the recorded fingerprint differs, the stage's resume rule decides: `redo` remakes the artifact (cheap,
-    deterministic ones: the task data), `refuse` stops with `StaleArtifactError` (costly ones, records and trained
-    models, whose loss the user must choose with `--fresh`). `fresh=True` discards the artifact and its sidecar.
-    """
-
-    def __init__(self, path: Path | None, sidecar: Path, fingerprint: str, on_change: Literal["redo", "refuse"],
-                 fresh: bool = False):
-        self.path, self.sidecar, self.fingerprint, self.on_change = path, Path(sidecar), fingerprint, on_change
-        if fresh:
+    def __init__(self, path: Path | None, sidecar: Path, parts: Parts | str, on_change: Literal["redo", "refuse"],
+                 rule: CacheRule | None = None):
+        self.path, self.sidecar, self.parts, self.on_change = path, Path(sidecar), parts, on_change
+        self.fingerprint = parts if isinstance(parts, str) else parts_hash(parts)
+        self.rule = rule or CacheRule()
+        if self.rule.fresh:
             self.discard()
 
     @property
     def recorded(self) -> dict | None:
-        """The sidecar: the fingerprint the artifact was made with and its summary; None when there is none."""
+        """The sidecar: the fingerprint the artifact was made with, its parts and summary; None when there is none."""
         return read_json(self.sidecar) if self.sidecar.exists() else None
 
     @property
@@ -172,16 +174,26 @@ class Artifact:
         return recorded is not None and recorded.get("fingerprint") == self.fingerprint
 
     def check(self) -> None:
-        """Under `refuse`, stop when the artifact exists and was made with other inputs or settings."""
-        if self.path is not None and not self.path.exists():
+        """Remake a stale artifact (discarding it, and telling the rule why) or refuse it, by its kind and the rule.
+        A current one made by an earlier version gets its parts recorded, so that a later change can be named."""
+        recorded = self.recorded
+        if recorded is None or (self.path is not None and not self.path.exists()):
             return
-        old = (self.recorded or {}).get("fingerprint", self.fingerprint)
-        if self.on_change == "refuse" and old != self.fingerprint:
-            raise StaleArtifactError(f"{self.path or self.sidecar} was made with other inputs or settings "
-                                     f"(fingerprint {old}, now {self.fingerprint}); rerun with --fresh to discard it")
+        if recorded.get("fingerprint") == self.fingerprint:
+            if "parts" not in recorded and not isinstance(self.parts, str):
+                write_json(self.sidecar, {**recorded, "parts": recorded_parts(self.parts)})
+            return
+        reasons = ([f"made with other inputs or settings (fingerprint {recorded.get('fingerprint')}, now "
+                    f"{self.parts})"] if isinstance(self.parts, str) else changes(recorded, self.parts))
+        if self.on_change == "refuse" and not self.rule.redo_stale:
+            raise StaleArtifactError(f"{self.path or self.sidecar} is out of date: {'; '.join(reasons)}. "
+                                     f"{self.rule.redo_hint}")
+        self.discard()
+        self.rule.redone(self.path, reasons)
 
     def record(self, **summary: Any) -> None:
-        write_json(self.sidecar, {"fingerprint": self.fingerprint, **summary})
+        parts = {} if isinstance(self.parts, str) else {"parts": recorded_parts(self.parts)}
+        write_json(self.sidecar, {"fingerprint": self.fingerprint, **parts, **summary})
 
     def discard(self) -> None:
         if self.path is not None and self.path.is_dir():
@@ -197,18 +209,17 @@ def recorded_fingerprint(path: Path) -> str:
 
 
 class RecordFile:
-    """An append-only JSONL file of records keyed by `id`, resumable and guarded by a fingerprint.
+    """An append-only JSONL file of records keyed by `id`, resumable, and an `Artifact` of the parts it is made
+    from (sidecar: <name>.meta.json); `rule` says whether stale records are discarded or refused."""
 
-    `fresh=True` discards existing records; otherwise a fingerprint mismatch raises `StaleArtifactError`.
-    """
-
-    def __init__(self, path: Path, fingerprint: str, fresh: bool = False):
+    def __init__(self, path: Path, parts: Parts | str, rule: CacheRule | None = None,
+                 on_change: Literal["redo", "refuse"] = "refuse"):
         self.path = Path(path)
         self.meta_path = self.path.with_name(self.path.name + ".meta.json")
-        self.fingerprint = fingerprint
         self.path.parent.mkdir(parents=True, exist_ok=True)
         refuse_link(self.path)
-        artifact = Artifact(self.path, self.meta_path, fingerprint, "refuse", fresh)
+        artifact = Artifact(self.path, self.meta_path, parts, on_change, rule)
+        self.fingerprint = artifact.fingerprint
         if self.path.exists() and self.path.stat().st_size and not self.meta_path.exists():
             # The sidecar is written before the first record, so records without one were not made by this run.
             raise StaleArtifactError(f"{self.path} has records but no fingerprint ({self.meta_path.name}); "

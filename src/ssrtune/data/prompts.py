@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from ssrtune.data.chat_format import chat_turns, has_system_role, prompt_and_answer_ids
 from ssrtune.data.schema import Record
-from ssrtune.store import fingerprint, read_json, write_json
+from ssrtune.fingerprints import Digest, fingerprint
+from ssrtune.store import read_json, write_json
 
 if TYPE_CHECKING:
     from ssrtune.config import RunConfig
@@ -99,6 +100,11 @@ def prompt_fingerprint(config: RunConfig) -> str:
     system prompt): the context limit, and the rule's name, so that answers made under the former rule (ssrtune's
     grounded-QA system prompt in front of every record) are not reused."""
     return fingerprint("task system turn, folded where the template has none", config.model.max_context)
+
+
+def prompt_part(config: RunConfig) -> Digest:
+    """`prompt_fingerprint` as a named part of a fingerprint, recorded with the setting behind it."""
+    return Digest(prompt_fingerprint(config), {"model.max_context": config.model.max_context})
 
 
 def fitted_prompts(config: RunConfig, stage: str, records: list[Record], tokenizer, max_tokens: int,

@@ -12,7 +12,7 @@ from ssrtune.judges.config import (CombinedJudgeConfig, ContainsJudgeConfig, End
                                    NumericJudgeConfig, RefusalJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig,
                                    parse_judge)
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
-from ssrtune.store import fingerprint
+from ssrtune.fingerprints import Digest, fingerprint
 from ssrtune.text import REFUSAL_PATTERNS
 
 RULES = {RefusalJudgeConfig: lambda _: rules.RefusalJudge(), ContainsJudgeConfig: rules.ContainsJudge,
@@ -46,3 +46,9 @@ def judge_fingerprint(config: JudgeConfig) -> str:
         return [template_text(node.template, JUDGE_TEMPLATE)] if isinstance(node, LLMJudgeConfig) else []
 
     return fingerprint(config.model_dump(mode="json"), templates(config), REFUSAL_PATTERNS)
+
+
+def judge_part(config: JudgeConfig, key: str = "judge") -> Digest:
+    """`judge_fingerprint` as a named part of a fingerprint, recorded with the judge's settings under `key` (where
+    the configuration holds them), so that a changed setting is named: `judge.kind changed (token_f1 -> contains)`."""
+    return Digest(judge_fingerprint(config), {key: config.model_dump(mode="json")})

@@ -1,10 +1,12 @@
 """A stage and the run that runs stages.
 
-A stage is one object: the stages it `needs`, the `fingerprint` of its inputs and settings, its `artifact` in the
+A stage is one object: the stages it `needs`, the named `inputs` its artifact is made from, its `artifact` in the
 run directory, and `make`, which resumes from that artifact by the cache rule of `store` (records are reused under
-the fingerprint they were made with; anything else is redone or refused). `Run` runs a stage after the stages it
-needs, each once per process: asking for `evaluate/ssr` runs (or reuses) the data, the own answers, the judge,
-ssr's targets and training first.
+the fingerprint of the inputs they were made with; anything else is redone or refused). `Run` runs a stage after
+the stages it needs, each once per process: asking for `evaluate/ssr` runs (or reuses) the data, the own answers,
+the judge, ssr's targets and training first. The run decides, for every stage, what happens to work made before
+(`Run.rule`): discarded (`fresh`), redone where its inputs changed (`redo_stale`: `ssrtune run`), or refused with
+the change named and the command that redoes it (a stage on its own: `ssrtune judge`, `Pipeline.judge()`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ssrtune.config import RunConfig, dump_config
-from ssrtune.console import stage_line
+from ssrtune.console import redone_line, stage_line
+from ssrtune.fingerprints import Parts
 from ssrtune.methods import METHODS, Method
 from ssrtune.preflight import check_not_launched
+from ssrtune.store import CacheRule
 from ssrtune.timings import Timings
 from ssrtune.train_config import TrainConfig
 
@@ -81,8 +85,9 @@ class Stage(ABC):
         """Where the stage's result lives in the run directory."""
 
     @abstractmethod
-    def fingerprint(self, run: Run) -> str | None:
-        """What the artifact depends on; None for a stage remade every time (cheap and deterministic)."""
+    def inputs(self, run: Run) -> Parts | None:
+        """What the artifact is made from, by name (`fingerprints`); None for a stage remade every time (cheap and
+        deterministic)."""
 
     @abstractmethod
     def make(self, run: Run) -> Any:
@@ -105,22 +110,48 @@ class Stage(ABC):
 class Run:
     """One run directory and the results of the stages run so far in this process.
 
-    `fresh` redoes stages instead of refusing results made under other inputs: True for every stage, or a
-    collection of stage names or keys (the CLI's `--fresh` applies to the stage it runs).
+    `fresh` discards and redoes stages: True for every stage, or a collection of stage names or keys (a stage
+    command's `--fresh` names the stages it was asked for, never the ones they need). `redo_stale` redoes a stage
+    whose artifact was made from other inputs, saying why in one line; without it such a stage is refused, naming
+    the change and the commands that redo it (`command_args`: the configuration and overrides of the CLI command,
+    for those commands to be exact).
     """
 
-    def __init__(self, config: RunConfig, fresh: bool | Collection[str] = False):
+    def __init__(self, config: RunConfig, fresh: bool | Collection[str] = False, redo_stale: bool = False,
+                 command_args: str | None = None):
         check_not_launched()  # every rank of a launcher would run the same stages into the same directory
         self.config, self.path = config, config.path
-        self._fresh = fresh
+        self.fresh_stages, self.redo_stale, self.command_args = fresh, redo_stale, command_args
         self._results: dict[str, Any] = {}
+        self._redone: set[str] = set()  # the stages whose "redone" line is told
         self.path.mkdir(parents=True, exist_ok=True)
         dump_config(config, self.path / "config.yaml")
         self.timings = Timings(self.path)
 
     def fresh(self, stage: Stage) -> bool:
-        return self._fresh is True or (not isinstance(self._fresh, bool)
-                                       and (stage.name in self._fresh or stage.key in self._fresh))
+        fresh = self.fresh_stages
+        return fresh is True or (not isinstance(fresh, bool) and (stage.name in fresh or stage.key in fresh))
+
+    def rule(self, stage: Stage) -> CacheRule:
+        """What `stage` does with its artifacts made before (see the class)."""
+        def redone(path: Path | None, reasons: list[str]) -> None:
+            log.info("%s: redone: %s", stage.key, "; ".join(reasons))
+            if stage.key not in self._redone:  # one line per stage: what follows from the first change goes unsaid
+                self._redone.add(stage.key)
+                part = path is not None and path != stage.artifact(self.config)
+                redone_line(stage.key, path.name if part else "", reasons)
+
+        return CacheRule(self.fresh(stage), self.redo_stale, self.redo_hint(stage), redone)
+
+    def redo_hint(self, stage: Stage) -> str:
+        """The commands that redo a refused `stage`: the whole chain (every stage the change made stale), or this
+        stage alone."""
+        if self.command_args is None:
+            return ("`ssrtune run` (`ssrtune.run`) redoes it and every stage that depends on it; `--fresh` "
+                    "(`fresh=True`) on this stage redoes it alone")
+        model = f" --model {stage.subject}" if stage.name in ("train", "evaluate") else ""
+        return (f"`ssrtune run {self.command_args}` redoes it and every stage that depends on it; "
+                f"`ssrtune {stage.name} {self.command_args}{model} --fresh` redoes it alone")
 
     def upstream(self, stage: Stage) -> list[Stage]:
         """Every stage `stage` needs, directly or not, in the order they run."""

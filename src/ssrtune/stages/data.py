@@ -14,7 +14,8 @@ from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM
 from ssrtune.data.recipes.squad import grounded_qa
 from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.stages.base import Run, Stage
-from ssrtune.store import Artifact, file_digest, fingerprint
+from ssrtune.fingerprints import Digest, Parts, file_digest, fingerprint
+from ssrtune.store import Artifact
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ RECIPE_SYSTEM = {"grounded-qa": GROUNDED_QA_SYSTEM, "coqa": GROUNDED_QA_SYSTEM}
 class Data(Stage):
     """Normalised train and test records.
 
-    Fingerprint: the `data` section (with `data.system_prompt`), a recipe's own system prompt, the hashes of the
+    Inputs: the `data` section (with `data.system_prompt`), a recipe's own system prompt, the hashes of the
     user's files (of every file of a dataset folder), and the `datasets` fingerprint of Hub data (data.hub). Resume:
     remade when the fingerprint changed (an edited file or a new revision is re-read),
     otherwise read back; cheap, so never refused.
@@ -37,16 +38,19 @@ class Data(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "data"
 
-    def fingerprint(self, run: Run) -> str:
+    def inputs(self, run: Run) -> Parts:
         data = run.config.data
-        sources = [data.train_file, data.test_file] if isinstance(data, FileDataConfig) else []
-        return fingerprint(data.model_dump(mode="json"), RECIPE_SYSTEM.get(data.recipe),
-                           [source_digest(s) for s in sources])
+        sources = {"data.train_file": data.train_file, "data.test_file": data.test_file} if isinstance(
+            data, FileDataConfig) else {}
+        return {"data": data.model_dump(mode="json"), "the recipe's system prompt": RECIPE_SYSTEM.get(data.recipe),
+                **{f"the contents of {key}": Digest(source_digest(source) or "absent")
+                   for key, source in sources.items()}}
 
     def make(self, run: Run) -> tuple[list[Record], list[Record]]:
         folder = self.artifact(run.config)
-        cache = Artifact(None, folder / "data.meta.json", self.fingerprint(run), "redo")
-        if cache.current and not run.fresh(self):
+        cache = Artifact(None, folder / "data.meta.json", self.inputs(run), "redo", run.rule(self))
+        cache.check()
+        if cache.current:
             return load_records(folder / "train.jsonl"), load_records(folder / "test.jsonl")
         skipped: dict[str, list[DataError]] = {}
         train_records, test_records = prepare(run.config.data, skipped)
@@ -114,7 +118,7 @@ def with_system_prompt(records: list[Record], system: str | None) -> list[Record
 
 
 class OodData(Stage):
-    """The out-of-domain set (`evaluate.ood`). Fingerprint: its settings and its recipe's system prompt. Resume:
+    """The out-of-domain set (`evaluate.ood`). Inputs: its settings and its recipe's system prompt. Resume:
     remade when they changed."""
 
     name = "ood"
@@ -122,13 +126,14 @@ class OodData(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "data" / "ood.jsonl"
 
-    def fingerprint(self, run: Run) -> str:
+    def inputs(self, run: Run) -> Parts:
         ood = run.config.evaluate.ood
-        return fingerprint(ood.model_dump(mode="json"), RECIPE_SYSTEM[ood.recipe])
+        return {"evaluate.ood": ood.model_dump(mode="json"), "the recipe's system prompt": RECIPE_SYSTEM[ood.recipe]}
 
     def make(self, run: Run) -> list[Record]:
         path = self.artifact(run.config)
-        cache = Artifact(None, path.with_name("ood.meta.json"), self.fingerprint(run), "redo")
+        cache = Artifact(None, path.with_name("ood.meta.json"), self.inputs(run), "redo", run.rule(self))
+        cache.check()
         if path.exists() and cache.current:
             return load_records(path)
         records = conversational_qa(run.config.evaluate.ood)

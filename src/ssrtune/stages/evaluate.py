@@ -22,17 +22,18 @@ from ssrtune import benchmarks as bench
 from ssrtune import retention
 from ssrtune.config import RunConfig
 from ssrtune.data.loaders import load_records
-from ssrtune.data.prompts import prompt_fingerprint
+from ssrtune.data.prompts import prompt_part
 from ssrtune.data.schema import Record
 from ssrtune.endpoint import EndpointError
+from ssrtune.fingerprints import Digest, Parts, file_digest, fingerprint
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.harness import harness_results
 from ssrtune.inference.lm import LM
 from ssrtune.judges.base import Judge, JudgeInput
 from ssrtune.judges.config import JudgeConfig, describe
-from ssrtune.judges.factory import build_judge, judge_fingerprint
-from ssrtune.models import model_fingerprint
+from ssrtune.judges.factory import build_judge, judge_fingerprint, judge_part
+from ssrtune.models import model_part
 from ssrtune.qa_metrics import has_unanswerable, judged_rows, task_metrics
 from ssrtune.stages.base import BASE, Run, Stage, TrainedModel
 from ssrtune.stages.data import Data, OodData
@@ -40,17 +41,17 @@ from ssrtune.stages.generate import task_prompts
 from ssrtune.stages.judge import judge_all
 from ssrtune.stages.train import DONE, Train
 from ssrtune.stats import Z95
-from ssrtune.store import (RecordFile, file_digest, fingerprint, read_json, recorded_fingerprint, write_json,
-                           write_jsonl)
+from ssrtune.store import CacheRule, RecordFile, read_json, recorded_fingerprint, write_json, write_jsonl
 
 LoadLM = Callable[[], LM]  # the model under evaluation behind `evaluate.engine`, built on first use
 
 
 @dataclass(frozen=True, eq=False)
 class Evaluate(Stage):
-    """Fingerprint: the base model's, or the trained model's result file (ssrtune_train.json), with each suite's
-    settings. Artifact: eval/<name>/ (per suite: answers, scores, metrics). Resume: a suite's answers are appended
-    as they come and refused under other settings (`--fresh` evaluates again); retention benchmarks are redone
+    """Inputs: the base model's, or the trained model's result file (ssrtune_train.json), and the engine, with each
+    suite's settings. Artifact: eval/<name>/ (per suite: answers, scores, metrics). Resume: a suite's answers are
+    appended as they come; under other inputs they are redone or refused by the run's rule (`Run.rule`), and the
+    verdicts on them are judged again when the judge or the answers changed; retention benchmarks are redone
     one by one when their settings changed. The model is loaded once, and only if some suite has work left; it
     answers every suite and is released before any judge loads a model of its own (two vLLM engines don't fit one
     GPU); every result's fingerprint holds the engine and the precision it ran in."""
@@ -71,37 +72,45 @@ class Evaluate(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "eval" / self.subject
 
-    def fingerprint(self, run: Run) -> str:
-        if self.model is None:
-            return model_fingerprint(run.config.model)
-        return file_digest(Train(self.model).artifact(run.config) / DONE)
+    def inputs(self, run: Run) -> Parts:
+        """The model under evaluation (the base model, or the trained one by its result file) and its engine."""
+        config = run.config
+        model = ({"model": model_part(config.model)} if self.model is None else
+                 {f"models/{self.model.name}": Digest(file_digest(Train(self.model).artifact(config) / DONE))})
+        engine = stage_engine_identity(config, config.evaluate)
+        return {"evaluated model": Digest(fingerprint(*model.values(), engine), {**model, "evaluate.engine": engine})}
 
     def make(self, run: Run) -> dict:
-        config, folder, fresh = run.config, self.artifact(run.config), run.fresh(self)
+        config, folder, rule = run.config, self.artifact(run.config), run.rule(self)
         adapter = None if self.model is None else Train(self.model).artifact(config)
-        model_fp = fingerprint(self.fingerprint(run), stage_engine_identity(config, config.evaluate))
+        model = self.inputs(run)
         load = functools.cache(lambda: stage_lm(config, config.evaluate, adapter))
         _, test_records = run(Data())
-        judge = config.task_judge
-        suites = [("task", test_records, file_digest(config.path / "data" / "test.jsonl"), judge)]
+        judge = config.task_judge, "evaluate.judge" if config.evaluate.judge else "judge"  # and where it is set
+        suites = [("task", test_records, {"data/test.jsonl": Digest(file_digest(config.path / "data" / "test.jsonl"))},
+                   judge)]
         if config.evaluate.ood:
             ood = run(OodData())
-            suites.append(("ood", ood, records_fingerprint(ood), config.evaluate.ood.judge or judge))
+            suites.append(("ood", ood, {"data/ood.jsonl": Digest(records_fingerprint(ood))},
+                           (config.evaluate.ood.judge, "evaluate.ood.judge") if config.evaluate.ood.judge else judge))
         for dataset in config.evaluate.datasets:
             records = load_records(dataset.file, dataset.fields, format=dataset.format)
-            suites.append((dataset.name, records, records_fingerprint(records), dataset.judge or judge))
+            data = {f"the records of {dataset.file}": Digest(records_fingerprint(records))}
+            suites.append((dataset.name, records, data,
+                           (dataset.judge, f"evaluate.datasets.{dataset.name}.judge") if dataset.judge else judge))
         # The model answers every suite first; its memory goes back before any judge loads a model of its own (an
         # llm judge's vLLM engine would not start beside the evaluated model's).
         try:
-            predictions = {suite: answers(config, folder, suite_file(suite), records, data_fp, model_fp, load, fresh,
+            predictions = {suite: answers(config, folder, suite_file(suite), records, model, data, load, rule,
                                           f"evaluate {folder.name} ({suite})")
-                           for suite, records, data_fp, _ in suites}
-            retained = retention_suite(config, folder, model_fp, load, fresh) if config.evaluate.retention else None
+                           for suite, records, data, _ in suites}
+            retained = (retention_suite(config, folder, model["evaluated model"], load, rule.fresh)
+                        if config.evaluate.retention else None)
         finally:
             if load.cache_info().currsize:
                 load().close()
         with Judges() as judges:
-            results = {suite: judged_suite(folder, suite, records, predictions[suite], fresh, judges, spec)
+            results = {suite: judged_suite(folder, suite, records, predictions[suite], rule, judges, spec)
                        for suite, records, _, spec in suites}
         return results if retained is None else {**results, "retention": retained}
 
@@ -125,13 +134,14 @@ def records_fingerprint(records: list[Record]) -> str:
     return fingerprint([r.model_dump(mode="json") for r in records])
 
 
-def answers(config: RunConfig, folder: Path, file: str, records: list[Record], data_fp: str, model_fp: str,
-            load: LoadLM, fresh: bool, description: str) -> dict[str, dict]:
-    """The model's greedy answers to every record's prompt, resumable in `folder/file`. A server's requests that
-    failed for good stop the evaluation (a missing answer can't be scored); rerunning asks for exactly those."""
+def answers(config: RunConfig, folder: Path, file: str, records: list[Record], model: Parts, data: Parts,
+            load: LoadLM, rule: CacheRule, description: str) -> dict[str, dict]:
+    """The model's greedy answers to every record's prompt, resumable in `folder/file` under the parts of the
+    evaluated model, the prompts, the records and the answer length. A server's requests that failed for good stop
+    the evaluation (a missing answer can't be scored); rerunning asks for exactly those."""
     settings = config.evaluate
-    out = RecordFile(folder / file, fingerprint(model_fp, prompt_fingerprint(config), data_fp,
-                                                settings.max_new_tokens), fresh=fresh)
+    out = RecordFile(folder / file, {**model, "prompt": prompt_part(config), **data,
+                                     "evaluate.max_new_tokens": settings.max_new_tokens}, rule)
     if len(out) < len(records):
         suite = file.removesuffix("predictions.jsonl").rstrip(".")
         prompts = task_prompts(config, settings.engine, f"eval/{folder.name}" + (f"/{suite}" if suite else ""),
@@ -164,18 +174,18 @@ def suite_file(suite: str) -> str:
     return "predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl"
 
 
-def judged_suite(folder: Path, suite: str, records: list[Record], predictions: dict[str, dict], fresh: bool,
-                 judges: Judges, judge: JudgeConfig) -> dict:
+def judged_suite(folder: Path, suite: str, records: list[Record], predictions: dict[str, dict], rule: CacheRule,
+                 judges: Judges, judge: tuple[JudgeConfig, str]) -> dict:
     """The model's answers to a task's records (the held-out split, the out-of-domain set, a user's set), each
     judged against the gold answers: accuracy is the share the judge accepts, with its Wilson interval; the
-    grounded-QA metrics are added where the data has unanswerable examples."""
+    grounded-QA metrics are added where the data has unanswerable examples. `judge`: its settings and their key
+    in the configuration."""
     texts = {r.id: predictions[r.id]["response"] for r in records}
     items = [JudgeInput.of(r, texts[r.id]) for r in records]
-    verdicts = judged(judges, judge, items, folder / f"{suite}.judgments.jsonl",
-                      recorded_fingerprint(folder / suite_file(suite)), fresh)
+    verdicts = judged(judges, judge, items, folder / f"{suite}.judgments.jsonl", folder / suite_file(suite), rule)
     grounded = has_unanswerable(records)
     rows = judged_rows(records, texts, verdicts, grounded)
-    metrics = {**task_metrics(rows, grounded), "judge": describe(judge)}
+    metrics = {**task_metrics(rows, grounded), "judge": describe(judge[0])}
     if suite == "task":  # the in-domain suite keeps its layout: task.json + scores.jsonl
         write_jsonl(folder / "scores.jsonl", rows)
         write_json(folder / "task.json", metrics)
@@ -184,14 +194,14 @@ def judged_suite(folder: Path, suite: str, records: list[Record], predictions: d
     return metrics
 
 
-def judged(judges: Judges, judge: JudgeConfig, items: list[JudgeInput], path: Path, answers_fp: str, fresh: bool
-           ) -> dict[str, dict]:
+def judged(judges: Judges, judge: tuple[JudgeConfig, str], items: list[JudgeInput], path: Path, answers: Path,
+           rule: CacheRule) -> dict[str, dict]:
     """The verdicts on a suite's answers, cached in `path` like the training judge's (an llm judge's verdicts are
     costly): resumed batch by batch, and judged again when the judge or the answers changed (evaluation is the end
     of the chain, so nothing downstream is lost by redoing them, as retention benchmarks are redone)."""
-    wanted = fingerprint(judge_fingerprint(judge), answers_fp)
-    stale = path.with_name(path.name + ".meta.json").exists() and recorded_fingerprint(path) != wanted
-    return judge_all(judges(judge), items, RecordFile(path, wanted, fresh=fresh or stale))
+    spec, key = judge
+    inputs = {"judge": judge_part(spec, key), answers.name: Digest(recorded_fingerprint(answers))}
+    return judge_all(judges(spec), items, RecordFile(path, inputs, rule, on_change="redo"))
 
 
 def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM, fresh: bool) -> dict:

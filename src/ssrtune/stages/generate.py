@@ -6,25 +6,26 @@ import logging
 from pathlib import Path
 
 from ssrtune.config import RunConfig
-from ssrtune.data.prompts import fitted_prompts, prompt_fingerprint, prompt_messages
+from ssrtune.data.prompts import fitted_prompts, prompt_messages, prompt_part
 from ssrtune.data.schema import Record
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
-from ssrtune.models import context_length, load_tokenizer, model_fingerprint
+from ssrtune.models import context_length, load_tokenizer, model_part
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
-from ssrtune.store import RecordFile, file_digest, fingerprint, write_json
+from ssrtune.fingerprints import Digest, Parts, file_digest
+from ssrtune.store import RecordFile, write_json
 
 log = logging.getLogger(__name__)
 
 
-def generation_fingerprint(config: RunConfig) -> str:
+def generation_inputs(config: RunConfig) -> Parts:
     """What the base model's greedy answers depend on: the model, the prompts, the training data, the answer
     length, the engine and its precision (or the served model name)."""
     gen = config.generate
-    return fingerprint(model_fingerprint(config.model), prompt_fingerprint(config),
-                       file_digest(config.path / "data" / "train.jsonl"), gen.max_new_tokens,
-                       stage_engine_identity(config, gen))
+    return {"model": model_part(config.model), "prompt": prompt_part(config),
+            "data/train.jsonl": Digest(file_digest(config.path / "data" / "train.jsonl")),
+            "generate.max_new_tokens": gen.max_new_tokens, "generate.engine": stage_engine_identity(config, gen)}
 
 
 def task_prompts(config: RunConfig, engine: str, stage: str, records: list[Record], reserve: int,
@@ -48,7 +49,7 @@ def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: Rec
 
 
 class Generate(Stage):
-    """Fingerprint: `generation_fingerprint`. Artifact: generations.jsonl, records {id, response}. Resume: the
+    """Inputs: `generation_inputs`. Artifact: generations.jsonl, records {id, response}. Resume: the
     prompts without a record are answered; other settings are refused (`--fresh` discards the answers).
 
     With the openai engine a prompt whose request failed for good gets no generation (its example trains on gold);
@@ -63,12 +64,12 @@ class Generate(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "generations.jsonl"
 
-    def fingerprint(self, run: Run) -> str:
-        return generation_fingerprint(run.config)
+    def inputs(self, run: Run) -> Parts:
+        return generation_inputs(run.config)
 
     def make(self, run: Run) -> dict[str, dict]:
         records, _ = run(Data())
-        out = RecordFile(self.artifact(run.config), self.fingerprint(run), fresh=run.fresh(self))
+        out = RecordFile(self.artifact(run.config), self.inputs(run), run.rule(self))
         failures: dict[str, str] = {}
         if len(out) < len(records):
             prompts = task_prompts(run.config, run.config.generate.engine, "generate", records,

@@ -10,13 +10,14 @@ from pathlib import Path
 from ssrtune.config import RunConfig
 from ssrtune.judges.base import Judge as AnyJudge
 from ssrtune.judges.base import JudgeInput, verdict_counts
-from ssrtune.judges.factory import build_judge, judge_fingerprint
+from ssrtune.judges.factory import build_judge, judge_part
 from ssrtune.judges.config import JudgeConfig
 from ssrtune.progress import progress_bar
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import Generate
-from ssrtune.store import RecordFile, StaleArtifactError, file_digest, fingerprint, recorded_fingerprint
+from ssrtune.fingerprints import Digest, Parts, file_digest, fingerprint
+from ssrtune.store import CacheRule, RecordFile, StaleArtifactError, recorded_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +47,25 @@ def judge_all(judge: AnyJudge, items: list[JudgeInput], out: RecordFile, batch_s
     return out.records
 
 
-def verdicts_fingerprint(run: Run, judge: JudgeConfig, candidates_file: Path) -> str:
+def verdicts_inputs(run: Run, judge: JudgeConfig, candidates_file: Path) -> Parts:
     """What verdicts on the candidates of `candidates_file` depend on: the judge (settings, prompt templates,
     refusal phrases), the task data and the settings the candidates were made with."""
-    return fingerprint(judge_fingerprint(judge), file_digest(run.path / "data" / "train.jsonl"),
-                       recorded_fingerprint(candidates_file))
+    return {"judge": judge_part(judge), "data/train.jsonl": Digest(file_digest(run.path / "data" / "train.jsonl")),
+            candidates_file.name: Digest(recorded_fingerprint(candidates_file))}
 
 
 def judge_candidates(run: Run, judge: JudgeConfig, candidates_file: Path, out_path: Path,
-                     fresh: bool = False) -> dict[str, dict]:
+                     rule: CacheRule) -> dict[str, dict]:
     """Judge the candidate answers of the RecordFile `candidates_file`, as they are on disk, against the gold.
 
-    The verdicts are cached in `out_path` under `verdicts_fingerprint`: rerunning costs nothing, and a changed
-    template or input is caught (an answer changed under its verdict too, by the answer hash each verdict keeps).
-    The candidates' settings rather than their file: that file only grows under one fingerprint, so a verdict
-    stays valid when a resumed generation adds the answers that failed before. An example without a candidate
-    gets no verdict.
+    The verdicts are cached in `out_path` under `verdicts_inputs`, by the stage's `rule`: rerunning costs nothing,
+    and a changed template or input is caught (an answer changed under its verdict too, by the answer hash each
+    verdict keeps). The candidates' settings rather than their file: that file only grows under one fingerprint,
+    so a verdict stays valid when a resumed generation adds the answers that failed before. An example without a
+    candidate gets no verdict.
     """
     records, _ = run(Data())
-    out = RecordFile(out_path, verdicts_fingerprint(run, judge, candidates_file), fresh=fresh)
+    out = RecordFile(out_path, verdicts_inputs(run, judge, candidates_file), rule)
     candidates = RecordFile(candidates_file, recorded_fingerprint(candidates_file)).records
     items = [JudgeInput.of(r, candidates[r.id]["response"]) for r in records if r.id in candidates]
     with build_judge(judge) as built:
@@ -74,7 +75,7 @@ def judge_candidates(run: Run, judge: JudgeConfig, candidates_file: Path, out_pa
 
 
 class Judge(Stage):
-    """Fingerprint: `verdicts_fingerprint` of the run's judge on the own answers. Artifact: judgments.jsonl,
+    """Inputs: `verdicts_inputs` of the run's judge on the own answers. Artifact: judgments.jsonl,
     records {id, verdict, rationale, score, candidate_fp}. Resume: the answers
     without a verdict are judged; another judge or other answers are refused (`--fresh` judges again)."""
 
@@ -86,12 +87,12 @@ class Judge(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "judgments.jsonl"
 
-    def fingerprint(self, run: Run) -> str:
-        return verdicts_fingerprint(run, run.config.judge, Generate().artifact(run.config))
+    def inputs(self, run: Run) -> Parts:
+        return verdicts_inputs(run, run.config.judge, Generate().artifact(run.config))
 
     def make(self, run: Run) -> dict[str, dict]:
         return judge_candidates(run, run.config.judge, Generate().artifact(run.config), self.artifact(run.config),
-                                run.fresh(self))
+                                run.rule(self))
 
     def describe(self, result: dict[str, dict]) -> str:
         return described_verdicts(result)

@@ -10,7 +10,7 @@ from ssrtune.stages.evaluate import Evaluate
 
 
 class Report(Stage):
-    """Fingerprint: none; rewritten every time from the evaluations (cheap)."""
+    """Inputs: none; rewritten every time from the evaluations (cheap)."""
 
     name = "report"
 
@@ -20,7 +20,7 @@ class Report(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "report.md"
 
-    def fingerprint(self, run: Run) -> None:
+    def inputs(self, run: Run) -> None:
         return None
 
     def make(self, run: Run) -> Path:

@@ -12,9 +12,10 @@ from ssrtune.methods import Restatement
 from ssrtune.prompt_templates import render
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
-from ssrtune.stages.generate import generate_answers, generation_fingerprint, task_prompts
+from ssrtune.stages.generate import generate_answers, generation_inputs, task_prompts
 from ssrtune.stages.judge import Judge, described_verdicts, judge_candidates
-from ssrtune.store import RecordFile, fingerprint
+from ssrtune.fingerprints import Digest, Parts, parts_hash
+from ssrtune.store import RecordFile
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ TEMPLATE_RESERVE = 128
 
 @dataclass(frozen=True, eq=False)
 class Restate(Stage):
-    """Fingerprint: the generation settings and the template's text. Artifacts: <name>.jsonl (records
+    """Inputs: the generation's (`generation_inputs`) and the template's text. Artifacts: <name>.jsonl (records
     {id, response}) and <name>.judgments.jsonl (the run's judge on them). Resume: like the own answers and
     their verdicts; a changed template is refused (`--fresh` restates again)."""
 
@@ -37,14 +38,16 @@ class Restate(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / f"{self.restatement.name}.jsonl"
 
-    def fingerprint(self, run: Run) -> str:
-        return fingerprint(generation_fingerprint(run.config), self.restatement.template_text(run.config.generate))
+    def inputs(self, run: Run) -> Parts:
+        generation = generation_inputs(run.config)
+        return {"generation": Digest(parts_hash(generation), generation),
+                f"generate.{self.restatement.config_key}": self.restatement.template_text(run.config.generate)}
 
     def make(self, run: Run) -> tuple[dict[str, dict], dict[str, dict]]:
         config, restatement, path = run.config, self.restatement, self.artifact(run.config)
         records, _ = run(Data())
         wanted = restatement.wanted(records, run(Judge()) if restatement.only_rejected else {})
-        out = RecordFile(path, self.fingerprint(run), fresh=run.fresh(self))
+        out = RecordFile(path, self.inputs(run), run.rule(self))
         todo = [r for r in wanted if r.id not in out]
         # the task prompt, its document cut by the one truncation rule so that the whole request fits
         instructions = task_prompts(config, config.generate.engine, restatement.name, todo,
@@ -59,7 +62,7 @@ class Restate(Stage):
             log.warning("%s: %d prompts got no answer from the endpoint; their examples use gold",
                         restatement.name, len(failures))
         verdicts = judge_candidates(run, config.judge, path, path.with_name(f"{restatement.name}.judgments.jsonl"),
-                                    run.fresh(self))
+                                    run.rule(self))
         return out.records, verdicts
 
     def describe(self, result: tuple[dict[str, dict], dict[str, dict]]) -> str:

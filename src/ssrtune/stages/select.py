@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class Select(Stage):
-    """Fingerprint: none; remade every time from the artifacts it needs (cheap and deterministic), so that the
+    """Inputs: none; remade every time from the artifacts it needs (cheap and deterministic), so that the
     trained model's fingerprint is that of exactly what it trains on. Every example's prompt must be a prefix of its
     prompt and target in the model's tokens (`chat_format.prompt_and_answer_ids`), else the run stops here, before
     training; train/<method>.stats.json records the prompt format (`prompt_format`)."""
@@ -40,7 +40,7 @@ class Select(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "train" / f"{self.method.name}.jsonl"
 
-    def fingerprint(self, run: Run) -> None:
+    def inputs(self, run: Run) -> None:
         return None
 
     def make(self, run: Run) -> list[dict]:

@@ -10,20 +10,21 @@ from ssrtune.config import RunConfig
 from ssrtune.data.schema import DataError
 from ssrtune.distributed import train_method
 from ssrtune.methods import trained_rows
-from ssrtune.models import model_fingerprint
+from ssrtune.models import model_part
 from ssrtune.placement import training_placement
 from ssrtune.preflight import check_training
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
 from ssrtune.permissions import widen_to_umask
-from ssrtune.store import Artifact, file_digest, fingerprint, read_json, write_json
+from ssrtune.fingerprints import Digest, Parts, file_digest
+from ssrtune.store import Artifact, read_json, write_json
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 
 
 @dataclass(frozen=True, eq=False)
 class Train(Stage):
-    """Fingerprint: the model, its train settings (the run's `train` section with the model's overrides, less how
+    """Inputs: the model, its train settings (the run's `train` section with the model's overrides, less how
     the training runs: `TrainConfig.EXECUTION_ONLY`), the precision it trains in on this machine
     (`placement.training_placement`) and train/<method>.jsonl. Artifact: models/<name>/, finished when
     ssrtune_train.json exists (it records the model's name and method), its checkpoints then deleted unless
@@ -39,18 +40,19 @@ class Train(Stage):
     def artifact(self, config: RunConfig) -> Path:
         return config.path / "models" / self.model.name
 
-    def fingerprint(self, run: Run) -> str:
+    def inputs(self, run: Run) -> Parts:
         config = run.config
         settings = self.model.train_settings(config)
-        return fingerprint(model_fingerprint(config.model), settings.fingerprint_settings(),
-                           training_placement(config.model, settings).precision,
-                           file_digest(Select(self.model.method).artifact(config)))
+        rows = Select(self.model.method).artifact(config)
+        return {"model": model_part(config.model), "train": settings.fingerprint_settings(),
+                "precision": training_placement(config.model, settings).precision,
+                rows.relative_to(config.path).as_posix(): Digest(file_digest(rows))}
 
     def make(self, run: Run) -> Path:
         config, output_dir = run.config, self.artifact(run.config)
         rows_file = Select(self.model.method).artifact(config)
-        cache = Artifact(output_dir, output_dir / "ssrtune_fingerprint.json", self.fingerprint(run), "refuse",
-                         fresh=run.fresh(self))
+        cache = Artifact(output_dir, output_dir / "ssrtune_fingerprint.json", self.inputs(run), "refuse",
+                         run.rule(self))
         cache.check()
         if (output_dir / DONE).exists():
             return output_dir
