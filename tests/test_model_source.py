@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from ssrtune.config import load_config
+from ssrtune.config import ConfigError, load_config
 from ssrtune.model_source import ModelUnavailable, check_models_available, model_source
 from ssrtune.schema import ModelConfig
 
@@ -84,3 +84,16 @@ def test_run_and_doctor_say_it_before_any_work(tmp_path):
     assert doctor.returncode == 0, doctor.stderr
     line = next(line for line in doctor.stdout.splitlines() if line.startswith("model "))
     assert "mistralai/Mistral-7B-Instruct-v0.3: error: model 'mistralai/Mistral-7B-Instruct-v0.3' is not in" in line
+
+
+def test_a_stage_command_says_it_before_any_work_too(empty_hub_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from ssrtune.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"run_dir: {tmp_path / 'run'}\nmodel: {{name: mistralai/Mistral-7B-Instruct-v0.3}}\n")
+    result = CliRunner().invoke(app, ["generate", str(config)])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert "model 'mistralai/Mistral-7B-Instruct-v0.3' is not in the Hugging Face cache" in str(result.exception)
+    assert not (tmp_path / "run").exists()  # no stage ran

@@ -50,9 +50,15 @@ ModelOption = Annotated[Optional[list[str]], typer.Option("--model", "-m", help=
                                                           "for several); default: every model.")]
 
 
-def _run(path: Path, overrides: list[str] | None) -> Run:
-    """The run of a stage command; a stale stage is refused, naming the commands that redo it."""
+def _run(path: Path, overrides: list[str] | None, uses_models: bool = True) -> Run:
+    """The run of a stage command; a stale stage is refused, naming the commands that redo it. A command whose
+    stages use the models first checks what `ssrtune run` checks before any work (`preflight.check_run`: a model that
+    can't be had, training settings this machine can't serve, a chat template that can't be trained on)."""
     config = load_config(path, overrides or [])
+    if uses_models:
+        from ssrtune.preflight import check_run
+
+        check_run(config)
     claim(config.path)  # creates the run directory and holds it (one writer per run) until the command ends
     return Run(config, command_args=shlex.join([str(path), *(overrides or [])]))
 
@@ -106,7 +112,7 @@ def run(config: ConfigArg, overrides: Overrides = None, fresh: RunFresh = False)
 @app.command()
 def data(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Normalise the task data into the run directory."""
-    [(train_records, test_records)] = _stages(_run(config, overrides), [Data()], fresh)
+    [(train_records, test_records)] = _stages(_run(config, overrides, uses_models=False), [Data()], fresh)
     typer.echo(f"{len(train_records)} train, {len(test_records)} test examples")
 
 
