@@ -10,7 +10,7 @@ import yaml
 from ssrtune.report import write_report
 from ssrtune.stats import Z95
 from ssrtune.store import read_json, write_json
-from tests.test_report import ARC, benchmark, table, write_task
+from tests.synthetic_runs import ARC, benchmark, table, write_task
 
 FULL = {"full": True, "learning_rate": 2.0e-5}
 MODELS = {  # name: (method, train overrides, task correct on q0..q3, KL per prompt)
@@ -111,7 +111,7 @@ def test_each_method_and_setting_is_pooled_over_its_seeds(tmp_path):
 
 
 def test_a_run_of_one_model_per_method_has_no_pooled_tables(tmp_path):
-    from tests.test_report import make_run
+    from tests.synthetic_runs import make_run
 
     run = make_run(tmp_path)
     write_report(run)
