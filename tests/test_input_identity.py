@@ -62,6 +62,7 @@ def test_a_hub_model_is_known_by_its_resolved_commit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(ssrtune.models, "_hub_answers", {})  # what this process was told by the Hub before
     hub_cache(tmp_path, COMMIT_A)
     first = model_fingerprint(ModelConfig(name="acme/tiny"))
     assert model_fingerprint(ModelConfig(name="acme/tiny")) == first
@@ -121,3 +122,21 @@ def test_a_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="not a GGUF file"):
         convert_gguf(tmp_path / "m.gguf", tmp_path / "cache" / "m-0123")
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [".m-0123.lock"]
+
+
+def test_the_hub_is_asked_once_per_process_even_when_it_cannot_answer(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(ssrtune.models, "_hub_answers", {})
+    hub_cache(tmp_path, COMMIT_A)
+    asked = []
+
+    def unreachable(self, name, revision=None, timeout=None):
+        asked.append(name)
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(HfApi, "model_info", unreachable)
+    fingerprints = {model_fingerprint(ModelConfig(name="acme/tiny")) for _ in range(3)}  # a fingerprint per stage
+    assert asked == ["acme/tiny"] and len(fingerprints) == 1  # one wait for the Hub; the cached snapshot decides

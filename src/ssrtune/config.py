@@ -19,7 +19,7 @@ from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
 from ssrtune.config_errors import error_words, validation_message
-from ssrtune.judges.config import TAG_MARK, JudgeConfig, grounded_qa_judge, parse_judge
+from ssrtune.judges.config import TAG_MARK, JudgeConfig, grounded_qa_judge, leaf_judges, parse_judge
 from ssrtune.evaluate_config import EvaluateConfig
 from ssrtune.methods import registered, restatements
 from ssrtune.schema import PLAIN_NAME, EngineSettings, ModelConfig, Strict, VllmConfig
@@ -162,6 +162,15 @@ class RunConfig(Strict):
     def task_judge(self) -> JudgeConfig:
         """The judge of the held-out task: `evaluate.judge`, else the run's `judge`."""
         return self.evaluate.judge or self.judge
+
+    def leaf_judges(self) -> list[tuple[str, JudgeConfig]]:
+        """(setting, judge) for every judge the run configures, the judges an `all` / `any` judge combines in its
+        place: the run's, the task's, the out-of-domain set's and each user eval set's."""
+        evaluate = self.evaluate
+        judges = [("judge", self.judge), ("evaluate.judge", evaluate.judge),
+                  ("evaluate.ood.judge", evaluate.ood.judge if evaluate.ood else None),
+                  *((f"evaluate.datasets.{n}.judge", d.judge) for n, d in enumerate(evaluate.datasets))]
+        return [leaf for where, judge in judges if judge is not None for leaf in leaf_judges(where, judge)]
 
 
 class ConfigError(ValueError):

@@ -76,18 +76,10 @@ def _hub_check(model: ModelConfig) -> str:
 
 def configured_models(config) -> list[tuple[str, ModelConfig]]:
     """(setting, model) for each model a run loads: the base model and every local llm judge's model."""
-    from ssrtune.judges.config import CombinedJudgeConfig, LocalLLMJudgeConfig
+    from ssrtune.judges.config import LocalLLMJudgeConfig
 
-    def judge_models(where: str, judge) -> list[tuple[str, ModelConfig]]:
-        if isinstance(judge, CombinedJudgeConfig):
-            return [m for number, j in enumerate(judge.judges) for m in judge_models(f"{where}.judges.{number}", j)]
-        return [(f"{where}.model", judge.model)] if isinstance(judge, LocalLLMJudgeConfig) else []
-
-    evaluate = config.evaluate
-    judges = [("judge", config.judge), ("evaluate.judge", evaluate.judge),
-              ("evaluate.ood.judge", evaluate.ood.judge if evaluate.ood else None),
-              *((f"evaluate.datasets.{n}.judge", d.judge) for n, d in enumerate(evaluate.datasets))]
-    return [("model", config.model), *(m for where, judge in judges if judge for m in judge_models(where, judge))]
+    return [("model", config.model), *((f"{where}.model", judge.model) for where, judge in config.leaf_judges()
+                                       if isinstance(judge, LocalLLMJudgeConfig))]
 
 
 def check_models_available(config) -> None:

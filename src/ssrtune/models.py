@@ -159,6 +159,11 @@ def context_length(config: ModelConfig) -> int:
     return int(limit)
 
 
+# (name, revision) -> the commit the Hub said, or None when it could not be asked: each stage's fingerprint needs the
+# model's, and the Hub is asked once per process (a run's stages then agree, and no stage waits out a timeout again).
+_hub_answers: dict[tuple[str, str | None], str | None] = {}
+
+
 def hub_commit(name: str, revision: str | None) -> str | None:
     """The commit a Hub model id at `revision` (default: main) resolves to: asked of the Hub, or offline, the snapshot
     the local cache holds for it (what `from_pretrained` then loads); None when neither knows."""
@@ -167,10 +172,14 @@ def hub_commit(name: str, revision: str | None) -> str | None:
     if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
         return revision
     if not constants.is_offline_mode():
-        try:
-            return HfApi().model_info(name, revision=revision, timeout=10).sha
-        except Exception as err:  # no network, no access, no such repository: whatever it is, the cache may know
-            log.debug("cannot ask the Hub for %s@%s (%s); looking in the cache", name, revision, err)
+        if (name, revision) not in _hub_answers:
+            try:
+                _hub_answers[name, revision] = HfApi().model_info(name, revision=revision, timeout=10).sha
+            except Exception as err:  # no network, no access, no such repository: whatever it is, the cache may know
+                log.debug("cannot ask the Hub for %s@%s (%s); looking in the cache", name, revision, err)
+                _hub_answers[name, revision] = None
+        if _hub_answers[name, revision]:
+            return _hub_answers[name, revision]
     cached = try_to_load_from_cache(name, "config.json", revision=revision)
     return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
 

@@ -17,7 +17,6 @@ from ssrtune.train_config import process_count
 
 if TYPE_CHECKING:
     from ssrtune.config import RunConfig
-    from ssrtune.judges.config import JudgeConfig
     from ssrtune.schema import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -119,17 +118,10 @@ def parameter_count(model: ModelConfig) -> int:
         return AutoModelForCausalLM.from_config(settings, trust_remote_code=model.trust_remote_code).num_parameters()
 
 
-def _vllm_judge(judge: JudgeConfig | None) -> bool:
-    return judge is not None and (getattr(judge, "engine", None) == "vllm"
-                                  or any(_vllm_judge(j) for j in getattr(judge, "judges", [])))
-
-
 def uses_vllm(config: RunConfig) -> bool:
     """Whether a stage of the run starts a vLLM engine: generation, evaluation or a judge on the vllm engine."""
-    evaluate = config.evaluate
-    judges = [config.judge, evaluate.judge, evaluate.ood.judge if evaluate.ood else None,
-              *(d.judge for d in evaluate.datasets)]
-    return "vllm" in (config.generate.engine, evaluate.engine) or any(map(_vllm_judge, judges))
+    return ("vllm" in (config.generate.engine, config.evaluate.engine)
+            or any(getattr(judge, "engine", None) == "vllm" for _, judge in config.leaf_judges()))
 
 
 def train_in_child_process(config: RunConfig) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -19,6 +18,7 @@ from ssrtune.config_errors import error_words
 from ssrtune.data.formats import ShapeError, reshape
 from ssrtune.data.hub import hub_dataset, is_hub
 from ssrtune.data.schema import MAPPABLE_FIELDS, DataError, Record
+from ssrtune.fingerprints import fingerprint
 from ssrtune.store import BadLine, jsonl_rows, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -191,8 +191,7 @@ def _to_record(raw: Any, fields: dict[str, str], format: str, path: Path, line: 
 def content_id(record: Record) -> str:
     """An id made from what a record asks and answers (its turns, document and gold answer): the same on every load,
     whatever the row's place in the file or its other columns."""
-    content = record.model_dump(mode="json", include={"messages", "context", "response"})
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(record.model_dump(mode="json", include={"messages", "context", "response"}))
 
 
 def load_records(path: str | Path, fields: dict[str, str] | None = None,
@@ -221,9 +220,9 @@ def load_records(path: str | Path, fields: dict[str, str] | None = None,
             record, generated = _to_record(raw, fields or {}, format, path, line)
             if generated:
                 made += 1
-                copy = 2
+                content, copy = record.id, 2
                 while record.id in seen:  # identical content: the next free number, the same on every load
-                    record = record.model_copy(update={"id": f"{content_id(record)}-{copy}"})
+                    record = record.model_copy(update={"id": f"{content}-{copy}"})
                     copy += 1
                 repeated += copy > 2
             if record.id in seen:

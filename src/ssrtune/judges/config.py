@@ -166,6 +166,13 @@ def grounded_qa_judge() -> CombinedJudgeConfig:
     return CombinedJudgeConfig(kind="all", judges=[RefusalJudgeConfig(), ContainsJudgeConfig()])
 
 
+def leaf_judges(where: str, judge: JudgeConfig) -> list[tuple[str, JudgeConfig]]:
+    """(setting, judge) for `judge` and, in an `all` / `any` judge, each judge it combines (`where.judges.N`)."""
+    if isinstance(judge, CombinedJudgeConfig):
+        return [leaf for n, child in enumerate(judge.judges) for leaf in leaf_judges(f"{where}.judges.{n}", child)]
+    return [(where, judge)]
+
+
 def describe(judge: JudgeConfig) -> str:
     """A one-line summary of a judge, for reports."""
     if isinstance(judge, CombinedJudgeConfig):

@@ -72,8 +72,11 @@ class Data(Stage):
 def warn_of_overlap(train_records: list[Record], test_records: list[Record]) -> None:
     """Say when test examples are also training examples (the same turns and document): their task score measures
     what the model memorised, not the task. Common when data.test_file names the training file by mistake."""
-    seen = {(tuple((m.role, m.content) for m in r.messages), r.context) for r in train_records}
-    shared = sum((tuple((m.role, m.content) for m in r.messages), r.context) in seen for r in test_records)
+    def asked(record: Record) -> tuple:
+        return tuple((m.role, m.content) for m in record.messages), record.context
+
+    seen = set(map(asked, train_records))
+    shared = sum(asked(r) in seen for r in test_records)
     if shared:
         log.warning("data: %d of the %d test examples are also training examples (same turns and document): the "
                     "task score on them measures memory, not the task; give data.test_file held-out examples",
