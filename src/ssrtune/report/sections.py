@@ -68,10 +68,16 @@ def datasets_table(models: list[dict]) -> Table | None:
                  "Share of answers the dataset's judge accepts, with its 95% Wilson interval.") if rows else None
 
 
+def drift_measured(models: list[dict]) -> tuple[bool, bool]:
+    """Whether the runs measured the KL from the base, and the change of the gold answers' log-likelihood: the
+    tables show the columns of what was measured only."""
+    return any(m["kl"] for m in models), any(m["gold_ll_change"] for m in models)
+
+
 def drift_table(models: list[dict]) -> Table | None:
     """The headline: how far each model moved from the base model, measured where it resolves at small sizes. The
-    columns and the note hold the measures the runs took (KL, the gold answers' log-likelihood), not the others."""
-    kl, gold = any(m["kl"] for m in models), any(m["gold_ll_change"] for m in models)
+    columns and the note hold the measures the runs took (`drift_measured`), not the others."""
+    kl, gold = drift_measured(models)
     header = ["model", *(["KL from base [95% CI]", "prompts", "KL per token"] if kl else []),
               *(["Δ gold log-lik [95% CI]", "benchmarks"] if gold else [])]
     rows = [[m["label"],

@@ -6,26 +6,24 @@ from __future__ import annotations
 from rich.console import Console
 
 from ssrtune.report.formats import interval, kl_cell, num, points, share
-from ssrtune.report.sections import GROUNDED_COLUMNS, grounded_cells, self_share
+from ssrtune.report.sections import GROUNDED_COLUMNS, drift_measured, grounded_cells, self_share
 from ssrtune.report.tables import Table
 
 
-# Cells that say nothing was measured: a column holding only these (the KL and log-likelihood columns of a run
-# without retention, the self-target share of a run with sft only) is left out.
-EMPTY = {"-", "0 (reference)"}
-
-
 def summary_table(analysis: dict) -> Table:
+    """One row per model; the drift columns only for what the runs measured (`drift_measured`), the self-target
+    share only where a model was trained."""
     models = analysis["models"]
     grounded = any(m["task"] and "grounded" in m["task"] for m in models)
+    kl, gold = drift_measured(models)
+    trained = any(self_share(m) is not None for m in models)
     header = ["model", "task accuracy [95% CI]", *(label for _, label in GROUNDED_COLUMNS if grounded),
-              "self targets", "KL from base [95% CI]", "Δ gold log-lik [95% CI]"]
+              *(["self targets"] if trained else []), *(["KL from base [95% CI]"] if kl else []),
+              *(["Δ gold log-lik [95% CI]"] if gold else [])]
     rows = [[m["label"], interval(m["task"]["accuracy"]) if m["task"] else "-", *grounded_cells(m["task"], grounded),
-             share(self_share(m)), kl_cell(m["kl"]), interval(m["gold_ll_change"], "diff", signed=True)]
+             *([share(self_share(m))] if trained else []), *([kl_cell(m["kl"])] if kl else []),
+             *([interval(m["gold_ll_change"], "diff", signed=True)] if gold else [])]
             for m in models]
-    kept = [i for i in range(len(header))
-            if i < len(header) - 3 or any(row[i] not in EMPTY for row in rows)]
-    header, rows = [header[i] for i in kept], [[row[i] for i in kept] for row in rows]
     note = ""
     if analysis["benchmarks"]:
         note = f"Δ gold log-lik: paired against the base, mean over {', '.join(analysis['benchmarks'])}."
