@@ -18,8 +18,11 @@ def test_import_ssrtune_loads_nothing_heavy():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
     assert {"run", "Pipeline", "load_config", "RunConfig", "judges"} <= set(dir(ssrtune))
     # the errors a caller catches: a bad setting, a bad data record, results made under other settings
-    assert ssrtune.ConfigError is ConfigError and ssrtune.DataError.__module__ == "ssrtune.data.schema"
-    assert ssrtune.StaleArtifactError.__name__ == "StaleArtifactError"
+    from ssrtune.data.schema import DataError
+    from ssrtune.store import StaleArtifactError
+
+    assert (ssrtune.ConfigError, ssrtune.DataError, ssrtune.StaleArtifactError) == (ConfigError, DataError,
+                                                                                     StaleArtifactError)
 
 
 def test_load_config_takes_key_value_strings_or_a_mapping(tmp_path):

@@ -102,4 +102,5 @@ def test_judge_audit_name_cannot_leave_the_run_directory(tiny_model, records_fil
     labels.write_text("".join(json.dumps({"id": f"q{i}", "label": True}) + "\n" for i in range(1, 7)))
     result = ssrtune("judge-audit", config, "--labels", labels, "--name", "../../outside")
     assert isinstance(result.exception, ConfigError) and "judge audit name '../../outside'" in str(result.exception)
-    assert not list(tmp_path.glob("outside*")) and not (run / "generations.jsonl").exists()
+    # ../../outside from run/audit/ would be tmp_path/a/outside.json: nothing is written anywhere below tmp_path
+    assert not list(tmp_path.rglob("outside*")) and not (run / "generations.jsonl").exists()

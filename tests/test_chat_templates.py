@@ -104,10 +104,12 @@ def test_a_real_template_through_generation_training_and_evaluation(name, model_
 
     # evaluation: answers to the same prompts, scores of the gold answers, the KL path's chat prompts
     lm = TransformersLM(config, batch_size=3, loaded=(trainer.model.merge_and_unload().eval(), tokenizer))
-    assert all(isinstance(a, str) for a in lm.generate(list(prompts.values()), 3))
+    answers = lm.generate(list(prompts.values()), 3)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
     scores = lm.loglikelihood([(prompts[r.id], r.response) for r in records()])
-    assert all(ll < 0 for ll, _ in scores)
+    assert len(scores) == 3 and all(-1e4 < ll < 0 for ll, _ in scores)
     reference = retention.kl_reference(lm, ["Write a short poem about the sea."], 3, 8, 1)
+    assert int(reference["n_scored"][0]) > 0  # the KL covers response tokens after the template's prompt
     assert retention.kl_from_reference(lm, reference, 1)["mean_kl"] == pytest.approx(0.0, abs=1e-5)
 
 

@@ -23,18 +23,17 @@ def shows_any_of(text: str, key: str) -> bool:
 
 
 @pytest.mark.parametrize("message", [
-    f"Illegal header value b'Bearer {KEY}\\r'",  # httpx2's error for a key read with its CRLF
-    f"bad key {KEY!r} given",
-    f"bad key {QUOTED_KEY.encode()!r}",
-    f"bad key {json.dumps(QUOTED_KEY)}",
-    f"{'x' * 190} {KEY}",  # the key where the message is cut
-    f"Incorrect API key provided: {KEY[:12]}*****{KEY[-4:]}",  # how OpenAI echoes a wrong key
+    lambda key: f"Illegal header value b'Bearer {key}\\r'",  # httpx2's error for a key read with its CRLF
+    lambda key: f"bad key {key!r} given",
+    lambda key: f"bad key {key.encode()!r}",
+    lambda key: f"bad key {json.dumps(key)}",
+    lambda key: f"{'x' * 190} {key}",  # the key where the message is cut
+    lambda key: f"Incorrect API key provided: {key[:12]}*****{key[-4:]}",  # how OpenAI echoes a wrong key
 ])
-def test_every_form_of_the_key_is_redacted_before_the_cut(message):
-    for key in (KEY, QUOTED_KEY):
-        text = safe_text(message, [key])
-        assert not shows_any_of(text, key) and len(text) <= 203, text
-    assert "***" in safe_text(message, [KEY, QUOTED_KEY])
+@pytest.mark.parametrize("key", [KEY, QUOTED_KEY])
+def test_every_form_of_the_key_is_redacted_before_the_cut(message, key):
+    text = safe_text(message(key), [key])
+    assert not shows_any_of(text, key) and len(text) <= 203 and "***" in text, text
 
 
 def test_a_key_read_with_its_line_break_is_sent_stripped(fake_openai, monkeypatch):
@@ -71,7 +70,7 @@ def endpoint_config(**endpoint) -> list[str]:
 def test_a_key_is_not_sent_in_clear_to_another_machine(url):
     with pytest.raises(ConfigError, match=r"generate.endpoint: the API key would travel unencrypted"):
         load_config(None, endpoint_config(base_url=url, api_key_env="LAB_KEY"))
-    for allowed in ({"base_url": url, "api_key_env": None}, {"base_url": url, "api_key_env": None},
+    for allowed in ({"base_url": url, "api_key_env": None},
                     {"base_url": url, "api_key_env": "LAB_KEY", "allow_insecure_http": True},
                     {"base_url": url.replace("http:", "https:"), "api_key_env": "LAB_KEY"},
                     {"base_url": "http://localhost:8000/v1", "api_key_env": "LAB_KEY"},

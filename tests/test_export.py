@@ -2,6 +2,7 @@
 its card quotes the run's own numbers."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,6 @@ from ssrtune.config import ModelConfig, TrainConfig, load_config
 from ssrtune.report import analyse
 from ssrtune.export import ExportError, export
 from ssrtune.models import load_model, load_tokenizer
-from ssrtune.permissions import umask
 from ssrtune.store import read_json, write_json
 from ssrtune.train import train
 from tests.test_train import rows
@@ -39,7 +39,11 @@ def run_dir(tiny_model, tmp_path_factory):
         "data.system_prompt=Answer in a few words.",
         "train.learning_rate=3e-3", "evaluate.batch_size=6", "evaluate.max_new_tokens=4",
         "evaluate.retention={benchmarks: [], kl_prompts: 2, kl_max_new_tokens: 4}"])
-    pipeline.run(config)
+    saved = os.umask(0o022)  # the usual one, whatever the machine's: a 077 umask would hide safetensors' 0600
+    try:
+        pipeline.run(config)
+    finally:
+        os.umask(saved)
     return config.path
 
 
@@ -125,11 +129,15 @@ def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, 
 
 def test_trained_and_exported_weights_are_readable_as_the_umask_allows(run_dir, tmp_path):
     # safetensors creates its files 0600 and the export's temporary folder is made 0700; every other file of a run
-    # is as readable as the umask allows
-    out = export(run_dir, "ssr", tmp_path / "ssr")
+    # is as readable as the umask allows: under 022 (set here and by the fixture), 0644 and 0755
+    saved = os.umask(0o022)
+    try:
+        out = export(run_dir, "ssr", tmp_path / "ssr")
+    finally:
+        os.umask(saved)
     paths = [p for folder in (run_dir / "models" / "ssr", out) for p in [folder, *folder.rglob("*")]]
     assert any(p.suffix == ".safetensors" for p in paths)
-    allowed = {p: (0o777 if p.is_dir() else 0o666) & ~umask() for p in paths}
+    allowed = {p: 0o755 if p.is_dir() else 0o644 for p in paths}
     assert [p for p in paths if p.stat().st_mode & allowed[p] != allowed[p]] == []
 
 

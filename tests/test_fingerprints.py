@@ -95,6 +95,12 @@ def test_training_and_evaluation_refuse_other_settings(run):
 
 def test_a_built_in_tasks_system_prompt_is_in_its_data_fingerprint(tmp_path, monkeypatch):
     config = load_config(None, [f"run_dir={tmp_path}", "evaluate.ood={n: 4}"])
+    # the prompt the fingerprint names is the one the task's records carry, for every built-in task
+    assert set(data.RECIPES) | {config.evaluate.ood.recipe} <= set(data.RECIPE_SYSTEM)
+    train_records, _ = data.prepare(config.data)
+    for recipe, records in ((config.data.recipe, train_records),
+                            (config.evaluate.ood.recipe, data.conversational_qa(config.evaluate.ood))):
+        assert {r.messages[0].content for r in records} == {data.RECIPE_SYSTEM[recipe]}
     before = [stage.inputs(Run(config)) for stage in (data.Data(), data.OodData())]
     monkeypatch.setattr(data, "RECIPE_SYSTEM", {name: text + " Be brief." for name, text in data.RECIPE_SYSTEM.items()})
     after = [stage.inputs(Run(config)) for stage in (data.Data(), data.OodData())]

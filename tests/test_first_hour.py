@@ -23,8 +23,8 @@ def test_a_judge_that_accepts_no_own_answer_is_said(tiny_model, records_file, tm
     caplog.clear()
     config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: regex, pattern: ''}")  # accepts all
     with caplog.at_level(logging.WARNING):
-        Run(config, fresh={"judge"})(Select(METHODS["ssr"]))
-    assert "accepted no candidate" not in caplog.text
+        rows = Run(config, fresh={"judge"})(Select(METHODS["ssr"]))
+    assert {row["source"] for row in rows} == {"self"} and "accepted no candidate" not in caplog.text
 
 
 def test_test_examples_that_are_training_examples_are_said(tiny_model, records_file, tmp_path, caplog):
@@ -38,5 +38,5 @@ def test_test_examples_that_are_training_examples_are_said(tiny_model, records_f
                                 for i, r in enumerate(rows[:2])))
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        Run(tiny_config(tmp_path, tiny_model, records_file, f"data.test_file={held_out}"))(Data())
-    assert "also training examples" not in caplog.text
+        _, test = Run(tiny_config(tmp_path, tiny_model, records_file, f"data.test_file={held_out}"))(Data())
+    assert [r.id for r in test] == ["t0", "t1"] and "also training examples" not in caplog.text

@@ -106,9 +106,11 @@ def test_a_format_and_a_mapping_of_the_same_field_are_refused():
         load_config(None, [*files[:3], "data.format=dolly"])
 
 
-def test_the_shipped_own_data_example_runs_end_to_end(tiny_model, tmp_path):
+def test_the_shipped_own_data_example_runs_end_to_end(tiny_model, tmp_path, monkeypatch):
     """configs/own-data.yaml as the README's second section runs it, from another directory, on the tiny model."""
-    from tests.test_cli import ssrtune
+    from typer.testing import CliRunner
+
+    from ssrtune.cli import app
 
     root = Path(__file__).resolve().parent.parent
     shipped = root / "configs" / "own-data.yaml"
@@ -118,9 +120,10 @@ def test_the_shipped_own_data_example_runs_end_to_end(tiny_model, tmp_path):
     rows = [json.loads(line) for line in (shipped.parent / "own-data" / "train.jsonl").read_text().splitlines()]
     assert all(set(row) == {"question", "answer", "topic"} for row in rows)  # the user's own shape: no id column
     run = tmp_path / "run"
-    result = ssrtune("run", shipped, f"model.name={tiny_model}", f"run_dir={run}",
-                     "train.save_every=1000 steps", cwd=tmp_path)  # no checkpoints: how it trains, not what
-    assert result.returncode == 0, result.stderr
+    monkeypatch.chdir(tmp_path)  # not the repository: the data paths must come from the config's folder
+    result = CliRunner().invoke(app, ["run", str(shipped), f"model.name={tiny_model}", f"run_dir={run}",
+                                      "train.save_every=1000 steps"])  # no checkpoints: how it trains, not what
+    assert result.exit_code == 0, result.output
     assert "[data] 30 train, 12 test examples" in result.stderr
     train = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     assert len({r["id"] for r in train}) == 30 and train[0]["meta"] == {"topic": "geography"}

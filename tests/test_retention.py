@@ -112,8 +112,26 @@ def test_the_kl_meets_the_cpu_reference_on_the_models_device(tiny):
     n = int(reference["n_scored"][0])
     logprobs = torch.randn(n, model.config.vocab_size).log_softmax(-1)
     on_cpu = position_kl(reference, slice(0, n), logprobs)
-    on_meta = position_kl(reference, slice(0, n), logprobs.to("meta"))
+    with OneDevice():  # some CPU ops take an index from another device (`gather` does): CUDA refuses, so must this
+        on_meta = position_kl(reference, slice(0, n), logprobs.to("meta"))
     assert on_meta.device.type == "meta" and on_meta.shape == on_cpu.shape == (n,)
+
+
+class OneDevice(torch.overrides.TorchFunctionMode):
+    """Fails any op whose tensor arguments sit on different devices, as CUDA does (a 0-dim tensor, a scalar, may meet
+    any device there too)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        def tensors(value):
+            if isinstance(value, torch.Tensor):
+                return [value]
+            if isinstance(value, (list, tuple)):
+                return [t for item in value for t in tensors(item)]
+            return []
+
+        devices = {t.device for t in tensors([*args, *(kwargs or {}).values()]) if t.dim() > 0}
+        assert len(devices) <= 1, f"{func.__name__} meets tensors on {sorted(map(str, devices))}"
+        return func(*args, **(kwargs or {}))
 
 
 def test_lm_eval_backend_plumbing(tiny, monkeypatch):

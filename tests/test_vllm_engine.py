@@ -2,6 +2,7 @@
 settings, the same prompt tokens as the transformers engine, greedy sampling, LoRA adapters served without merging,
 log-likelihoods from prompt log-probs, and the child process whose end frees the GPU memory with each stage."""
 
+import contextlib
 import functools
 import json
 import os
@@ -195,15 +196,16 @@ class EngineWithWorkers(LM):
 
 
 def gone(pid: int, within: float = 10.0) -> bool:
-    """Whether process `pid` ended (a zombie that no one reaps counts as ended)."""
+    """Whether process `pid` ended: no such process, or a zombie that no one reaps (Linux shows it in /proc)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
+            os.kill(pid, 0)
+        except ProcessLookupError:
             return True
-        if state == "Z":
-            return True
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
         time.sleep(0.1)
     return False
 
@@ -217,10 +219,14 @@ def test_the_engines_own_processes_end_with_its_child(tmp_path, ending):
     lm = ChildProcessLM(functools.partial(EngineWithWorkers, str(pid_file)), "fake", 16)
     assert lm.generate(["q"], 4) == ["answer"]
     worker = int(pid_file.read_text())
-    if ending == "closed":
-        lm.close()
-    else:  # as the out-of-memory killer would
-        os.kill(lm.pid, signal.SIGKILL)
-        with pytest.raises(RuntimeError, match="ended unexpectedly"):
-            lm.generate(["q"], 4)
-    assert gone(worker)
+    try:
+        if ending == "closed":
+            lm.close()
+        else:  # as the out-of-memory killer would
+            os.kill(lm.pid, signal.SIGKILL)
+            with pytest.raises(RuntimeError, match="ended unexpectedly"):
+                lm.generate(["q"], 4)
+        assert gone(worker)
+    finally:  # a failed run leaves no sleeping worker behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
