@@ -21,7 +21,7 @@ demo: install
 
 # Two workers, a test file each at a time (module fixtures built once): most tests wait on a process start or a
 # subprocess, so two use both cores of our 2-core machines (4 min 01 s against 6 min 00 s in one process, on the
-# AVX512-BF16 kind).
+# AVX512-BF16 kind, 563 tests).
 test: install
 	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 

@@ -1,4 +1,4 @@
-"""GPU check: the paths issue 22 found broken by reading, run on one CUDA GPU, each stage with its device, seconds,
+"""GPU check: the GPU paths found broken by reading the code (never run on a GPU before), run on one CUDA GPU, each stage with its device, seconds,
 peak GPU memory and whether it did what it should.
 
 A Mistral-7B-shaped model with random weights (built from its config, nothing downloaded) and Mistral's v3 chat template
@@ -19,11 +19,11 @@ The stages run in this process, one at a time (`ssrtune.pipeline.plan`). Peak me
 torch.cuda.max_memory_allocated, reset before each stage, in this process and in every process the stage started
 (vLLM's engine processes, the training child): a `sitecustomize` put on their PYTHONPATH records each process's peak
 when it exits, and the device and dtype of every model call. Random weights never stop early: every answer runs to
-`max_new_tokens`, the worst case. Sized for 10 minutes of one H100.
+`max_new_tokens`, the worst case. Meant to fit in 10 minutes of one H100 (an estimate: it has not run yet).
 
     python bench/gpu.py [--work DIR] [key=value ...]     # or: make gpu-check
 
-It prints `stage | device | seconds | peak GB | ok` and writes bench/results/gpu.json; the exit status is 1 when a
+It prints `stage | device | seconds | peak GiB | ok` and writes bench/results/gpu.json; the exit status is 1 when a
 stage failed. Without a CUDA GPU it says so in one line and exits with status 1. QLoRA needs bitsandbytes and the
 vllm engine vLLM: pip install 'ssrtune[qlora,vllm]'.
 
@@ -178,7 +178,7 @@ def stage_row(stage: str, seconds: float, probes: list[dict], own_peak_gib: floa
 
 
 def table(title: str, rows: list[dict]) -> str:
-    lines = [f"### {title}", "", "| stage | device | seconds | peak GB | ok |", "|---|---|---|---|---|"]
+    lines = [f"### {title}", "", "| stage | device | seconds | peak GiB | ok |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['stage']} | {r['device']} | {r['seconds']:.1f} | {r['peak_gib']:.1f} | "
                      f"{'; '.join(r['problems']) or 'ok'} |")
