@@ -15,10 +15,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
-from ssrtune.config import RunConfig, load_config  # noqa: E402
+from ssrtune.config.run import RunConfig, load_config  # noqa: E402
 from ssrtune.data.schema import Record  # noqa: E402
 from ssrtune.stages.data import prepare  # noqa: E402
-from ssrtune.store import write_json  # noqa: E402
+from ssrtune.storage.artifacts import write_json  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

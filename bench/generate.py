@@ -24,7 +24,7 @@ from common import quickstart, save, train_records
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.local import TransformersLM
-from ssrtune.store import RecordFile
+from ssrtune.storage.artifacts import RecordFile
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> float:

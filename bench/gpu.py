@@ -98,7 +98,7 @@ def checks(model: Path) -> dict[str, list[str]]:
 def refusals(model: Path, gpus: int, gpu_gib: float) -> dict[str, tuple[list[str] | None, str | None]]:
     """What `ssrtune.preflight` must refuse on this machine: case -> (overrides, or None for the launcher's
     environment; a phrase of the refusal, or None where the case is allowed here: a full fine-tune that fits)."""
-    from ssrtune.config import ModelConfig
+    from ssrtune.config.run import ModelConfig
     from ssrtune.preflight import full_fine_tuning_gib, parameter_count
 
     fits = full_fine_tuning_gib(parameter_count(ModelConfig(name=str(model)))) <= gpu_gib
@@ -187,7 +187,7 @@ def table(title: str, rows: list[dict]) -> str:
 
 def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> list[dict]:
     """The check's run, stage by stage in this process, each timed and measured; it stops at the first failure."""
-    from ssrtune.config import load_config
+    from ssrtune.config.run import load_config
     from ssrtune.pipeline import plan
     from ssrtune.preflight import check_run
     from ssrtune.stages.base import Run
@@ -221,7 +221,7 @@ def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> 
 def preflight_rows(model: Path) -> list[dict]:
     """Each case of `refusals` on this machine: ok when ssrtune refuses it with its reason (a ConfigError) before
     anything runs, or lets it through where the machine allows it."""
-    from ssrtune.config import ConfigError, load_config
+    from ssrtune.config.run import ConfigError, load_config
     from ssrtune.preflight import check_not_launched, check_training
 
     gpus = torch.cuda.device_count()
@@ -257,8 +257,8 @@ def main() -> None:
               file=sys.stderr)
         sys.exit(1)
     sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
-    from ssrtune.config import ModelConfig
-    from ssrtune.models import load_tokenizer
+    from ssrtune.config.run import ModelConfig
+    from ssrtune.models.loading import load_tokenizer
 
     folder = build_model(SHAPES[args.shape], load_tokenizer(ModelConfig()), args.work / "models" / args.shape,
                          chat_template=TEMPLATE.read_text(encoding="utf-8"))

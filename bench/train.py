@@ -26,9 +26,9 @@ def run_variant(variant: str, steps: int, output: Path) -> None:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from ssrtune.models import load_tokenizer
+    from ssrtune.models.loading import load_tokenizer
     from ssrtune.methods import METHODS
-    from ssrtune.train import build_trainer, load_for_training, to_dataset
+    from ssrtune.training.trainer import build_trainer, load_for_training, to_dataset
 
     config = quickstart(["train.save_every=1000000 steps"])
     train = config.train

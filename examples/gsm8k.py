@@ -25,7 +25,7 @@ import ssrtune
 
 def write_task(folder: Path, n_train: int, n_test: int) -> tuple[Path, Path]:
     """Held-out problems first, training problems after them: no problem is in both files."""
-    from ssrtune.benchmarks import gsm8k
+    from ssrtune.evaluation.benchmarks import gsm8k
 
     problems = gsm8k()
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
-"""ssrtune's training worker (`ssrtune.distributed.worker`) in a process that dies: rank 1 aborts (SIGABRT, as the gloo
+"""ssrtune's training worker (`ssrtune.training.distributed.worker`) in a process that dies: rank 1 aborts (SIGABRT, as the gloo
 exit race of issue 21 did) right after the worker returned (`after`), or before it trained at all (`before`).
 
 Once the worker has returned, each rank writes the names of its threads still alive to OUTPUT_DIR/threads-<rank>.txt:
 the gloo threads (`gloo_tcp_loop`, `pt_gloo_runloop`) must be gone by then, or they race the interpreter's exit.
 
-Run by tests/test_distributed.py in place of `-m ssrtune.distributed` under `accelerate launch`:
+Run by tests/test_distributed.py in place of `-m ssrtune.training.distributed` under `accelerate launch`:
     dying_worker.py before|after CONFIG_JSON ROWS_FILE OUTPUT_DIR RESULT_FILE
 """
 
@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from ssrtune.distributed import worker
+from ssrtune.training.distributed import worker
 
 when, arguments = sys.argv[1], sys.argv[2:]
 rank = os.environ["RANK"]

@@ -3,7 +3,7 @@ and KL results, target shares), no model; and the lines of one table of a report
 
 import yaml
 
-from ssrtune.store import write_json, write_jsonl
+from ssrtune.storage.artifacts import write_json, write_jsonl
 
 GROUNDED = {"n_answerable": 2, "n_unanswerable": 2, "answerable_recall": 0.5, "answerable_accuracy": 0.5,
             "unanswerable_precision": 1.0, "unanswerable_recall": 0.5, "unanswerable_f1": 2 / 3}

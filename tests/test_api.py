@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import ssrtune
-from ssrtune.config import ConfigError, RunConfig
+from ssrtune.config.run import ConfigError, RunConfig
 from ssrtune.judges.base import JudgeInput
 
 
@@ -19,7 +19,7 @@ def test_import_ssrtune_loads_nothing_heavy():
     assert {"run", "Pipeline", "load_config", "RunConfig", "judges"} <= set(dir(ssrtune))
     # the errors a caller catches: a bad setting, a bad data record, results made under other settings
     from ssrtune.data.schema import DataError
-    from ssrtune.store import StaleArtifactError
+    from ssrtune.storage.artifacts import StaleArtifactError
 
     assert (ssrtune.ConfigError, ssrtune.DataError, ssrtune.StaleArtifactError) == (ConfigError, DataError,
                                                                                      StaleArtifactError)
@@ -59,7 +59,7 @@ def test_pipeline_runs_a_stage_after_the_ones_it_needs_each_told_once(tiny_model
 
 def test_a_judge_on_its_own_from_a_mapping_or_a_config():
     from ssrtune.judges import build
-    from ssrtune.judges.config import grounded_qa_judge
+    from ssrtune.config.judges import grounded_qa_judge
 
     numeric = ssrtune.judges.build({"kind": "numeric"})
     items = [JudgeInput("1", "How many?", None, "12 * 4 = 48. So the answer is 48.", "It is 48."),

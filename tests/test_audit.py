@@ -6,7 +6,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ssrtune.audit import compare, load_labels
+from ssrtune.judges.audit import compare, load_labels
 from ssrtune.cli import app
 from ssrtune.data.schema import DataError, Record
 from tests.conftest import record_dicts
@@ -90,7 +90,7 @@ def test_judge_audit_command_against_labels_and_another_judge(tiny_model, record
 
 
 def test_judge_audit_name_cannot_leave_the_run_directory(tiny_model, records_file, tmp_path):
-    from ssrtune.config import ConfigError
+    from ssrtune.config.run import ConfigError
 
     run = tmp_path / "a" / "run"
     config = tmp_path / "config.yaml"

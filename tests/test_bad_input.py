@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.data.loaders import load_records
 from ssrtune.data.schema import DataError
 from ssrtune.stages.data import Data
@@ -171,7 +171,7 @@ def test_edited_data_file_is_not_reused_silently(tmp_path):
     ({"generate": []}, "generate"),
 ])
 def test_nested_config_errors_name_the_key_path(tmp_path, tree, path):
-    from ssrtune.config import ConfigError
+    from ssrtune.config.run import ConfigError
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(tree))

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from ssrtune.benchmarks import BENCHMARKS, gsm8k_exemplars, gsm8k_prompt
-from ssrtune.evaluate_config import OodConfig
+from ssrtune.evaluation.benchmarks import BENCHMARKS, gsm8k_exemplars, gsm8k_prompt
+from ssrtune.config.evaluate import OodConfig
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
 from ssrtune.data.recipes.coqa import conversational_qa

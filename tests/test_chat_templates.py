@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssrtune import retention
-from ssrtune.config import ModelConfig, TrainConfig
+from ssrtune.evaluation import retention
+from ssrtune.config.run import ModelConfig, TrainConfig
 from ssrtune.data.chat_format import ChatTemplateError, check_chat_template, end_of_turn_ids, has_system_role
 from ssrtune.data.prompts import fit_prompt
 from ssrtune.data.schema import Record
 from ssrtune.inference.generation import complete_batch, prompt_text
 from ssrtune.inference.local import TransformersLM
-from ssrtune.models import load_model, load_tokenizer
-from ssrtune.placement import Placement
-from ssrtune.train import build_trainer
+from ssrtune.models.loading import load_model, load_tokenizer
+from ssrtune.models.placement import Placement
+from ssrtune.training.trainer import build_trainer
 from tests.conftest import build_tiny_model
 
 TEMPLATES = Path(__file__).parent / "data" / "chat_templates"

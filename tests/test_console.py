@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 from ssrtune.console import apply_quiet, duration, quiet, quiet_libraries
-from ssrtune.timings import Timings
+from ssrtune.storage.timings import Timings
 
 
 @pytest.mark.parametrize("seconds,words", [(0.04, "0.0 s"), (8.24, "8.2 s"), (192, "3 min 12 s"),
@@ -63,7 +63,7 @@ def test_quiet_libraries_filters_their_warnings_only(caplog):  # conftest restor
         for module in ("transformers.modeling_utils", "trl.trainer.sft_trainer", "torch.distributed", "datasets"):
             warn_from(module)
         warn_from("peft.tuners", UserWarning)
-        warn_from("ssrtune.train")  # ours, or a library's warning about a call of ours: shown
+        warn_from("ssrtune.training.trainer")  # ours, or a library's warning about a call of ours: shown
         warn_from("transformersx")  # not a library package by that name
     assert [w.message.args[0] for w in caught] == ["noise", "noise"]
     assert not transformers.utils.logging.is_progress_bar_enabled()

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from ssrtune.checkpoints import complete_checkpoints
-from ssrtune.config import load_config
+from ssrtune.training.checkpoints import complete_checkpoints
+from ssrtune.config.run import load_config
 from ssrtune.judges.base import JudgeInput
 from ssrtune.judges.factory import build_judge
 from ssrtune.stages.base import trained_models
@@ -108,7 +108,7 @@ def test_generate_killed_midway_resumes_to_the_uninterrupted_result(tiny_model, 
 
 SLOW_JUDGE = """
 import functools, sys, time
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.judges.base import Judge
 from ssrtune.stages import judge as stage
 from ssrtune.stages.base import Run
@@ -181,7 +181,7 @@ def test_train_killed_midway_resumes_from_its_last_checkpoint(tiny_model, tmp_pa
 
 
 def test_an_interrupted_checkpoint_save_is_skipped_on_resume(tmp_path, caplog):
-    from ssrtune.train import last_complete_checkpoint
+    from ssrtune.training.trainer import last_complete_checkpoint
 
     for step in (2, 4):
         (tmp_path / f"checkpoint-{step}").mkdir()

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ssrtune.config import RecipeDataConfig
+from ssrtune.config.run import RecipeDataConfig
 from ssrtune.data.loaders import load_records
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
@@ -181,7 +181,7 @@ def test_a_users_extra_columns_are_kept_in_meta(tmp_path):
 
 
 def test_a_typo_in_a_mapped_field_name_is_still_an_error():
-    from ssrtune.config import ConfigError, load_config
+    from ssrtune.config.run import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=r"data.fields: 'respnse' is not a record field"):
         load_config(None, ["data.recipe=null", "data.train_file=a.jsonl", "data.test_file=a.jsonl",
@@ -191,7 +191,7 @@ def test_a_typo_in_a_mapped_field_name_is_still_an_error():
 
 
 def test_data_system_prompt_is_the_system_turn_of_records_without_one(tmp_path):
-    from ssrtune.config import load_config
+    from ssrtune.config.run import load_config
     from ssrtune.stages.data import prepare
 
     rows = record_dicts()

@@ -1,7 +1,7 @@
 """A full disk (ENOSPC) or a read-only run directory (EROFS) in the middle of each stage: one clear line, every file
 already written whole, and the rerun once the disk is fixed resumes with nothing lost or duplicated.
 
-The fault is simulated in the writer (`os.write` / `os.open`, which ssrtune.store writes with) at a chosen byte of a
+The fault is simulated in the writer (`os.write` / `os.open`, which ssrtune.storage.artifacts writes with) at a chosen byte of a
 chosen artifact, and made real on a small tmpfs for the Trainer's checkpoints, which torch and safetensors write.
 """
 
@@ -21,8 +21,8 @@ import torch
 import yaml
 
 from ssrtune import pipeline
-from ssrtune.config import dump_config, load_config
-from ssrtune.store import RecordFile, write_text_atomic
+from ssrtune.config.run import dump_config, load_config
+from ssrtune.storage.artifacts import RecordFile, write_text_atomic
 from tests.test_chain_faults import chain_config, compare_with_reference
 from tests.test_rundir import cli
 

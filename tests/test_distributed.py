@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ssrtune import distributed
-from ssrtune.config import ModelConfig, RunConfig, TrainConfig
-from ssrtune.distributed import TrainingProcessError, launch
-from ssrtune.models import load_model, load_tokenizer
-from ssrtune.store import write_jsonl
-from ssrtune.train import train
+from ssrtune.training import distributed
+from ssrtune.config.run import ModelConfig, RunConfig, TrainConfig
+from ssrtune.training.distributed import TrainingProcessError, launch
+from ssrtune.models.loading import load_model, load_tokenizer
+from ssrtune.storage.artifacts import write_jsonl
+from ssrtune.training.trainer import train
 from tests.test_train import rows
 
 
@@ -54,7 +54,7 @@ def dying_launch(monkeypatch, when: str) -> None:
 
     def command(*args):
         command = launch_command(*args)
-        start = command.index("ssrtune.distributed") - 1  # ["-m", "ssrtune.distributed", arguments...]
+        start = command.index("ssrtune.training.distributed") - 1  # ["-m", "ssrtune.training.distributed", arguments...]
         return [*command[:start], str(Path(__file__).with_name("dying_worker.py")), when, *command[start + 2:]]
 
     monkeypatch.setattr(distributed, "launch_command", command)
@@ -66,7 +66,7 @@ def test_a_process_that_dies_after_the_training_finished_does_not_fail_it(tiny_m
         batch_size=2, epochs=1, save_every="1000 steps", num_processes=2))
     dying_launch(monkeypatch, "after")
 
-    with caplog.at_level(logging.WARNING, logger="ssrtune.distributed"):
+    with caplog.at_level(logging.WARNING, logger="ssrtune.training.distributed"):
         result = launch(config, tmp_path / "rows.jsonl", tmp_path / "ddp")
     assert result["steps"] == 3 and result["launcher_exit_code"] != 0
     assert (tmp_path / "ddp" / "adapter_model.safetensors").exists()
@@ -91,14 +91,14 @@ def test_a_process_that_dies_before_the_training_finished_fails_it_naming_the_ex
 
 
 def test_the_global_batch_must_split_evenly_across_processes():
-    from ssrtune.config import ConfigError, load_config
+    from ssrtune.config.run import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="does not split evenly"):
         load_config(None, ["train.batch_size=8", "train.num_processes=3"])
 
 
 def test_an_accelerate_config_file_replaces_the_plain_ddp_launch(tmp_path):
-    from ssrtune.distributed import launch_command
+    from ssrtune.training.distributed import launch_command
 
     ddp = launch_command(RunConfig(train=TrainConfig(num_processes=2)), tmp_path / "rows.jsonl", tmp_path, tmp_path)
     fsdp = launch_command(RunConfig(train=TrainConfig(num_processes=2, accelerate_config="fsdp.yaml")),

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from ssrtune.schema import EndpointConfig
-from ssrtune.endpoint import ChatEndpoint, EndpointError, parse_reply
+from ssrtune.config.fields import EndpointConfig
+from ssrtune.net.endpoint import ChatEndpoint, EndpointError, parse_reply
 from ssrtune.extras import MissingExtraError
 from tests import fake_openai as fake
 

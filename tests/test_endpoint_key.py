@@ -7,10 +7,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from ssrtune.config import ConfigError, load_config
-from ssrtune.endpoint import EndpointError
-from ssrtune.schema import EndpointConfig
-from ssrtune.scrub import safe_text
+from ssrtune.config.run import ConfigError, load_config
+from ssrtune.net.endpoint import EndpointError
+from ssrtune.config.fields import EndpointConfig
+from ssrtune.net.scrub import safe_text
 from tests import fake_openai as fake
 from tests.test_endpoint import KEY, chats, endpoint
 
@@ -55,7 +55,7 @@ def test_without_a_named_variable_a_server_gets_no_key(fake_openai, monkeypatch)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     config = EndpointConfig(base_url=fake_openai.url, model="m")  # a lab's own server, its variable not named
     assert config.api_key_env is None
-    from ssrtune.endpoint import ChatEndpoint
+    from ssrtune.net.endpoint import ChatEndpoint
 
     assert ChatEndpoint(config).complete(chats(1), max_tokens=4) == ["echo: question 0"]
     assert KEY not in json.dumps(fake_openai.requests[0]["headers"])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ssrtune.endpoint import EndpointError
+from ssrtune.net.endpoint import EndpointError
 from tests import fake_openai as fake
 from tests.test_endpoint import KEY, chats, endpoint
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from ssrtune.cli import entry
-from ssrtune.config import ConfigError, load_config
+from ssrtune.config.run import ConfigError, load_config
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
 from ssrtune.extras import MissingExtraError
@@ -15,13 +15,13 @@ from ssrtune.inference.factory import build_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.server import OpenAILM
 from ssrtune.methods import METHODS
-from ssrtune.schema import EndpointConfig
+from ssrtune.config.fields import EndpointConfig
 from ssrtune.stages.base import Run
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.select import Select
-from ssrtune.store import RecordFile
+from ssrtune.storage.artifacts import RecordFile
 from tests import fake_openai as fake
 from tests.conftest import record_dicts
 

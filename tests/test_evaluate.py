@@ -4,16 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssrtune.config import RecipeDataConfig
-from ssrtune.evaluate_config import OodConfig
+from ssrtune.config.run import RecipeDataConfig
+from ssrtune.config.evaluate import OodConfig
 from ssrtune.data.recipes.grounded import REFUSAL
 from ssrtune.data.recipes.coqa import conversational_qa
 from ssrtune.data.recipes.squad import grounded_qa
 from ssrtune.data.schema import Record
 from ssrtune.judges.base import JudgeInput
-from ssrtune.judges.config import grounded_qa_judge
+from ssrtune.config.judges import grounded_qa_judge
 from ssrtune.judges.factory import build
-from ssrtune.qa_metrics import has_unanswerable, judged_rows, task_metrics
+from ssrtune.evaluation.qa_metrics import has_unanswerable, judged_rows, task_metrics
 from ssrtune.text import contained_answer, is_refusal, token_recall
 
 from conftest import record_dicts

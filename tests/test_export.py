@@ -13,12 +13,12 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ssrtune import pipeline
-from ssrtune.config import ModelConfig, TrainConfig, load_config
+from ssrtune.config.run import ModelConfig, TrainConfig, load_config
 from ssrtune.report import analyse
 from ssrtune.export import ExportError, export
-from ssrtune.models import load_model, load_tokenizer
-from ssrtune.store import read_json, write_json
-from ssrtune.train import train
+from ssrtune.models.loading import load_model, load_tokenizer
+from ssrtune.storage.artifacts import read_json, write_json
+from ssrtune.training.trainer import train
 from tests.test_train import rows
 
 SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
@@ -142,8 +142,8 @@ def test_trained_and_exported_weights_are_readable_as_the_umask_allows(run_dir, 
 
 
 def test_export_holds_the_run_and_checks_the_model_name(run_dir, tmp_path):
-    from ssrtune.config import ConfigError
-    from ssrtune.rundir import RunDirInUseError
+    from ssrtune.config.run import ConfigError
+    from ssrtune.storage.rundir import RunDirInUseError
     from tests.test_crash import env
     from tests.test_rundir import HOLDER
 

@@ -8,14 +8,14 @@ import shutil
 
 import pytest
 
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.stages import data
 from ssrtune.stages.base import Run, trained_models
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.train import Train
-from ssrtune.store import StaleArtifactError
+from ssrtune.storage.artifacts import StaleArtifactError
 from tests.conftest import record_dicts, run_stage
 
 

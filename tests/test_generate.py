@@ -2,8 +2,8 @@ from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.local import TransformersLM
-from ssrtune.schema import ModelConfig
-from ssrtune.store import RecordFile, iter_jsonl
+from ssrtune.config.fields import ModelConfig
+from ssrtune.storage.artifacts import RecordFile, iter_jsonl
 from tests.conftest import record_dicts
 
 

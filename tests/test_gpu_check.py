@@ -17,8 +17,8 @@ import torch
 
 from transformers import PreTrainedModel
 
-from ssrtune.config import ModelConfig
-from ssrtune.models import load_model, load_tokenizer
+from ssrtune.config.run import ModelConfig
+from ssrtune.models.loading import load_model, load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 # loaded from its file: bench/ on sys.path would shadow top-level modules with its train.py and generate.py
@@ -79,8 +79,8 @@ def mistral_7b(tokenizer, tmp_path):
 def test_the_checks_cover_the_paths_of_issue_22(mistral_7b):
     """vLLM for answers and evaluation with the adapter unmerged, an llm judge on vLLM, LoRA in a child process,
     QLoRA, a retention benchmark and the KL on the GPU: as the configurations say, on one (mocked) H100."""
-    from ssrtune.config import load_config
-    from ssrtune.placement import Gpu, Hardware
+    from ssrtune.config.run import load_config
+    from ssrtune.models.placement import Gpu, Hardware
     from ssrtune.preflight import check_run, train_in_child_process
 
     plans = {name: load_config(ROOT / "configs" / "quickstart.yaml", [f"model.name={mistral_7b}", *overrides])
@@ -92,18 +92,18 @@ def test_the_checks_cover_the_paths_of_issue_22(mistral_7b):
     assert entry.resolve(qlora.train).quantization == "4bit" and qlora.evaluate.engine == "transformers"
     assert qlora.evaluate.retention.kl_prompts > 0 and qlora.evaluate.retention.benchmarks
     h100 = Hardware(False, (Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 79.2),))
-    with mock.patch("ssrtune.placement.hardware", return_value=h100):
+    with mock.patch("ssrtune.models.placement.hardware", return_value=h100):
         assert train_in_child_process(lora) and not train_in_child_process(qlora)
         for plan in plans.values():
             check_run(plan)  # nothing the GPU run would be refused for
 
 
 def test_the_refusal_cases_are_refused_for_their_reasons_on_one_gpu(mistral_7b):
-    from ssrtune.placement import Gpu, Hardware
+    from ssrtune.models.placement import Gpu, Hardware
 
     h100 = Hardware(False, (Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 79.2),))
     properties = SimpleNamespace(total_memory=int(79.2 * 2**30))
-    with mock.patch("ssrtune.placement.hardware", return_value=h100), \
+    with mock.patch("ssrtune.models.placement.hardware", return_value=h100), \
             mock.patch("torch.cuda.device_count", return_value=1), \
             mock.patch("torch.cuda.get_device_properties", return_value=properties):
         rows = gpu.preflight_rows(mistral_7b)

@@ -12,7 +12,7 @@ import yaml
 from test_cli import SSRTUNE
 
 from conftest import run_stage
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.data.hub import hub_fingerprint
 from ssrtune.data.loaders import load_records
 from ssrtune.data.schema import DataError

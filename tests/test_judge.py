@@ -5,9 +5,9 @@ from hypothesis import strategies as st
 from ssrtune.data.recipes.grounded import REFUSAL
 from ssrtune.judges.base import JudgeInput
 from ssrtune.judges.factory import build_judge
-from ssrtune.judges.config import grounded_qa_judge, parse_judge
+from ssrtune.config.judges import grounded_qa_judge, parse_judge
 from ssrtune.stages.judge import judge_all
-from ssrtune.store import RecordFile
+from ssrtune.storage.artifacts import RecordFile
 from ssrtune.text import final_number, is_refusal, normalise, token_f1
 
 
@@ -191,7 +191,7 @@ def test_final_number_reads_formatted_integers(number, pattern):
 
 
 def test_judge_all_refuses_an_answer_that_changed_under_its_verdict(tmp_path):
-    from ssrtune.store import StaleArtifactError
+    from ssrtune.storage.artifacts import StaleArtifactError
 
     judge = build_judge(grounded_qa_judge())
     judge_all(judge, [item("Saint Bernadette", id="1")], RecordFile(tmp_path / "j.jsonl", "fp"))

@@ -5,11 +5,11 @@ import pytest
 
 from ssrtune.judges.base import JudgeInput, verdict_counts
 from ssrtune.judges.factory import build_judge
-from ssrtune.judges.config import EndpointLLMJudgeConfig
+from ssrtune.config.judges import EndpointLLMJudgeConfig
 from ssrtune.judges.llm import parse_verdict
-from ssrtune.schema import EndpointConfig
+from ssrtune.config.fields import EndpointConfig
 from ssrtune.stages.judge import judge_all
-from ssrtune.store import RecordFile
+from ssrtune.storage.artifacts import RecordFile
 from tests import fake_openai as fake
 
 WORDS = ("Yes", "No")
@@ -70,7 +70,7 @@ def test_every_kind_of_failure_is_a_counted_failed_verdict(fake_openai, tmp_path
 
 
 def test_endpoint_settings_are_validated():
-    from ssrtune.config import ConfigError, load_config
+    from ssrtune.config.run import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=r"judge\.endpoint: Field required"):
         load_config(None, ["judge={kind: llm, engine: openai}"])

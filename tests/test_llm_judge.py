@@ -7,11 +7,11 @@ from ssrtune.inference.local import TransformersLM
 from ssrtune.inference.scoring import loglikelihoods
 from ssrtune.judges.base import JudgeInput
 from ssrtune.judges.factory import build_judge, judge_fingerprint
-from ssrtune.judges.config import LocalLLMJudgeConfig
+from ssrtune.config.judges import LocalLLMJudgeConfig
 from ssrtune.judges.llm import LocalLLMJudge
-from ssrtune.models import load_model, load_tokenizer
-from ssrtune.placement import Placement
-from ssrtune.schema import ModelConfig
+from ssrtune.models.loading import load_model, load_tokenizer
+from ssrtune.models.placement import Placement
+from ssrtune.config.fields import ModelConfig
 
 CPU_FP32 = Placement("cpu", "cpu", torch.float32, torch.float32)
 

@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from ssrtune.config import ConfigError, load_config
+from ssrtune.config.run import ConfigError, load_config
 from ssrtune.methods import METHODS, Method
 from ssrtune.stages.base import Run
 from ssrtune.stages.data import Data
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.select import Select
-from ssrtune.store import StaleArtifactError, iter_jsonl, read_json
+from ssrtune.storage.artifacts import StaleArtifactError, iter_jsonl, read_json
 from tests.conftest import run_stage
 
 

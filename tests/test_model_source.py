@@ -1,14 +1,14 @@
 """A configured model that can't be had (a Hub model not cached while offline, a path that does not exist) is one line
-before any work starts, and `ssrtune doctor` says where each model comes from (ssrtune.model_source)."""
+before any work starts, and `ssrtune doctor` says where each model comes from (ssrtune.models.source)."""
 
 import sys
 from unittest import mock
 
 import pytest
 
-from ssrtune.config import ConfigError, load_config
-from ssrtune.model_source import ModelUnavailable, check_models_available, model_source
-from ssrtune.schema import ModelConfig
+from ssrtune.config.run import ConfigError, load_config
+from ssrtune.models.source import ModelUnavailable, check_models_available, model_source
+from ssrtune.config.fields import ModelConfig
 
 
 @pytest.fixture()

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from ssrtune.config import ConfigError, dump_config, load_config
-from ssrtune.fingerprints import parts_hash
+from ssrtune.config.run import ConfigError, dump_config, load_config
+from ssrtune.storage.fingerprints import parts_hash
 from ssrtune.methods import METHODS
 from ssrtune.stages import train as train_stage
 from ssrtune.stages.base import Run, trained_methods, trained_models
@@ -103,9 +103,9 @@ def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run,
 def test_the_short_form_keeps_the_fingerprint_of_the_run_train_section(tiny_run):
     """The training's fingerprint, from its named inputs, is the one earlier versions computed from the same parts
     (their trained models stay current)."""
-    from ssrtune.fingerprints import file_digest, fingerprint
-    from ssrtune.models import model_fingerprint
-    from ssrtune.placement import training_placement
+    from ssrtune.storage.fingerprints import file_digest, fingerprint
+    from ssrtune.models.loading import model_fingerprint
+    from ssrtune.models.placement import training_placement
 
     config = tiny_run("methods=[sft]")
     run_stage(config, Select(METHODS["sft"]))

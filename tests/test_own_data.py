@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.data.loaders import load_records
 from ssrtune.data.schema import DataError
 
@@ -96,7 +96,7 @@ def test_a_row_not_in_its_format_names_the_field(tmp_path, format, row, message)
 
 
 def test_a_format_and_a_mapping_of_the_same_field_are_refused():
-    from ssrtune.config import ConfigError
+    from ssrtune.config.run import ConfigError
 
     files = ["data.recipe=null", "data.train_file=a.jsonl", "data.test_file=a.jsonl", "data.format=alpaca"]
     assert load_config(None, [*files, "data.fields={id: uid}"]).data.format == "alpaca"

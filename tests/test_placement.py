@@ -1,4 +1,4 @@
-"""Placement and precision (ssrtune.placement), checked with CUDA mocked: one decision for every stage, made for the
+"""Placement and precision (ssrtune.models.placement), checked with CUDA mocked: one decision for every stage, made for the
 device the model is placed on, never by emulation; and the precision in the fingerprints of what it produces."""
 
 from types import SimpleNamespace
@@ -7,10 +7,10 @@ from unittest import mock
 import pytest
 import torch
 
-from ssrtune.config import ConfigError, load_config
-from ssrtune.placement import Gpu, Hardware, Placement, PlacementError, hardware, place, training_placement
-from ssrtune.schema import ModelConfig
-from ssrtune.train_config import TrainConfig
+from ssrtune.config.run import ConfigError, load_config
+from ssrtune.models.placement import Gpu, Hardware, Placement, PlacementError, hardware, place, training_placement
+from ssrtune.config.fields import ModelConfig
+from ssrtune.config.train import TrainConfig
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 VOLTA = Gpu(0, "Tesla V100", (7, 0), 32.0)
@@ -65,7 +65,7 @@ def test_each_process_takes_its_own_gpu(monkeypatch):
 
 def test_training_keeps_float32_master_weights_for_full_fine_tuning():
     model, gpu = ModelConfig(), Hardware(False, (Gpu(0, "A100", (8, 0), 80.0),))
-    with mock.patch("ssrtune.placement.hardware", return_value=gpu):
+    with mock.patch("ssrtune.models.placement.hardware", return_value=gpu):
         lora, full = training_placement(model, TrainConfig()), training_placement(model, TrainConfig(full=True))
         framework = training_placement(model, TrainConfig(accelerate_config="fsdp.yaml"))
     assert (lora.dtype, lora.compute) == (BF16, BF16) and (full.dtype, full.compute) == (FP32, BF16)
@@ -74,7 +74,7 @@ def test_training_keeps_float32_master_weights_for_full_fine_tuning():
 
 
 def test_the_trainer_gets_the_placements_mixed_precision(tmp_path):
-    from ssrtune.train import sft_config
+    from ssrtune.training.trainer import sft_config
 
     def args(placement):
         return sft_config(TrainConfig(), tmp_path, 1, placement=placement)
@@ -113,7 +113,7 @@ def test_precision_is_in_the_fingerprints_of_what_it_produces(tmp_path, records_
     """Generation and evaluation results record the precision they were made in: on a CPU with native bf16, auto and
     bfloat16 compute alike (the same fingerprint), float32 differently."""
     from ssrtune.inference.factory import stage_engine_identity
-    from ssrtune.fingerprints import parts_hash
+    from ssrtune.storage.fingerprints import parts_hash
     from ssrtune.stages.generate import generation_inputs
 
     (tmp_path / "run" / "data").mkdir(parents=True)
@@ -121,7 +121,7 @@ def test_precision_is_in_the_fingerprints_of_what_it_produces(tmp_path, records_
 
     def fingerprints(dtype):
         config = load_config(None, [f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", f"model.dtype={dtype}"])
-        with mock.patch("ssrtune.placement.hardware", return_value=CPU_BF16):
+        with mock.patch("ssrtune.models.placement.hardware", return_value=CPU_BF16):
             return parts_hash(generation_inputs(config)), stage_engine_identity(config, config.evaluate)
 
     auto, bf16, fp32 = fingerprints("auto"), fingerprints("bfloat16"), fingerprints("float32")

@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 
 from ssrtune import preflight
-from ssrtune.config import ConfigError, load_config
-from ssrtune.placement import Gpu, Hardware
+from ssrtune.config.run import ConfigError, load_config
+from ssrtune.models.placement import Gpu, Hardware
 from ssrtune.stages.base import Run
 
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 79.2)
@@ -22,7 +22,7 @@ CPU_ONLY = Hardware(False, ())
 @contextlib.contextmanager
 def on(machine: Hardware):
     """This machine's GPUs, as placement sees them and as `num_processes: auto` counts them."""
-    with mock.patch("ssrtune.placement.hardware", return_value=machine), \
+    with mock.patch("ssrtune.models.placement.hardware", return_value=machine), \
             mock.patch("torch.cuda.device_count", return_value=len(machine.gpus)):
         yield
 
@@ -110,14 +110,14 @@ def test_training_runs_in_a_child_process_when_a_later_vllm_engine_needs_the_gpu
 
 
 def test_a_one_process_training_in_a_child_process_trains_there(tiny_model, tmp_path, monkeypatch):
-    from ssrtune import distributed
-    from ssrtune.store import write_jsonl
+    from ssrtune.training import distributed
+    from ssrtune.storage.artifacts import write_jsonl
     from tests.test_train import rows
 
     write_jsonl(tmp_path / "sft.jsonl", [{**row, "source": "gold"} for row in rows()])
     run = config("model.dtype=float32", "train.batch_size=3", "train.epochs=1", model=tiny_model)
     command = distributed.launch_command(run, tmp_path / "sft.jsonl", tmp_path / "sft", tmp_path / "result.json")
-    assert command[1:3] == ["-m", "ssrtune.distributed"]  # a plain child: no accelerate launcher for one process
+    assert command[1:3] == ["-m", "ssrtune.training.distributed"]  # a plain child: no accelerate launcher for one process
     monkeypatch.setattr(distributed, "train_in_child_process", lambda config: True)
     monkeypatch.setattr(distributed, "train_here", lambda *args: pytest.fail("trained in this process"))
     result = distributed.train_method(run, tmp_path / "sft.jsonl", tmp_path / "sft")

@@ -12,8 +12,8 @@ import subprocess
 import pytest
 
 from ssrtune.report import ReportError, write_report
-from ssrtune.stats import Z95
-from ssrtune.store import read_json, write_json, write_jsonl
+from ssrtune.evaluation.stats import Z95
+from ssrtune.storage.artifacts import read_json, write_json, write_jsonl
 from tests.synthetic_runs import make_run, table
 
 def test_grounded_task_table_and_wilson_interval(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from ssrtune.report import write_report
-from ssrtune.stats import Z95
-from ssrtune.store import read_json, write_json
+from ssrtune.evaluation.stats import Z95
+from ssrtune.storage.artifacts import read_json, write_json
 from tests.synthetic_runs import ARC, benchmark, table, write_task
 
 FULL = {"full": True, "learning_rate": 2.0e-5}

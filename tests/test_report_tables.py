@@ -1,6 +1,6 @@
 """The one table writer: markdown (cells with `|` escaped), HTML (escaped), and the judge audit written through it."""
 
-from ssrtune.audit import markdown
+from ssrtune.judges.audit import markdown
 from ssrtune.report.tables import Table
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.stages.base import trained_models
 from tests.conftest import build_tiny_model, record_dicts
 from tests.test_chain_faults import records_by_id, run_harness

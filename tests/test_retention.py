@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from ssrtune.benchmarks import Question, stratified_sample
+from ssrtune.evaluation.benchmarks import Question, stratified_sample
 from ssrtune.inference.local import TransformersLM
 from ssrtune.inference.scoring import encode_request
-from ssrtune.models import load_model, load_tokenizer
-from ssrtune.retention import coarse_kl, kl_from_reference, kl_reference, position_kl, score_questions
-from ssrtune.schema import ModelConfig
+from ssrtune.models.loading import load_model, load_tokenizer
+from ssrtune.evaluation.retention import coarse_kl, kl_from_reference, kl_reference, position_kl, score_questions
+from ssrtune.config.fields import ModelConfig
 
 
 def test_acc_and_acc_norm_by_hand():
@@ -142,7 +142,7 @@ def test_lm_eval_backend_plumbing(tiny, monkeypatch):
     from ssrtune.extras import MissingExtraError
     from ssrtune.inference.harness import harness_results
     from ssrtune.stages.evaluate import from_lm_eval
-    from ssrtune.stats import Z95
+    from ssrtune.evaluation.stats import Z95
 
     model, tok = tiny
     monkeypatch.setitem(sys.modules, "lm_eval", None)

@@ -18,13 +18,13 @@ import textwrap
 import pytest
 
 from ssrtune.cli import entry
-from ssrtune.rundir import LOCK_NAME, DiskFaultError, RunDirInUseError, claim, disk_fault, run_dir_lock, run_guard
-from ssrtune.store import StaleArtifactError
+from ssrtune.storage.rundir import LOCK_NAME, DiskFaultError, RunDirInUseError, claim, disk_fault, run_dir_lock, run_guard
+from ssrtune.storage.artifacts import StaleArtifactError
 from tests.test_crash import env, make_config, many_records
 
 HOLDER = textwrap.dedent("""
     import sys
-    from ssrtune.rundir import run_dir_lock
+    from ssrtune.storage.rundir import run_dir_lock
     with run_dir_lock(sys.argv[1]):
         print("held", flush=True)
         sys.stdin.read()
@@ -113,7 +113,7 @@ def test_disk_faults_are_recognised_and_other_errors_are_left_alone(tmp_path):
 
 
 def test_a_symbolic_link_at_the_lock_is_refused_and_its_target_kept(tmp_path):
-    from ssrtune.nofollow import UnsafePathError
+    from ssrtune.storage.nofollow import UnsafePathError
 
     target = tmp_path / "precious.txt"
     target.write_text("keep me\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ssrtune.config import ConfigError, ModelConfig, TrainConfig, load_config
+from ssrtune.config.run import ConfigError, ModelConfig, TrainConfig, load_config
 from tests.conftest import record_dicts
 
 SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
@@ -99,7 +99,7 @@ def test_plain_run_names_and_an_explicit_run_dir_are_accepted(tmp_path):
 
 
 def test_remote_code_in_a_model_folder_is_not_run(tiny_model, tmp_path):
-    from ssrtune.models import load_model
+    from ssrtune.models.loading import load_model
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
@@ -118,7 +118,7 @@ def test_remote_code_in_a_model_folder_is_not_run(tiny_model, tmp_path):
 
 
 def test_pickled_weights_are_refused(tiny_model, tmp_path):
-    from ssrtune.models import load_model
+    from ssrtune.models.loading import load_model
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model, folder)
@@ -135,8 +135,8 @@ def test_a_checkpoint_pickle_cannot_run_code_on_resume(tiny_model, tmp_path):
     `torch.load(weights_only=True)`, which refuses any global that is not plain tensor data."""
     from ssrtune.data.prompts import prompt_messages
     from ssrtune.data.schema import Record
-    from ssrtune.models import load_model, load_tokenizer
-    from ssrtune.train import train
+    from ssrtune.models.loading import load_model, load_tokenizer
+    from ssrtune.training.trainer import train
 
     rows = [{"id": r["id"], "messages": prompt_messages(Record.model_validate(r)), "target": r["response"]}
             for r in record_dicts()]

@@ -8,11 +8,11 @@ import json
 import pytest
 import yaml
 
-from ssrtune.fingerprints import Digest, changes, file_digest, fingerprint, recorded_parts
+from ssrtune.storage.fingerprints import Digest, changes, file_digest, fingerprint, recorded_parts
 from ssrtune.judges.factory import judge_fingerprint
 from ssrtune.stages.base import Run
 from ssrtune.stages.judge import Judge
-from ssrtune.store import StaleArtifactError, recorded_fingerprint
+from ssrtune.storage.artifacts import StaleArtifactError, recorded_fingerprint
 from tests.test_cli import write_config
 from tests.test_methods import tiny_config
 from tests.test_rundir import cli

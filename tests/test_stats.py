@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ssrtune.stats import accuracy, paired, ratio, relative_change, stderr, wilson_interval
+from ssrtune.evaluation.stats import accuracy, paired, ratio, relative_change, stderr, wilson_interval
 
 
 def test_stderr_uses_the_sample_variance():

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from ssrtune.nofollow import UnsafePathError
-from ssrtune.fingerprints import fingerprint
-from ssrtune.store import (Artifact, BadLine, CacheRule, RecordFile, RecordFileError, StaleArtifactError, iter_jsonl,
+from ssrtune.storage.nofollow import UnsafePathError
+from ssrtune.storage.fingerprints import fingerprint
+from ssrtune.storage.artifacts import (Artifact, BadLine, CacheRule, RecordFile, RecordFileError, StaleArtifactError, iter_jsonl,
                            jsonl_rows)
 
 

@@ -10,11 +10,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import ssrtune
-from ssrtune.benchmarks import gsm8k
+from ssrtune.evaluation.benchmarks import gsm8k
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
 from ssrtune.stages.evaluate import Evaluate
-from ssrtune.store import iter_jsonl, read_json
+from ssrtune.storage.artifacts import iter_jsonl, read_json
 from tests import fake_openai as fake
 
 from conftest import run_stage

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from ssrtune.config import ModelConfig, TrainConfig
+from ssrtune.config.run import ModelConfig, TrainConfig
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
-from ssrtune.models import load_model, load_tokenizer
-from ssrtune.train import NoTrainableTokensError, left_pad_collator, to_dataset, train
+from ssrtune.models.loading import load_model, load_tokenizer
+from ssrtune.training.trainer import NoTrainableTokensError, left_pad_collator, to_dataset, train
 from tests.conftest import record_dicts
 
 
@@ -63,7 +63,7 @@ def test_answer_only_loss_matches_the_full_logits_loss(tiny_model):
                          args=SFTConfig(output_dir="/tmp/unused", bf16=False, use_cpu=True, report_to="none"))
     examples = list(trainer.train_dataset)
     batch = left_pad_collator(tokenizer.pad_token_id)(examples)
-    from ssrtune.train import AnswerOnlySFTTrainer
+    from ssrtune.training.trainer import AnswerOnlySFTTrainer
 
     ours = AnswerOnlySFTTrainer.compute_loss(trainer, model, dict(batch))
     reference = 0.0
@@ -107,7 +107,7 @@ def test_tensorboard_receives_the_loss_of_every_logging_step(tiny_model, tmp_pat
 
 
 def test_a_finished_model_keeps_no_checkpoints_unless_asked(tiny_model, records_file, tmp_path):
-    from ssrtune.config import load_config
+    from ssrtune.config.run import load_config
     from ssrtune.stages.base import trained_models
     from ssrtune.stages.train import Train
     from tests.conftest import run_stage

@@ -7,15 +7,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ssrtune.checkpoints import TimedCheckpoints, save_arguments
-from ssrtune.config import ConfigError, ModelConfig, RunConfig, TrainConfig, load_config
-from ssrtune.train_config import parse_save_every
-from ssrtune.distributed import train_method
-from ssrtune.train_config import process_count
-from ssrtune.models import load_model
-from ssrtune.placement import Hardware, Placement
-from ssrtune.store import write_jsonl
-from ssrtune.train import OneDeviceSFTConfig, load_for_training, sft_config
+from ssrtune.training.checkpoints import TimedCheckpoints, save_arguments
+from ssrtune.config.run import ConfigError, ModelConfig, RunConfig, TrainConfig, load_config
+from ssrtune.config.train import parse_save_every
+from ssrtune.training.distributed import train_method
+from ssrtune.config.train import process_count
+from ssrtune.models.loading import load_model
+from ssrtune.models.placement import Hardware, Placement
+from ssrtune.storage.artifacts import write_jsonl
+from ssrtune.training.trainer import OneDeviceSFTConfig, load_for_training, sft_config
 from tests.test_train import fit, rows
 
 
@@ -104,7 +104,7 @@ def test_one_process_on_a_machine_with_several_gpus_trains_on_one():
 
 
 def test_qlora_is_refused_without_cuda_and_with_full_fine_tuning(tiny_model):
-    with mock.patch("ssrtune.placement.hardware", return_value=Hardware(False, ())), \
+    with mock.patch("ssrtune.models.placement.hardware", return_value=Hardware(False, ())), \
             pytest.raises(ConfigError, match="train.quantization: 4bit .* needs a CUDA GPU"):
         load_for_training(ModelConfig(name=str(tiny_model)), TrainConfig(quantization="4bit"))
     with pytest.raises(ConfigError, match="not with full"):
@@ -118,7 +118,7 @@ def test_load_model_places_weights_in_the_asked_device_and_precision(tiny_model)
     half = load_model(config, device="cpu", dtype=torch.bfloat16)
     assert {(p.device.type, p.dtype) for p in half.parameters()} == {("cpu", torch.bfloat16)}
     # on the CPU, training keeps the float32 weights whose speed docs/PERFORMANCE.md measured
-    with mock.patch("ssrtune.placement.hardware", return_value=Hardware(True, ())):
+    with mock.patch("ssrtune.models.placement.hardware", return_value=Hardware(True, ())):
         for_training, placement = load_for_training(config, TrainConfig())
     assert {p.dtype for p in for_training.parameters()} == {torch.float32}
     assert (placement.device_type, placement.compute) == ("cpu", torch.bfloat16)
@@ -152,7 +152,7 @@ def test_a_time_interval_asks_for_a_checkpoint_when_it_has_passed():
 
     clock = iter([0.0, 100.0, 1000.0, 1950.0, 1960.0, 2000.0])
     args = mock.Mock(world_size=1)
-    with mock.patch("ssrtune.checkpoints.time.monotonic", lambda: next(clock)):
+    with mock.patch("ssrtune.training.checkpoints.time.monotonic", lambda: next(clock)):
         callback = TimedCheckpoints(1800.0)  # created at 0; the training starts at 100
         callback.on_train_begin(args, None, TrainerControl())
         asked = [callback.on_step_end(args, None, TrainerControl()).should_save for _ in range(3)]

@@ -15,13 +15,13 @@ from unittest import mock
 
 import pytest
 
-from ssrtune.config import load_config
+from ssrtune.config.run import load_config
 from ssrtune.inference.lm import LM
 from ssrtune.inference.generation import prompt_text
 from ssrtune.inference.scoring import encode_request
-from ssrtune.models import load_tokenizer
-from ssrtune.placement import Gpu, Hardware
-from ssrtune.schema import ModelConfig, VllmConfig
+from ssrtune.models.loading import load_tokenizer
+from ssrtune.models.placement import Gpu, Hardware
+from ssrtune.config.fields import ModelConfig, VllmConfig
 from ssrtune.stages.base import Run
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
@@ -75,9 +75,9 @@ def test_engine_settings_prompt_tokens_and_greedy_sampling(vllm_calls, tiny_mode
 def test_auto_precision_is_decided_for_the_gpus(vllm_calls, tiny_model):
     from ssrtune.inference.vllm_engine import VllmLM
 
-    with mock.patch("ssrtune.placement.hardware", return_value=ONE_A100):
+    with mock.patch("ssrtune.models.placement.hardware", return_value=ONE_A100):
         VllmLM(ModelConfig(name=str(tiny_model)), VllmConfig())
-    with mock.patch("ssrtune.placement.hardware", return_value=Hardware(False, (Gpu(0, "T4", (7, 5), 16.0),))):
+    with mock.patch("ssrtune.models.placement.hardware", return_value=Hardware(False, (Gpu(0, "T4", (7, 5), 16.0),))):
         VllmLM(ModelConfig(name=str(tiny_model)), VllmConfig())
         VllmLM(ModelConfig(name=str(tiny_model)), VllmConfig(dtype="float32"))  # vllm.dtype overrides
     assert [c["settings"]["dtype"] for c in vllm_calls()] == ["bfloat16", "float16", "float32"]
@@ -91,7 +91,7 @@ def test_a_lora_adapter_is_served_unmerged_and_full_weights_as_the_model(vllm_ca
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 24, "peft_type": "LORA"}))
     full = tmp_path / "models" / "sft"
     full.mkdir()
-    with mock.patch("ssrtune.placement.hardware", return_value=ONE_A100):
+    with mock.patch("ssrtune.models.placement.hardware", return_value=ONE_A100):
         VllmLM(ModelConfig(name=str(tiny_model)), VllmConfig(), adapter).generate(chats(), 4)
         VllmLM(ModelConfig(name=str(tiny_model)), VllmConfig(), full).generate(chats(), 4)
     lora_engine, lora_call, full_engine, full_call = vllm_calls()
@@ -147,7 +147,7 @@ def test_stages_run_vllm_in_a_child_process_that_ends_with_the_stage(vllm_calls,
 def test_an_llm_judge_can_run_on_vllm(vllm_calls):
     from ssrtune.inference.child import ChildProcessLM
     from ssrtune.judges.factory import build_judge
-    from ssrtune.judges.config import VllmLLMJudgeConfig
+    from ssrtune.config.judges import VllmLLMJudgeConfig
 
     config = load_config(None, ["judge={kind: llm, engine: vllm, batch_size: 32, vllm: {max_num_seqs: 64}}"])
     assert isinstance(config.judge, VllmLLMJudgeConfig) and config.judge.vllm.max_num_seqs == 64

@@ -12,13 +12,13 @@ import ssrtune.lazy as _lazy
 if _lazy.TYPE_CHECKING:
     from ssrtune import judges
     from ssrtune.api import Pipeline, run
-    from ssrtune.config import ConfigError, RunConfig, load_config
+    from ssrtune.config.run import ConfigError, RunConfig, load_config
     from ssrtune.data.schema import DataError
-    from ssrtune.store import StaleArtifactError
+    from ssrtune.storage.artifacts import StaleArtifactError
 
 __version__ = "0.1.0"
 __all__ = ["run", "Pipeline", "load_config", "RunConfig", "judges", "ConfigError", "DataError", "StaleArtifactError"]
 __getattr__, __dir__ = _lazy.lazy_exports(__name__, {
-    "run": "ssrtune.api", "Pipeline": "ssrtune.api", "load_config": "ssrtune.config", "RunConfig": "ssrtune.config",
-    "judges": "ssrtune.judges", "ConfigError": "ssrtune.config", "DataError": "ssrtune.data.schema",
-    "StaleArtifactError": "ssrtune.store"})
+    "run": "ssrtune.api", "Pipeline": "ssrtune.api", "load_config": "ssrtune.config.run", "RunConfig": "ssrtune.config.run",
+    "judges": "ssrtune.judges", "ConfigError": "ssrtune.config.run", "DataError": "ssrtune.data.schema",
+    "StaleArtifactError": "ssrtune.storage.artifacts"})

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ssrtune import pipeline
-from ssrtune.config import RunConfig, load_config
+from ssrtune.config.run import RunConfig, load_config
 from ssrtune.data.schema import Record
 from ssrtune.methods import METHODS
-from ssrtune.rundir import run_guard
+from ssrtune.storage.rundir import run_guard
 from ssrtune.stages.base import BASE, Run, Stage, TrainedModel, trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.evaluate import Evaluate

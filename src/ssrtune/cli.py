@@ -12,13 +12,13 @@ from typing import Annotated, Optional
 import typer
 
 from ssrtune import __version__, pipeline
-from ssrtune.config import ConfigError, RunConfig, load_config
+from ssrtune.config.run import ConfigError, RunConfig, load_config
 from ssrtune.console import quiet_libraries, resume_notice
 from ssrtune.data.chat_format import ChatTemplateError
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
-from ssrtune.distributed import TrainingProcessError
-from ssrtune.endpoint import EndpointError
+from ssrtune.training.distributed import TrainingProcessError
+from ssrtune.net.endpoint import EndpointError
 from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import UnsupportedRequest
@@ -31,9 +31,9 @@ from ssrtune.stages.judge import Judge
 from ssrtune.stages.restate import Restate
 from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
-from ssrtune.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
-from ssrtune.nofollow import UnsafePathError
-from ssrtune.store import RecordFileError, StaleArtifactError, read_json
+from ssrtune.storage.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
+from ssrtune.storage.nofollow import UnsafePathError
+from ssrtune.storage.artifacts import RecordFileError, StaleArtifactError, read_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fine-tune language models with Selective Self-Rehearsal.")
@@ -200,8 +200,8 @@ def judge_audit(
     name: Annotated[Optional[str], typer.Option(help="Report name: audit/<name>.json and .md.")] = None,
 ) -> None:
     """Compare a judge with labels or with another judge on the run's own answers."""
-    from ssrtune.audit import run_audit
-    from ssrtune.config import load_judge_config
+    from ssrtune.judges.audit import run_audit
+    from ssrtune.config.run import load_judge_config
 
     runner = _run(config, overrides)
     runner.fresh_stages = {"judge"} if fresh else False  # the audited judges' verdicts, the run's own included

@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 
 from ssrtune import embedded
-from ssrtune.config import RunConfig
-from ssrtune.judges.config import CombinedJudgeConfig, EndpointLLMJudgeConfig, JudgeConfig, LLMJudgeConfig, describe
+from ssrtune.config.run import RunConfig
+from ssrtune.config.judges import CombinedJudgeConfig, EndpointLLMJudgeConfig, JudgeConfig, LLMJudgeConfig, describe
 from ssrtune.methods import METHODS
-from ssrtune.model_source import ModelUnavailable, configured_models, model_source
-from ssrtune.models import cache_dir
-from ssrtune.placement import PlacementError, hardware, training_placement
-from ssrtune.train_config import process_count
+from ssrtune.models.source import ModelUnavailable, configured_models, model_source
+from ssrtune.models.loading import cache_dir
+from ssrtune.models.placement import PlacementError, hardware, training_placement
+from ssrtune.config.train import process_count
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 CORE = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "safetensors", "pydantic", "gguf")

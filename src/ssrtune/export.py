@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from ssrtune.config import ModelConfig, plain_name
-from ssrtune.models import load_model, load_tokenizer, resolve
-from ssrtune.rundir import run_guard
-from ssrtune.permissions import widen_to_umask
-from ssrtune.store import read_json, write_text_atomic
+from ssrtune.config.run import ModelConfig, plain_name
+from ssrtune.models.loading import load_model, load_tokenizer, resolve
+from ssrtune.storage.rundir import run_guard
+from ssrtune.storage.permissions import widen_to_umask
+from ssrtune.storage.artifacts import read_json, write_text_atomic
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

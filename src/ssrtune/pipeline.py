@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssrtune.config import RunConfig
+from ssrtune.config.run import RunConfig
 from ssrtune.preflight import check_run
-from ssrtune.rundir import run_guard
+from ssrtune.storage.rundir import run_guard
 from ssrtune.stages.base import Run, Stage, trained_methods, trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.evaluate import Evaluate

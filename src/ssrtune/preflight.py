@@ -10,14 +10,14 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from ssrtune.config import ConfigError
-from ssrtune import placement
-from ssrtune.model_source import check_models_available
-from ssrtune.train_config import process_count
+from ssrtune.config.run import ConfigError
+from ssrtune.models import placement
+from ssrtune.models.source import check_models_available
+from ssrtune.config.train import process_count
 
 if TYPE_CHECKING:
-    from ssrtune.config import RunConfig
-    from ssrtune.schema import ModelConfig
+    from ssrtune.config.run import RunConfig
+    from ssrtune.config.fields import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def check_run(config: RunConfig) -> None:
     (`model_source`), each model's training settings on this machine, and the model's chat template
     (`chat_format.check_chat_template`)."""
     from ssrtune.data.chat_format import check_chat_template
-    from ssrtune.models import load_tokenizer
+    from ssrtune.models.loading import load_tokenizer
 
     check_not_launched()
     check_models_available(config)
@@ -110,7 +110,7 @@ def parameter_count(model: ModelConfig) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ssrtune.models import resolve
+    from ssrtune.models.loading import resolve
 
     settings = AutoConfig.from_pretrained(resolve(model.name), revision=model.revision,
                                           trust_remote_code=model.trust_remote_code)

@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ssrtune.config_errors import error_words
+from ssrtune.config.errors import error_words
 from ssrtune.data.formats import ShapeError, reshape
 from ssrtune.data.hub import hub_dataset, is_hub
 from ssrtune.data.schema import MAPPABLE_FIELDS, DataError, Record
-from ssrtune.fingerprints import fingerprint
-from ssrtune.store import BadLine, jsonl_rows, write_jsonl
+from ssrtune.storage.fingerprints import fingerprint
+from ssrtune.storage.artifacts import BadLine, jsonl_rows, write_jsonl
 
 log = logging.getLogger(__name__)
 

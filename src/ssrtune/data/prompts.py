@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from ssrtune.data.chat_format import chat_turns, has_system_role, prompt_and_answer_ids
 from ssrtune.data.schema import Record
-from ssrtune.fingerprints import Digest, fingerprint
-from ssrtune.store import read_json, write_json
+from ssrtune.storage.fingerprints import Digest, fingerprint
+from ssrtune.storage.artifacts import read_json, write_json
 
 if TYPE_CHECKING:
-    from ssrtune.config import RunConfig
+    from ssrtune.config.run import RunConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 from ssrtune.extras import check_extra
 from ssrtune.inference.child import ChildProcessLM
 from ssrtune.inference.lm import LM
-from ssrtune.placement import place
-from ssrtune.schema import EndpointConfig, ModelConfig, VllmConfig
+from ssrtune.models.placement import place
+from ssrtune.config.fields import EndpointConfig, ModelConfig, VllmConfig
 
 if TYPE_CHECKING:
-    from ssrtune.config import RunConfig
-    from ssrtune.schema import EngineSettings
+    from ssrtune.config.run import RunConfig
+    from ssrtune.config.fields import EngineSettings
 
 ENGINES = ("transformers", "vllm", "openai")
 
@@ -23,7 +23,7 @@ ENGINES = ("transformers", "vllm", "openai")
 def build_lm(engine: str, model: ModelConfig, *, batch_size: int = 16, endpoint: EndpointConfig | None = None,
              vllm: VllmConfig | None = None, adapter: Path | None = None) -> LM:
     """`model` (with `adapter`: the trained model in that folder) behind `engine`. Nothing is loaded until the first
-    call. transformers: in this process, placed by `ssrtune.placement.place`; vllm: in a child process, ended by the
+    call. transformers: in this process, placed by `ssrtune.models.placement.place`; vllm: in a child process, ended by the
     LM's `close`; openai: the server's `endpoint.model`, or for a trained model the server's model named like its
     folder (e.g. `vllm serve BASE --enable-lora --lora-modules ssr=runs/NAME/models/ssr`)."""
     if engine == "transformers":

@@ -14,12 +14,12 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ssrtune.data.chat_format import chat_turns, end_of_turn_ids
-from ssrtune.endpoint import EndpointError
+from ssrtune.net.endpoint import EndpointError
 from ssrtune.inference.lm import LM, Prompt
 from ssrtune.inference.padding import left_padded_batch
-from ssrtune.placement import Placement
+from ssrtune.models.placement import Placement
 from ssrtune.progress import progress_bar, rate
-from ssrtune.store import RecordFile
+from ssrtune.storage.artifacts import RecordFile
 
 
 def prompt_text(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Union
 if TYPE_CHECKING:
     import torch
 
-    from ssrtune.endpoint import EndpointError
+    from ssrtune.net.endpoint import EndpointError
 
 # A chat conversation ([{role, content}, ...], answered as the assistant's next turn) or raw text (continued as is).
 Prompt = Union[list[dict[str, str]], str]

@@ -1,5 +1,5 @@
 """The transformers engine: the model in this process, on the CPU, one GPU, or sharded over several (`device_map`),
-placed and in the precision `ssrtune.placement.place` decides.
+placed and in the precision `ssrtune.models.placement.place` decides.
 
 Generation answers length-sorted, left-padded batches; scoring runs each distinct input once and asks the model for
 logits at the scored positions only (`scoring`).
@@ -17,10 +17,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ssrtune.inference import scoring
 from ssrtune.inference.generation import complete_batch, prompt_text
 from ssrtune.inference.lm import LM, Prompt
-from ssrtune.models import load_model, load_tokenizer
-from ssrtune.placement import place
+from ssrtune.models.loading import load_model, load_tokenizer
+from ssrtune.models.placement import place
 from ssrtune.progress import progress_bar
-from ssrtune.schema import ModelConfig
+from ssrtune.config.fields import ModelConfig
 
 
 class TransformersLM(LM):

@@ -14,7 +14,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ssrtune.inference.padding import left_padded_batch
-from ssrtune.placement import Placement
+from ssrtune.models.placement import Placement
 from ssrtune.progress import progress_bar
 
 

@@ -1,5 +1,5 @@
 """The openai engine: any OpenAI-compatible chat-completions server (vLLM serve, llama.cpp server, TGI, OpenAI)
-through `ssrtune.endpoint.ChatEndpoint` (bounded concurrency, retries, the key read from the environment).
+through `ssrtune.net.endpoint.ChatEndpoint` (bounded concurrency, retries, the key read from the environment).
 
 Generation of chat prompts only, greedy; no log-likelihoods (`LM.loglikelihood` refuses). A request that failed for good
 comes back as an `EndpointError` in its slot, never as an exception.
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ssrtune.endpoint import ChatEndpoint, EndpointError
+from ssrtune.net.endpoint import ChatEndpoint, EndpointError
 from ssrtune.inference.lm import LM, Prompt, UnsupportedRequest
-from ssrtune.schema import EndpointConfig
+from ssrtune.config.fields import EndpointConfig
 
 # Requests per chunk of the resumable loop, in rounds of `max_concurrency`: the slowest request of a chunk idles the
 # other workers, so a chunk spans several rounds; a crash loses at most one chunk.

@@ -17,9 +17,9 @@ from ssrtune.extras import import_extra
 from ssrtune.inference.generation import prompt_text
 from ssrtune.inference.lm import LM, Prompt
 from ssrtune.inference.scoring import encode_request
-from ssrtune.models import load_tokenizer, resolve
-from ssrtune.placement import place
-from ssrtune.schema import ModelConfig, VllmConfig
+from ssrtune.models.loading import load_tokenizer, resolve
+from ssrtune.models.placement import place
+from ssrtune.config.fields import ModelConfig, VllmConfig
 
 # The ranks vLLM's `max_lora_rank` takes (vLLM 0.30); an adapter needs one at least its own rank.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)

@@ -9,10 +9,10 @@ import ssrtune.lazy as _lazy
 
 if _lazy.TYPE_CHECKING:
     from ssrtune.judges.base import Judge, JudgeInput, Judgment
-    from ssrtune.judges.config import JudgeConfig, parse_judge
+    from ssrtune.config.judges import JudgeConfig, parse_judge
     from ssrtune.judges.factory import build
 
 __all__ = ["build", "parse_judge", "Judge", "JudgeConfig", "JudgeInput", "Judgment"]
 __getattr__, __dir__ = _lazy.lazy_exports(__name__, {
-    "build": "ssrtune.judges.factory", "parse_judge": "ssrtune.judges.config", "JudgeConfig": "ssrtune.judges.config",
+    "build": "ssrtune.judges.factory", "parse_judge": "ssrtune.config.judges", "JudgeConfig": "ssrtune.config.judges",
     "Judge": "ssrtune.judges.base", "JudgeInput": "ssrtune.judges.base", "Judgment": "ssrtune.judges.base"})

@@ -7,12 +7,12 @@ from typing import Any
 
 from ssrtune.judges import rules
 from ssrtune.judges.base import Judge
-from ssrtune.judges.config import (CombinedJudgeConfig, ContainsJudgeConfig, EndpointLLMJudgeConfig,
+from ssrtune.config.judges import (CombinedJudgeConfig, ContainsJudgeConfig, EndpointLLMJudgeConfig,
                                    ExactJudgeConfig, JudgeConfig, LLMJudgeConfig,
                                    NumericJudgeConfig, RefusalJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig,
                                    parse_judge)
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, template_text
-from ssrtune.fingerprints import Digest, fingerprint
+from ssrtune.storage.fingerprints import Digest, fingerprint
 from ssrtune.text import REFUSAL_PATTERNS
 
 RULES = {RefusalJudgeConfig: lambda _: rules.RefusalJudge(), ContainsJudgeConfig: rules.ContainsJudge,

@@ -14,7 +14,7 @@ import re
 from ssrtune.inference.factory import build_lm
 from ssrtune.inference.lm import LM
 from ssrtune.judges.base import Judge, JudgeInput, Judgment, Verdict
-from ssrtune.judges.config import EndpointLLMJudgeConfig, LocalLLMJudgeConfig
+from ssrtune.config.judges import EndpointLLMJudgeConfig, LocalLLMJudgeConfig
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, render, template_text
 
 
@@ -103,7 +103,7 @@ class EndpointLLMJudge(Judge):
         self.batch_size = self.lm.chunk_size
 
     def judge(self, items: list[JudgeInput]) -> list[Judgment]:
-        from ssrtune.endpoint import EndpointError
+        from ssrtune.net.endpoint import EndpointError
 
         words = self.config.verdict_words
         replies = self.lm.generate(

@@ -8,7 +8,7 @@ import unicodedata
 from abc import abstractmethod
 
 from ssrtune.judges.base import Judge, JudgeInput, Judgment, Verdict
-from ssrtune.judges.config import (AnswerRuleConfig, NumericJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig)
+from ssrtune.config.judges import (AnswerRuleConfig, NumericJudgeConfig, RegexJudgeConfig, TokenScoreJudgeConfig)
 from ssrtune.text import contained_answer, final_number, is_refusal, normalise, token_f1, token_recall
 
 

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from ssrtune.report.results import GROUNDED, Model, ReportError, judge_verdicts
-from ssrtune.stats import Z95, mean, mean_interval, paired, relative_change, wilson_interval
+from ssrtune.evaluation.stats import Z95, mean, mean_interval, paired, relative_change, wilson_interval
 
 # A retention accuracy change counts as resolved only when its 95% interval excludes 0 and is at most ±3 points
 # wide: what a few hundred documents per benchmark can show, and the size issue 10 asks the demo to resolve.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ssrtune.report.analysis import benchmark_names, excludes_zero, pool_benchmarks, resolved_change
 from ssrtune.report.results import Model
-from ssrtune.stats import mean, mean_interval
+from ssrtune.evaluation.stats import mean, mean_interval
 
 DEFAULT_PAIRS = (("ssr", "sft"),)
 

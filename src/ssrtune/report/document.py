@@ -17,8 +17,8 @@ from ssrtune.report.results import ReportError, load_models
 from ssrtune.report.sections import build_tables
 from ssrtune.report.summary import print_summary, reading
 from ssrtune.report.tables import wide_console
-from ssrtune.store import write_json, write_text_atomic
-from ssrtune.stats import Z95
+from ssrtune.storage.artifacts import write_json, write_text_atomic
+from ssrtune.evaluation.stats import Z95
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}

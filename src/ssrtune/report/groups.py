@@ -11,7 +11,7 @@ from ssrtune.report.analysis import kl_summary, pool_benchmarks, resolved_change
 from ssrtune.report.comparison import (benchmark_values, kl_values, mark, pooled, replicate_label, scores,
                                        unit_means)
 from ssrtune.report.results import Model
-from ssrtune.stats import mean_interval
+from ssrtune.evaluation.stats import mean_interval
 
 
 def group_models(models: list[Model]) -> list[list[Model]]:

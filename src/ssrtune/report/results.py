@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 from ssrtune.stages.base import BASE
-from ssrtune.store import iter_jsonl, read_json
-from ssrtune.train_config import setting_label
+from ssrtune.storage.artifacts import iter_jsonl, read_json
+from ssrtune.config.train import setting_label
 
 SUITES = ("task", "ood", "retention")
 GROUNDED = ("n_answerable", "n_unanswerable", "answerable_recall", "answerable_accuracy", "unanswerable_precision",

@@ -19,14 +19,14 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ssrtune.config import RunConfig, dump_config
+from ssrtune.config.run import RunConfig, dump_config
 from ssrtune.console import redone_line, stage_line
-from ssrtune.fingerprints import Parts
+from ssrtune.storage.fingerprints import Parts
 from ssrtune.methods import METHODS, Method
 from ssrtune.preflight import check_not_launched
-from ssrtune.store import CacheRule
-from ssrtune.timings import Timings
-from ssrtune.train_config import TrainConfig
+from ssrtune.storage.artifacts import CacheRule
+from ssrtune.storage.timings import Timings
+from ssrtune.config.train import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ssrtune.config import DataConfig, FileDataConfig, RunConfig
+from ssrtune.config.run import DataConfig, FileDataConfig, RunConfig
 from ssrtune.data.hub import hub_fingerprint, is_hub
 from ssrtune.data.loaders import load_records, save_records
 from ssrtune.data.recipes.coqa import conversational_qa
@@ -14,8 +14,8 @@ from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM
 from ssrtune.data.recipes.squad import grounded_qa
 from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.stages.base import Run, Stage
-from ssrtune.fingerprints import Digest, Parts, file_digest, fingerprint
-from ssrtune.store import Artifact
+from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
+from ssrtune.storage.artifacts import Artifact
 
 log = logging.getLogger(__name__)
 

@@ -18,30 +18,30 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from ssrtune import benchmarks as bench
-from ssrtune import retention
-from ssrtune.config import RunConfig
+from ssrtune.evaluation import benchmarks as bench
+from ssrtune.evaluation import retention
+from ssrtune.config.run import RunConfig
 from ssrtune.data.loaders import load_records
 from ssrtune.data.prompts import prompt_part
 from ssrtune.data.schema import Record
-from ssrtune.endpoint import EndpointError
-from ssrtune.fingerprints import Digest, Parts, file_digest, fingerprint
+from ssrtune.net.endpoint import EndpointError
+from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.harness import harness_results
 from ssrtune.inference.lm import LM
 from ssrtune.judges.base import Judge, JudgeInput
-from ssrtune.judges.config import JudgeConfig, describe
+from ssrtune.config.judges import JudgeConfig, describe
 from ssrtune.judges.factory import build_judge, judge_fingerprint, judge_part
-from ssrtune.models import model_part
-from ssrtune.qa_metrics import has_unanswerable, judged_rows, task_metrics
+from ssrtune.models.loading import model_part
+from ssrtune.evaluation.qa_metrics import has_unanswerable, judged_rows, task_metrics
 from ssrtune.stages.base import BASE, Run, Stage, TrainedModel
 from ssrtune.stages.data import Data, OodData
 from ssrtune.stages.generate import task_prompts
 from ssrtune.stages.judge import judge_all
 from ssrtune.stages.train import DONE, Train
-from ssrtune.stats import Z95
-from ssrtune.store import CacheRule, RecordFile, read_json, recorded_fingerprint, write_json, write_jsonl
+from ssrtune.evaluation.stats import Z95
+from ssrtune.storage.artifacts import CacheRule, RecordFile, read_json, recorded_fingerprint, write_json, write_jsonl
 
 LoadLM = Callable[[], LM]  # the model under evaluation behind `evaluate.engine`, built on first use
 

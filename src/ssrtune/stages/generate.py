@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ssrtune.config import RunConfig
+from ssrtune.config.run import RunConfig
 from ssrtune.data.prompts import fitted_prompts, prompt_messages, prompt_part
 from ssrtune.data.schema import Record
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
-from ssrtune.models import context_length, load_tokenizer, model_part
+from ssrtune.models.loading import context_length, load_tokenizer, model_part
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
-from ssrtune.fingerprints import Digest, Parts, file_digest
-from ssrtune.store import RecordFile, write_json
+from ssrtune.storage.fingerprints import Digest, Parts, file_digest
+from ssrtune.storage.artifacts import RecordFile, write_json
 
 log = logging.getLogger(__name__)
 

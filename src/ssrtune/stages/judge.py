@@ -7,17 +7,17 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from ssrtune.config import RunConfig
+from ssrtune.config.run import RunConfig
 from ssrtune.judges.base import Judge as AnyJudge
 from ssrtune.judges.base import JudgeInput, verdict_counts
 from ssrtune.judges.factory import build_judge, judge_part
-from ssrtune.judges.config import JudgeConfig
+from ssrtune.config.judges import JudgeConfig
 from ssrtune.progress import progress_bar
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import Generate
-from ssrtune.fingerprints import Digest, Parts, file_digest, fingerprint
-from ssrtune.store import CacheRule, RecordFile, StaleArtifactError, recorded_fingerprint
+from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
+from ssrtune.storage.artifacts import CacheRule, RecordFile, StaleArtifactError, recorded_fingerprint
 
 log = logging.getLogger(__name__)
 

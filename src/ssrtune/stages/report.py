@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssrtune.config import RunConfig
+from ssrtune.config.run import RunConfig
 from ssrtune.stages.base import Run, Stage, trained_models
 from ssrtune.stages.evaluate import Evaluate
 

@@ -7,15 +7,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssrtune.config import RunConfig
+from ssrtune.config.run import RunConfig
 from ssrtune.methods import Restatement
 from ssrtune.prompt_templates import render
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import generate_answers, generation_inputs, task_prompts
 from ssrtune.stages.judge import Judge, described_verdicts, judge_candidates
-from ssrtune.fingerprints import Digest, Parts, parts_hash
-from ssrtune.store import RecordFile
+from ssrtune.storage.fingerprints import Digest, Parts, parts_hash
+from ssrtune.storage.artifacts import RecordFile
 
 log = logging.getLogger(__name__)
 

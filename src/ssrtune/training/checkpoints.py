@@ -11,7 +11,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ssrtune.train_config import TrainConfig
+from ssrtune.config.train import TrainConfig
 
 log = logging.getLogger(__name__)
 

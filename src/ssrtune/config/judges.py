@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, field_validator
 
-from ssrtune.schema import EndpointConfig, ModelConfig, Strict, VllmConfig
+from ssrtune.config.fields import EndpointConfig, ModelConfig, Strict, VllmConfig
 
 # A union member's tag shows up in a validation error's location; the `=` marks it so that error messages can
 # leave it out of the key path (config.validation_message).

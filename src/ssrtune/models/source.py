@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssrtune.config import ConfigError
-from ssrtune.schema import ModelConfig
+from ssrtune.config.run import ConfigError
+from ssrtune.config.fields import ModelConfig
 
 # Seconds to wait for the Hub's answer about a model that is not cached (huggingface_hub's own default is 10).
 HUB_TIMEOUT = 10.0
@@ -24,7 +24,7 @@ def model_source(model: ModelConfig) -> str:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    from ssrtune.models import EMBEDDED_MODELS
+    from ssrtune.models.loading import EMBEDDED_MODELS
 
     name = model.name
     if name in EMBEDDED_MODELS:
@@ -76,7 +76,7 @@ def _hub_check(model: ModelConfig) -> str:
 
 def configured_models(config) -> list[tuple[str, ModelConfig]]:
     """(setting, model) for each model a run loads: the base model and every local llm judge's model."""
-    from ssrtune.judges.config import LocalLLMJudgeConfig
+    from ssrtune.config.judges import LocalLLMJudgeConfig
 
     return [("model", config.model), *((f"{where}.model", judge.model) for where, judge in config.leaf_judges()
                                        if isinstance(judge, LocalLLMJudgeConfig))]

@@ -21,11 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ssrtune.config import ConfigError, RunConfig
+from ssrtune.config.run import ConfigError, RunConfig
 from ssrtune.console import apply_quiet, quiet
 from ssrtune.preflight import train_in_child_process
-from ssrtune.train_config import process_count
-from ssrtune.store import iter_jsonl, read_json, write_json
+from ssrtune.config.train import process_count
+from ssrtune.storage.artifacts import iter_jsonl, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def free_port() -> int:
 
 def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_file: Path) -> list[str]:
     train = config.train
-    worker = ["-m", "ssrtune.distributed", config.model_dump_json(), str(rows_file), str(output_dir), str(result_file)]
+    worker = ["-m", "ssrtune.training.distributed", config.model_dump_json(), str(rows_file), str(output_dir), str(result_file)]
     if process_count(train) == 1:  # one process: a plain child, whose end returns its GPU memory (preflight)
         return [sys.executable, *worker]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(process_count(train)),
@@ -100,9 +100,9 @@ def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
 
 def train_here(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
     """This process's part of the training: the model loaded onto its own device (see `load_for_training`)."""
-    from ssrtune.models import load_tokenizer
+    from ssrtune.models.loading import load_tokenizer
     from ssrtune.methods import trained_rows
-    from ssrtune.train import load_for_training, train
+    from ssrtune.training.trainer import load_for_training, train
 
     rows = trained_rows(list(iter_jsonl(rows_file)))
     model, placement = load_for_training(config.model, config.train)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ssrtune.benchmarks import MathProblem, Question, gsm8k_exemplars, gsm8k_prompt
+from ssrtune.evaluation.benchmarks import MathProblem, Question, gsm8k_exemplars, gsm8k_prompt
 from ssrtune.inference.lm import LM
-from ssrtune.stats import accuracy, mean
+from ssrtune.evaluation.stats import accuracy, mean
 from ssrtune.text import final_number
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ssrtune.embedded import package_folder
-from ssrtune.nofollow import open_nofollow
-from ssrtune.schema import ModelConfig
-from ssrtune.fingerprints import Digest, file_digest, fingerprint
+from ssrtune.storage.nofollow import open_nofollow
+from ssrtune.config.fields import ModelConfig
+from ssrtune.storage.fingerprints import Digest, file_digest, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def load_model(config: ModelConfig, adapter: Path | None = None, *, device: str 
     """The base model, or with `adapter` a fine-tuned one: a PEFT adapter merged in, or a full-weights folder.
 
     By default on the CPU in float32. `device` (a device or a transformers `device_map`, see
-    `ssrtune.placement.place`) loads the weights straight onto that device and `dtype` in that precision (no full
+    `ssrtune.models.placement.place`) loads the weights straight onto that device and `dtype` in that precision (no full
     float32 copy in host memory first); `quantization_config` (e.g. transformers' `BitsAndBytesConfig`) quantizes the
     base model while loading it. `config.attn_implementation` picks the attention kernel.
     """

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from ssrtune.data.schema import DataError, Record
 from ssrtune.judges.base import VERDICTS
-from ssrtune.judges.config import JudgeConfig, describe
+from ssrtune.config.judges import JudgeConfig, describe
 from ssrtune.report.tables import Table
-from ssrtune.stats import ratio
-from ssrtune.store import BadLine, jsonl_rows, write_json, write_text_atomic
+from ssrtune.evaluation.stats import ratio
+from ssrtune.storage.artifacts import BadLine, jsonl_rows, write_json, write_text_atomic
 
 if TYPE_CHECKING:
     from ssrtune.stages.base import Run
@@ -113,7 +113,7 @@ def run_audit(run: Run, judge: JudgeConfig, reference: JudgeConfig | Path, name:
     A judge other than the run's own caches its verdicts in audit/judgments/<judge fingerprint>.jsonl; `--fresh`
     (the run's `judge` stage fresh) judges again. `name` names the report files audit/<name>.json and .md.
     """
-    from ssrtune.config import plain_name
+    from ssrtune.config.run import plain_name
     from ssrtune.judges.factory import judge_fingerprint
     from ssrtune.stages.data import Data
     from ssrtune.stages.generate import Generate

@@ -41,7 +41,7 @@ class ModelConfig(Strict):
         None, gt=16, description="Longest prompt plus answer, in tokens; null = the model's max_position_embeddings. "
                                  "Longer documents are cut (docs/RELIABILITY.md).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="The precision of every stage that runs this model (ssrtune.placement): auto = bf16 on "
+        "auto", description="The precision of every stage that runs this model (ssrtune.models.placement): auto = bf16 on "
                             "GPUs with native bf16, fp16 on older GPUs; on a CPU float32 weights, computing under bf16 "
                             "autocast where the CPU has native bf16. bfloat16 on a CPU is float32 weights under bf16 "
                             "autocast; float16 needs a GPU.")

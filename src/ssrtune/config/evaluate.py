@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from ssrtune.benchmarks import BENCHMARKS
+from ssrtune.evaluation.benchmarks import BENCHMARKS
 from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.schema import check_field_mapping
-from ssrtune.judges.config import JudgeConfig
-from ssrtune.schema import PLAIN_NAME, EngineSettings, Strict
+from ssrtune.config.judges import JudgeConfig
+from ssrtune.config.fields import PLAIN_NAME, EngineSettings, Strict
 
 
 class RetentionConfig(Strict):
@@ -19,7 +19,7 @@ class RetentionConfig(Strict):
 
     benchmarks: list[Literal[tuple(BENCHMARKS)]] = Field(
         default_factory=lambda: [name for name, b in BENCHMARKS.items() if b.default],
-        description="Benchmarks to score (ssrtune.benchmarks.BENCHMARKS).")
+        description="Benchmarks to score (ssrtune.evaluation.benchmarks.BENCHMARKS).")
     limit: int | None = Field(200, gt=0, description="Questions per benchmark (seeded stratified sample); null = all.")
     seed: int = Field(0, description="Seed of the sample: the same documents for every model.")
     batch_size: int = Field(16, gt=0, description="Sequences per forward pass.")

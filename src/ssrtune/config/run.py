@@ -18,12 +18,12 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError,
 from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
-from ssrtune.config_errors import error_words, validation_message
-from ssrtune.judges.config import TAG_MARK, JudgeConfig, grounded_qa_judge, leaf_judges, parse_judge
-from ssrtune.evaluate_config import EvaluateConfig
+from ssrtune.config.errors import error_words, validation_message
+from ssrtune.config.judges import TAG_MARK, JudgeConfig, grounded_qa_judge, leaf_judges, parse_judge
+from ssrtune.config.evaluate import EvaluateConfig
 from ssrtune.methods import registered, restatements
-from ssrtune.schema import PLAIN_NAME, EngineSettings, ModelConfig, Strict, VllmConfig
-from ssrtune.train_config import ModelEntry, TrainConfig, check_models
+from ssrtune.config.fields import PLAIN_NAME, EngineSettings, ModelConfig, Strict, VllmConfig
+from ssrtune.config.train import ModelEntry, TrainConfig, check_models
 
 DEFAULT_METHODS = ("sft", "ssr")
 
@@ -259,7 +259,7 @@ def load_judge_config(path: str | Path) -> JudgeConfig:
 
 
 def dump_config(config: RunConfig, path: Path) -> None:
-    from ssrtune.store import write_text_atomic
+    from ssrtune.storage.artifacts import write_text_atomic
 
     # `methods` or `models`, as the configuration gave them: it loads again as the same configuration
     tree = config.model_dump(mode="json", exclude={"models"} if config.models is None else {"methods"})

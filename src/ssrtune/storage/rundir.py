@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
-from ssrtune.nofollow import open_nofollow
+from ssrtune.storage.nofollow import open_nofollow
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from ssrtune.config_errors import did_you_mean
+from ssrtune.config.errors import did_you_mean
 from ssrtune.methods import registered
-from ssrtune.schema import PLAIN_NAME, Strict
+from ssrtune.config.fields import PLAIN_NAME, Strict
 
 # Gradient checkpointing by default above this many parameters: a 7B LoRA run at batch 8 x 512 needs more than
 # 80 GB without it (16 GB with it, issue 9); below 1B the activations fit and recomputing them costs a third more time.

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ssrtune.config import ConfigError
-from ssrtune.schema import ModelConfig
+from ssrtune.config.run import ConfigError
+from ssrtune.config.fields import ModelConfig
 
 if TYPE_CHECKING:
-    from ssrtune.train_config import TrainConfig
+    from ssrtune.config.train import TrainConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SHARDED = ("auto", "balanced", "balanced_low_0", "sequential")  # transformers' device_map strategies

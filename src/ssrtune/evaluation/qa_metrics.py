@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ssrtune.data.schema import Record
 from ssrtune.judges.base import verdict_counts
-from ssrtune.stats import ratio, wilson_interval
+from ssrtune.evaluation.stats import ratio, wilson_interval
 from ssrtune.text import is_refusal, token_recall
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ssrtune.fingerprints import Parts, changes, parts_hash, recorded_parts
-from ssrtune.nofollow import open_nofollow, refuse_link
+from ssrtune.storage.fingerprints import Parts, changes, parts_hash, recorded_parts
+from ssrtune.storage.nofollow import open_nofollow, refuse_link
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A client for OpenAI-compatible chat-completions servers (OpenAI, vLLM serve, llama.cpp server, TGI).
 
 One batch call answers many conversations with bounded concurrency. Each request has a total deadline and a reply
-size cap (`ssrtune.bounded_http`) and is retried with exponential backoff after a rate limit (429), a server error
+size cap (`ssrtune.net.bounded_http`) and is retried with exponential backoff after a rate limit (429), a server error
 (5xx, 408, 409), a timeout or a lost connection. A reply is accepted only if it is JSON with a string at
 `choices[0].message.content`. A request that still fails becomes an `EndpointError` in its slot of the result list,
 so one bad item never sinks a batch.
@@ -23,8 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ssrtune.extras import import_extra
-from ssrtune.schema import EndpointConfig
-from ssrtune.scrub import safe_text
+from ssrtune.config.fields import EndpointConfig
+from ssrtune.net.scrub import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class ChatEndpoint:
     def complete(self, conversations: list[Conversation], max_tokens: int,
                  temperature: float = 0.0) -> list[str | EndpointError]:
         """The answer to each conversation, in order; a request that failed for good is an `EndpointError`."""
-        from ssrtune.bounded_http import BoundedHTTP
+        from ssrtune.net.bounded_http import BoundedHTTP
 
         key = self._api_key()
         bounds = BoundedHTTP(self.config.timeout_s, self.config.max_reply_bytes)
@@ -113,7 +113,7 @@ class ChatEndpoint:
     def _request(self, client, bounds, key: str, conversation: Conversation, max_tokens: int,
                  temperature: float) -> str:
         """One request, under the total deadline; every text from outside in its failure goes through `safe_text`."""
-        from ssrtune.bounded_http import ReplyRefused
+        from ssrtune.net.bounded_http import ReplyRefused
 
         openai, secrets = self._openai, (key,) if key != NO_KEY else ()
         timed_out = _Failure(f"request timed out after {self.config.timeout_s:g}s (endpoint.timeout_s, in all)",

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from ssrtune.judges.config import KINDS, TAG_MARK
+from ssrtune.config.judges import KINDS, TAG_MARK
 
 KEYED = re.compile(r"^[A-Za-z_][\w.]*: ")
 

@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ssrtune.store import read_json, write_json
+from ssrtune.storage.artifacts import read_json, write_json
 
 FILE = "timings.json"
 
