@@ -1,0 +1,66 @@
+"""Named registries (methods, engines, ...) that a configuration is checked against when it is read.
+
+A registry is filled by the module that defines its entries (`populated_by`): a class registers itself when that
+module is imported. The configuration imports the registry, never that module, so that it stays a leaf; the first
+lookup imports the defining module, so a name is checked against every entry defined so far, including entries
+a user defined after the configuration module was imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from ssrtune.config.errors import did_you_mean
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Entries by name, of one kind (`what`: "method", "engine"), filled by the module `populated_by`."""
+
+    def __init__(self, what: str, populated_by: str):
+        self.what, self.populated_by = what, populated_by
+        self._entries: dict[str, T] = {}
+
+    def add(self, name: str, entry: T) -> T:
+        if name in self._entries and self._entries[name] is not entry:
+            raise ValueError(f"{self.what} {name!r} is registered twice")
+        self._entries[name] = entry
+        return entry
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """A class decorator: `@ENGINES.register("vllm")`."""
+        return lambda entry: self.add(name, entry)
+
+    def _filled(self) -> dict[str, T]:
+        importlib.import_module(self.populated_by)  # a no-op once imported
+        return self._entries
+
+    def __getitem__(self, name: str) -> T:
+        return self._filled()[self.check(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._filled()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._filled())
+
+    def __len__(self) -> int:
+        return len(self._filled())
+
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._filled().items())
+
+    def values(self) -> list[T]:
+        return list(self._filled().values())
+
+    def check(self, name: str) -> str:
+        """`name` if registered; else a ValueError naming the registered ones and the closest (a pydantic validator:
+        the error names the config field)."""
+        entries = self._filled()
+        if name not in entries:
+            raise ValueError(f"unknown {self.what} {name!r}; one of: {', '.join(entries)}"
+                             f"{did_you_mean(name, list(entries))}")
+        return name
