@@ -10,12 +10,13 @@ import pytest
 
 from ssrtune.config.run import load_config
 from ssrtune.stages import data
-from ssrtune.stages.base import Run, trained_models
+from ssrtune.stages.base import Inputs, Run, trained_models
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.train import Train
 from ssrtune.storage.artifacts import StaleArtifactError
+from ssrtune.storage.layout import RunLayout
 from tests.conftest import record_dicts, run_stage
 
 
@@ -101,7 +102,7 @@ def test_a_built_in_tasks_system_prompt_is_in_its_data_fingerprint(tmp_path, mon
     for recipe, records in ((config.data.recipe, train_records),
                             (config.evaluate.ood.recipe, data.conversational_qa(config.evaluate.ood))):
         assert {r.messages[0].content for r in records} == {data.RECIPE_SYSTEM[recipe]}
-    before = [stage.inputs(Run(config)) for stage in (data.Data(), data.OodData())]
+    before = [stage.parts(Inputs(config, RunLayout(config.path), {})) for stage in (data.Data(), data.OodData())]
     monkeypatch.setattr(data, "RECIPE_SYSTEM", {name: text + " Be brief." for name, text in data.RECIPE_SYSTEM.items()})
-    after = [stage.inputs(Run(config)) for stage in (data.Data(), data.OodData())]
+    after = [stage.parts(Inputs(config, RunLayout(config.path), {})) for stage in (data.Data(), data.OodData())]
     assert before[0] != after[0] and before[1] != after[1]

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from ssrtune.config.run import ConfigError, load_config
-from ssrtune.methods import METHODS, Method
+from ssrtune.methods import METHODS, OWN_ANSWERS, Method
 from ssrtune.stages.base import Run
 from ssrtune.stages.data import Data
 from ssrtune.stages.judge import Judge
@@ -73,7 +73,7 @@ def best_effort():
 
     class BestEffort(Method):
         name = "best_effort"
-        own_answers = True
+        candidates = (OWN_ANSWERS,)
 
     yield METHODS["best_effort"]
     del METHODS["best_effort"]

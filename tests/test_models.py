@@ -14,9 +14,11 @@ from ssrtune.config.run import ConfigError, dump_config, load_config
 from ssrtune.storage.fingerprints import parts_hash
 from ssrtune.methods import METHODS
 from ssrtune.stages import train as train_stage
-from ssrtune.stages.base import Run, trained_methods, trained_models
+from ssrtune.stages.base import Inputs, Run, trained_methods, trained_models
 from ssrtune.stages.select import Select
-from ssrtune.stages.train import DONE, Train
+from ssrtune.stages.train import Train
+from ssrtune.storage.layout import TRAINED_MARK as DONE
+from ssrtune.storage.layout import RunLayout
 from tests.conftest import run_stage
 
 MODELS = "models=[{name: lora-a, method: sft}, {name: lora-b, method: sft, train: {seed: 1}}, " \
@@ -86,7 +88,7 @@ def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run,
     fingerprints = {}
     for name, model in models.items():
         runner(Train(model))
-        fingerprints[name] = parts_hash(Train(model).inputs(runner))
+        fingerprints[name] = parts_hash(Train(model).parts(Inputs(runner.config, runner.layout, {})))
         done = json.loads((config.path / "models" / name / DONE).read_text())
         assert (done["name"], done["method"]) == (name, model.method.name)
     assert seen["lora-b"] == (models["lora-b"].train_settings(config), None, "sft.jsonl") and seen["lora-b"][0].seed == 1
@@ -96,8 +98,9 @@ def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run,
     # a changed override refuses (or with --fresh redoes) that model only
     changed = tiny_run(MODELS.replace("{seed: 1}", "{seed: 2}"))
     again = Run(changed)
-    assert parts_hash(Train(trained_models(changed)[0]).inputs(again)) == fingerprints["lora-a"]
-    assert parts_hash(Train(trained_models(changed)[1]).inputs(again)) != fingerprints["lora-b"]
+    inputs = Inputs(again.config, again.layout, {})
+    assert parts_hash(Train(trained_models(changed)[0]).parts(inputs)) == fingerprints["lora-a"]
+    assert parts_hash(Train(trained_models(changed)[1]).parts(inputs)) != fingerprints["lora-b"]
 
 
 def test_the_short_form_keeps_the_fingerprint_of_the_run_train_section(tiny_run):
@@ -110,7 +113,7 @@ def test_the_short_form_keeps_the_fingerprint_of_the_run_train_section(tiny_run)
     config = tiny_run("methods=[sft]")
     run_stage(config, Select(METHODS["sft"]))
     [sft] = trained_models(config)
-    assert parts_hash(Train(sft).inputs(Run(config))) == fingerprint(
+    assert parts_hash(Train(sft).parts(Inputs(config, RunLayout(config.path), {}))) == fingerprint(
         model_fingerprint(config.model), config.train.fingerprint_settings(),
         training_placement(config.model, config.train).precision, file_digest(config.path / "train" / "sft.jsonl"))
 

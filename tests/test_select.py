@@ -1,10 +1,13 @@
 from ssrtune.data.schema import Record
-from ssrtune.methods import METHODS, source_shares
+from ssrtune.methods import METHODS, OWN_ANSWERS, source_shares
 from tests.conftest import record_dicts
 
 
-def select_targets(method: str, *args):
-    return METHODS[method].select(*args)
+def select_targets(method: str, records, generations=None, judgments=None, restated=None, restated_judgments=None):
+    """The method's rows from the own answers and one restatement, each with the judge's verdicts on it."""
+    method = METHODS[method]
+    return method.select(records, {source: (generations or {}, judgments or {}) if source == OWN_ANSWERS else
+                                   (restated or {}, restated_judgments or {}) for source in method.candidates})
 
 
 def test_ssr_uses_accepted_own_answers_and_gold_elsewhere():
@@ -59,5 +62,17 @@ def test_an_example_without_an_own_answer_trains_on_gold():
     generations = {"q1": {"response": "Blue."}}
     judgments = {"q1": {"verdict": "accept"}, "q2": {"verdict": "accept"}}
     rows = select_targets("ssr", records, generations, judgments)
+    assert [(r["id"], r["target"], r["source"]) for r in rows] == [
+        ("q1", "Blue.", "self"), ("q2", "Anna", "gold"), ("q3", "Three", "gold")]
+
+
+def test_an_example_with_several_answers_trains_on_its_first_accepted_one():
+    # a source that gives several answers per example names the example each answers
+    records = three_records()
+    answers = {"q1#0": {"example": "q1", "response": "Green."}, "q1#1": {"example": "q1", "response": "Blue."},
+               "q1#2": {"example": "q1", "response": "Blue!"}, "q2#0": {"example": "q2", "response": "Bob"}}
+    verdicts = {"q1#0": {"verdict": "reject"}, "q1#1": {"verdict": "accept"}, "q1#2": {"verdict": "accept"},
+                "q2#0": {"verdict": "reject"}}
+    rows = select_targets("ssr", records, answers, verdicts)
     assert [(r["id"], r["target"], r["source"]) for r in rows] == [
         ("q1", "Blue.", "self"), ("q2", "Anna", "gold"), ("q3", "Three", "gold")]

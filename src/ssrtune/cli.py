@@ -140,10 +140,14 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
     rewrites), and judge them."""
     from ssrtune.judges.base import counts_in_words, verdict_counts
 
+    from ssrtune.methods import Restatement
+
     runner = _run(config, overrides)
-    restatements = list(dict.fromkeys(m.restatement for m in trained_methods(runner.config) if m.restatement))
-    stages = [Restate(r) for r in restatements]
-    for restatement, (restated, verdicts) in zip(restatements, _stages(runner, stages, fresh)):
+    restatements = list(dict.fromkeys(s for m in trained_methods(runner.config) for s in m.candidates
+                                      if isinstance(s, Restatement)))
+    stages = [stage for r in restatements for stage in (Restate(r), Judge(Restate(r)))]
+    results = _stages(runner, stages, fresh)
+    for restatement, restated, verdicts in zip(restatements, results[::2], results[1::2]):
         typer.echo(f"{restatement.name}: {len(restated)}, judged {counts_in_words(verdict_counts(verdicts))}")
     if not restatements:
         typer.echo("no configured method restates gold answers")

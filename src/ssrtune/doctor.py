@@ -16,7 +16,6 @@ import torch
 from ssrtune import embedded
 from ssrtune.config.run import RunConfig
 from ssrtune.config.judges import CombinedJudgeConfig, EndpointLLMJudgeConfig, JudgeConfig, LLMJudgeConfig, describe
-from ssrtune.methods import METHODS
 from ssrtune.models.source import ModelUnavailable, configured_models, model_source
 from ssrtune.models.loading import cache_dir
 from ssrtune.models.placement import PlacementError, hardware, training_placement
@@ -129,25 +128,32 @@ def model_lines(config: RunConfig) -> list[str]:
 
 
 def stage_lines(config: RunConfig) -> list[str]:
-    """Per stage: the engine, the model, and the device and precision it would run in on this machine."""
-    methods = [METHODS[m] for m in config.methods]
+    """Per stage of the run's plan, as `ssrtune run` would run them: the engine, the model, and the device and
+    precision it would run in on this machine; each judge."""
+    from ssrtune.pipeline import plan  # the stages: only when a configuration is described
+    from ssrtune.stages.base import plan_closure
+
     lines = []
-    if any(m.own_answers or m.restatement for m in methods):
-        name = "generate + restate" if any(m.restatement for m in methods) else "generate"
-        settings = config.generate
-        lines.append(f"{name:<22}{_engine_line(settings.engine, config.model, settings.endpoint, config.vllm)}")
-        lines += _judge_lines("judge", config.judge)
-    train = config.train
-    kind = "full fine-tuning" if train.full else "QLoRA" if train.quantization else f"LoRA r{train.lora_r}"
-    try:
-        placement = training_placement(config.model, train).describe()
-    except PlacementError as err:
-        placement = f"error: {err}"
-    lines.append(f"{'train':<22}{kind}, {placement}, {process_count(train)} process(es)")
-    settings = config.evaluate
-    lines.append(f"{'evaluate':<22}{_engine_line(settings.engine, config.model, settings.endpoint, config.vllm)}")
-    for dataset in config.evaluate.datasets:
-        lines += _judge_lines(f"evaluate ({dataset.name})", dataset.judge)
+    for stage in plan_closure(plan(config), config):
+        if stage.name in ("generate", "restate", "evaluate"):
+            settings = config.evaluate if stage.name == "evaluate" else config.generate
+            lines.append(f"{stage.key:<22}{_engine_line(settings.engine, config.model, settings.endpoint, config.vllm)}")
+        elif stage.name == "judge":
+            lines += _judge_lines(stage.key, config.judge)
+        elif stage.name == "train":
+            train = stage.model.train_settings(config)
+            kind = "full fine-tuning" if train.full else "QLoRA" if train.quantization else f"LoRA r{train.lora_r}"
+            try:
+                placement = training_placement(config.model, train).describe()
+            except PlacementError as err:
+                placement = f"error: {err}"
+            lines.append(f"{stage.key:<22}{kind}, {placement}, {process_count(train)} process(es)")
+        if stage.key == "evaluate/base":  # the evaluation's judges, the same for every model
+            ood = config.evaluate.ood
+            judges = [("task", config.task_judge), *([("ood", ood.judge or config.task_judge)] if ood else []),
+                      *((d.name, d.judge or config.task_judge) for d in config.evaluate.datasets)]
+            for suite, judge in judges:
+                lines += _judge_lines(f"evaluate ({suite})", judge)
     return lines
 
 

@@ -1,17 +1,18 @@
 """Fine-tuning methods: what target each training example gets.
 
-A method is one registered class: whether it tries the model's own answer, an optional restatement of the gold
-answer by the base model (its template, its artifact, its config key), and whether examples without an accepted
-candidate fall back to the gold answer or are dropped. Every method's targets come from one rule, `Method.select`:
-the first accepted candidate, else the fallback. Defining a subclass registers it; the config's method list is
-`METHODS`.
+A method lists its candidate sources, in order, and its fallback: each example trains on the first candidate the
+judge accepts, else on the gold answer (or is dropped). A source is where candidates come from (the base model's
+own greedy answers; its restatements of the gold answers); a stage of the run makes each source's answers and the
+judge stage judges them (`stages.candidates`). Every method's targets come from one rule, `Method.select`.
+Defining a subclass registers it; the config's method list is `METHODS`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
@@ -21,65 +22,78 @@ METHODS: dict[str, Method] = {}
 
 
 @dataclass(frozen=True)
-class Restatement:
+class Source:
+    """Where candidate targets come from."""
+
+    name: str  # names its artifacts: <name>.jsonl holds the candidates, and the judge's verdicts are beside it
+    label: str  # the `source` label of the targets it gives
+
+
+@dataclass(frozen=True)
+class OwnAnswers(Source):
+    """The base model's greedy answer to every training prompt."""
+
+
+OWN_ANSWERS = OwnAnswers("generations", "self")
+
+
+@dataclass(frozen=True)
+class Restatement(Source):
     """The base model restating gold answers, greedily, from a prompt template; judged like own answers."""
 
-    name: str  # names its artifacts: <name>.jsonl holds the restatements, <name>.judgments.jsonl their verdicts
-    template: str  # the shipped template, in ssrtune/templates/
-    config_key: str  # generate.<config_key>: a template file of the user's replacing the shipped one
-    description: str  # of that config key
-    source: str  # the `source` label of the targets it gives
-    only_rejected: bool  # restate only where the own answer was not accepted, or every example
+    template: str = ""  # the shipped template, in ssrtune/templates/
+    config_key: str = ""  # generate.<config_key>: a template file of the user's replacing the shipped one
+    description: str = ""  # of that config key
+    after: Source | None = None  # restate only the examples whose candidate from `after` was not accepted
 
     def template_text(self, generate) -> str:
         """The template: the user's file named by `generate.<config_key>` (a field GenerateConfig has for every
         restatement), or the shipped one."""
         return template_text(getattr(generate, self.config_key), self.template)
 
-    def wanted(self, records: list[Record], judgments: dict[str, dict]) -> list[Record]:
-        """The records to restate."""
-        return [r for r in records
-                if not self.only_rejected or judgments.get(r.id, {}).get("verdict") != "accept"]
+    def wanted(self, records: list[Record], earlier: tuple[dict[str, dict], dict[str, dict]]) -> list[Record]:
+        """The records to restate (`earlier`: the answers of `after` and the judge's verdicts on them)."""
+        accepted = accepted_answers(*earlier) if self.after is not None else {}
+        return [r for r in records if r.id not in accepted]
+
+
+Candidates = Mapping[Source, tuple[dict[str, dict], dict[str, dict]]]  # a source's answers and its verdicts, by id
 
 
 class Method:
     """A fine-tuning method; subclasses set the class attributes below and are registered by their `name`."""
 
     name: ClassVar[str]
-    own_answers: ClassVar[bool] = False  # the model's own answer is the first candidate
-    restatement: ClassVar[Restatement | None] = None  # the next candidate: a restated gold answer
-    drops_rejected: ClassVar[bool] = False  # without an accepted candidate: dropped (True) or gold (False)
+    candidates: ClassVar[tuple[Source, ...]] = ()  # tried in order; the first accepted one is the target
+    fallback: ClassVar[Literal["gold", "drop"]] = "gold"  # an example without an accepted candidate
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         METHODS[cls.name] = cls()
 
-    def select(self, records: list[Record], generations: dict[str, dict], judgments: dict[str, dict],
-               restated: dict[str, dict] | None = None,
-               restated_judgments: dict[str, dict] | None = None) -> list[dict]:
+    def select(self, records: list[Record], candidates: Candidates | None = None) -> list[dict]:
         """Rows {id, messages, target, source}: the first accepted candidate, else gold (source `gold`) or no
-        target (source `dropped`). A failed judgment counts as not accepted, and so does a verdict on an answer
-        that is missing (its generation request failed)."""
-        tries = [(generations, judgments, "self")] if self.own_answers else []
-        if self.restatement is not None:
-            tries.append((restated or {}, restated_judgments or {}, self.restatement.source))
+        target (source `dropped`). A candidate answers the example its record names (`example`, by default its
+        own id: one answer per example). A failed judgment counts as not accepted, and so does a verdict on an
+        answer that is missing (its generation request failed)."""
+        accepted = [accepted_answers(*(candidates or {}).get(source, ({}, {}))) for source in self.candidates]
         rows = []
         for record in records:
-            target, source = (None, "dropped") if self.drops_rejected else (record.response, "gold")
-            for answers, verdicts, label in tries:
-                if record.id in answers and verdicts.get(record.id, {}).get("verdict") == "accept":
-                    target, source = answers[record.id]["response"], label
+            target, label = (record.response, "gold") if self.fallback == "gold" else (None, "dropped")
+            for source, first in zip(self.candidates, accepted):
+                if record.id in first:
+                    target, label = first[record.id]["response"], source.label
                     break
-            rows.append({"id": record.id, "messages": prompt_messages(record), "target": target, "source": source})
+            rows.append({"id": record.id, "messages": prompt_messages(record), "target": target, "source": label})
         return rows
 
 
-PARAPHRASE = Restatement("paraphrases", "paraphrase.jinja", "paraphrase_template",
+PARAPHRASE = Restatement("paraphrases", "paraphrase", "paraphrase.jinja", "paraphrase_template",
                          "s3ft: a Jinja template file for paraphrasing the gold answer; null = the shipped "
-                         "ssrtune/templates/paraphrase.jinja.", source="paraphrase", only_rejected=True)
-REWRITE = Restatement("rewrites", "rewrite.jinja", "rewrite_template",
+                         "ssrtune/templates/paraphrase.jinja.", after=OWN_ANSWERS)
+REWRITE = Restatement("rewrites", "rewrite", "rewrite.jinja", "rewrite_template",
                       "sdft: a Jinja template file for rewriting the gold answer; null = the shipped "
-                      "ssrtune/templates/rewrite.jinja.", source="rewrite", only_rejected=False)
+                      "ssrtune/templates/rewrite.jinja.")
 
 
 class SFT(Method):
@@ -92,7 +106,7 @@ class SSR(Method):
     """Selective self-rehearsal (arXiv 2409.04787): the own answer where the judge accepts it, else gold."""
 
     name = "ssr"
-    own_answers = True
+    candidates = (OWN_ANSWERS,)
 
 
 class S3FT(Method):
@@ -100,8 +114,7 @@ class S3FT(Method):
     else gold."""
 
     name = "s3ft"
-    own_answers = True
-    restatement = PARAPHRASE
+    candidates = (OWN_ANSWERS, PARAPHRASE)
 
 
 class SDFT(Method):
@@ -109,15 +122,15 @@ class SDFT(Method):
     accepted, else gold."""
 
     name = "sdft"
-    restatement = REWRITE
+    candidates = (REWRITE,)
 
 
 class SelfOnly(Method):
     """Rejection sampling: the own answer if accepted; the other examples are dropped."""
 
     name = "self_only"
-    own_answers = True
-    drops_rejected = True
+    candidates = (OWN_ANSWERS,)
+    fallback = "drop"
 
 
 def registered(name: str) -> str:
@@ -130,7 +143,17 @@ def registered(name: str) -> str:
 
 def restatements() -> list[Restatement]:
     """Every registered method's restatement, once each."""
-    return list(dict.fromkeys(m.restatement for m in METHODS.values() if m.restatement is not None))
+    return list(dict.fromkeys(s for m in METHODS.values() for s in m.candidates if isinstance(s, Restatement)))
+
+
+def accepted_answers(answers: dict[str, dict], verdicts: dict[str, dict]) -> dict[str, dict]:
+    """Example id -> the first of its answers the judge accepted. An answer answers the example its record names
+    (`example`, by default its own id)."""
+    accepted: dict[str, dict] = {}
+    for key, answer in answers.items():
+        if verdicts.get(key, {}).get("verdict") == "accept":
+            accepted.setdefault(answer.get("example", key), answer)
+    return accepted
 
 
 def trained_rows(rows: list[dict]) -> list[dict]:

@@ -20,9 +20,8 @@ from ssrtune.stages.train import Train
 
 
 def plan(config: RunConfig) -> list[Stage]:
-    """data -> (own answers -> judge -> restatements) -> targets per method -> train -> evaluate -> report.
-
-    The own answers, the judge and the restatements run where a method needs them (`Select.needs`)."""
+    """data -> targets per method -> train -> evaluate -> report: the stages asked for; each runs after the stages
+    it needs (`plan_closure`): a method's candidate sources and the judge's verdicts on them (`Select.needs`)."""
     models = trained_models(config)
     return [Data(), *(Select(method) for method in trained_methods(config)), *(Train(model) for model in models),
             Evaluate(), *(Evaluate(model) for model in models), Report()]

@@ -24,9 +24,10 @@ class JudgeInput:
     answers: list[str] = field(default_factory=list)  # alternative gold answers, when the data has them
 
     @classmethod
-    def of(cls, record: Record, candidate: str) -> JudgeInput:
+    def of(cls, record: Record, candidate: str, id: str | None = None) -> JudgeInput:
+        """`candidate` as an answer to `record`; `id`: the candidate's own, where an example has several."""
         answers = record.meta.get("answers") or [record.response]
-        return cls(record.id, record.query, record.context, record.response, candidate, list(answers))
+        return cls(id or record.id, record.query, record.context, record.response, candidate, list(answers))
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
-"""A stage and the run that runs stages.
+"""A stage, and the run that runs stages and owns their caching.
 
-A stage is one object: the stages it `needs`, the named `inputs` its artifact is made from, its `artifact` in the
-run directory, and `make`, which resumes from that artifact by the cache rule of `store` (records are reused under
-the fingerprint of the inputs they were made with; anything else is redone or refused). `Run` runs a stage after
-the stages it needs, each once per process: asking for `evaluate/ssr` runs (or reuses) the data, the own answers,
-the judge, ssr's targets and training first. The run decides, for every stage, what happens to work made before
-(`Run.rule`): discarded (`fresh`), redone where its inputs changed (`redo_stale`: `ssrtune run`), or refused with
-the change named and the command that redoes it (a stage on its own: `ssrtune judge`, `Pipeline.judge()`).
+A stage declares what it needs (other stages, by name: their results are passed to `make`), what its artifact is
+made from (`parts`, by name: `fingerprints`), the kind of artifact it writes and where (`RunLayout`), and `make`.
+The run does everything else, the same way for every stage: it runs what a stage needs first, each stage once per
+process; checks the artifact's fingerprint; discards it (`fresh`), reuses it, resumes it, redoes it where its
+inputs changed (`redo_stale`: `ssrtune run`) or refuses it naming the change and the command that redoes it (a stage
+on its own: `ssrtune judge`, `Pipeline.judge()`); and times it and tells it on the console in one line. Kinds:
+
+- `records`: an append-only record file (`RecordFile`), resumed record by record; `make` fills `inputs.out`.
+- `whole`: a file or folder reused whole when current and `finished`; a `resumable` one (a training, resumed from
+  its checkpoints) has its fingerprint recorded before `make`, any other after it, with `summary`.
+- `remade`: cheap and deterministic, made every time from what it needs (a method's targets, the report).
 """
 
 from __future__ import annotations
@@ -15,22 +19,23 @@ import contextlib
 import dataclasses
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ssrtune.config.run import RunConfig, dump_config
+from ssrtune.config.train import TrainConfig
 from ssrtune.console import redone_line, stage_line
-from ssrtune.storage.fingerprints import Parts
 from ssrtune.methods import METHODS, Method
 from ssrtune.preflight import check_not_launched
-from ssrtune.storage.artifacts import CacheRule
+from ssrtune.storage.artifacts import Artifact, CacheRule, RecordFile
+from ssrtune.storage.fingerprints import Parts
+from ssrtune.storage.layout import BASE, RunLayout
 from ssrtune.storage.timings import Timings
-from ssrtune.config.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
-BASE = "base"  # the name of the model before fine-tuning, in eval/<name>/
+__all__ = ["BASE", "Inputs", "Run", "Stage", "TrainedModel", "plan_closure", "trained_methods", "trained_models"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +65,35 @@ def trained_methods(config: RunConfig) -> list[Method]:
     return list(dict.fromkeys(model.method for model in trained_models(config)))
 
 
+@dataclasses.dataclass
+class Inputs:
+    """What a stage is made from: the configuration, the run's layout, the results of the stages it needs (by the
+    names its `needs` gives them: `inputs["verdicts"]`); for a `records` stage, its open record file `out`; for a
+    `whole` one, the `summary` its sidecar records beside the fingerprint (counts), which `make` may fill."""
+
+    config: RunConfig
+    layout: RunLayout
+    results: dict[str, Any]
+    out: RecordFile | None = None
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rule: CacheRule = dataclasses.field(default_factory=CacheRule)  # for the evaluation's suites, cached inside it
+
+    def __getitem__(self, name: str) -> Any:
+        return self.results[name]
+
+
 class Stage(ABC):
-    """One unit of a run; see the module docstring. A stage of a kind that runs once per method, model or
-    restatement is a dataclass whose one field is that subject; `key` tells them apart (`train/ssr`)."""
+    """One unit of a run; see the module docstring. A stage of a kind that runs once per method, model or source
+    is a dataclass whose first field is that subject; `key` tells them apart (`train/ssr`)."""
 
     name: ClassVar[str]
+    kind: ClassVar[Literal["records", "whole", "remade"]] = "remade"
+    on_change: ClassVar[Literal["redo", "refuse"]] = "refuse"  # its artifact made from other inputs, by default
+    resumable: ClassVar[bool] = False  # a `whole` artifact made in steps, resumed by `make` itself (a training)
 
     @property
     def subject(self) -> str | None:
-        """The name of what the stage runs for (its one field's `name`); None for a stage run once per run."""
+        """The name of what the stage runs for (its first field's `name`); None for a stage run once per run."""
         fields = dataclasses.fields(self) if dataclasses.is_dataclass(self) else ()
         return getattr(self, fields[0].name).name if fields else None
 
@@ -76,22 +101,39 @@ class Stage(ABC):
     def key(self) -> str:
         return self.name if self.subject is None else f"{self.name}/{self.subject}"
 
-    def needs(self, config: RunConfig) -> list[Stage]:
-        """The stages whose artifacts this one reads."""
-        return []
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
+        """The stages whose results this one is made from, by the names `make` reads them under."""
+        return {}
 
     @abstractmethod
-    def artifact(self, config: RunConfig) -> Path:
+    def artifact(self, layout: RunLayout) -> Path:
         """Where the stage's result lives in the run directory."""
 
-    @abstractmethod
-    def inputs(self, run: Run) -> Parts | None:
-        """What the artifact is made from, by name (`fingerprints`); None for a stage remade every time (cheap and
-        deterministic)."""
+    def parts(self, inputs: Inputs) -> Parts | None:
+        """What the artifact is made from, by name (`fingerprints`), once the stages it needs are done; a `remade`
+        stage has none."""
+        return None
+
+    def sidecar(self, layout: RunLayout) -> Path:
+        """Where a `whole` artifact's fingerprint is recorded."""
+        path = self.artifact(layout)
+        return path.with_name(path.name + ".meta.json")
+
+    def discarded(self, layout: RunLayout) -> Path | None:
+        """What is deleted when a `whole` artifact is discarded; None: only its sidecar (the files are rewritten)."""
+        return self.artifact(layout)
+
+    def finished(self, layout: RunLayout) -> bool:
+        """Whether a current `whole` artifact is complete (a training: once its result file is written)."""
+        return self.artifact(layout).exists()
+
+    def load(self, inputs: Inputs) -> Any:
+        """A current, finished `whole` artifact, read back."""
+        return self.artifact(inputs.layout)
 
     @abstractmethod
-    def make(self, run: Run) -> Any:
-        """The stage's result: made, resumed or reused from its artifact, by its resume rule."""
+    def make(self, inputs: Inputs) -> Any:
+        """The stage's result, made (or, for `records` and resumable stages, completed) from `inputs`."""
 
     def describe(self, result: Any) -> str:
         """The result in a few words, for the stage's console line (`200 own answers`)."""
@@ -107,8 +149,24 @@ class Stage(ABC):
         return f"<stage {self.key}>"
 
 
+def plan_closure(stages: Iterable[Stage], config: RunConfig) -> list[Stage]:
+    """`stages` with every stage they need, directly or not, each once, in the order they run."""
+    order: list[Stage] = []
+
+    def visit(node: Stage) -> None:
+        for need in node.needs(config).values():
+            if need not in order:
+                visit(need)
+        if node not in order:
+            order.append(node)
+
+    for stage in stages:
+        visit(stage)
+    return order
+
+
 class Run:
-    """One run directory and the results of the stages run so far in this process.
+    """One run directory and the results of the stages run so far in this process; the one place that caches.
 
     `fresh` discards and redoes stages: True for every stage, or a collection of stage names or keys (a stage
     command's `--fresh` names the stages it was asked for, never the ones they need). `redo_stale` redoes a stage
@@ -120,12 +178,12 @@ class Run:
     def __init__(self, config: RunConfig, fresh: bool | Collection[str] = False, redo_stale: bool = False,
                  command_args: str | None = None):
         check_not_launched()  # every rank of a launcher would run the same stages into the same directory
-        self.config, self.path = config, config.path
+        self.config, self.path, self.layout = config, config.path, RunLayout(config.path)
         self.fresh_stages, self.redo_stale, self.command_args = fresh, redo_stale, command_args
         self._results: dict[str, Any] = {}
         self._redone: set[str] = set()  # the stages whose "redone" line is told
         self.path.mkdir(parents=True, exist_ok=True)
-        dump_config(config, self.path / "config.yaml")
+        dump_config(config, self.layout.config)
         self.timings = Timings(self.path)
 
     def fresh(self, stage: Stage) -> bool:
@@ -138,7 +196,7 @@ class Run:
             log.info("%s: redone: %s", stage.key, "; ".join(reasons))
             if stage.key not in self._redone:  # one line per stage: what follows from the first change goes unsaid
                 self._redone.add(stage.key)
-                part = path is not None and path != stage.artifact(self.config)
+                part = path is not None and path != stage.artifact(self.layout)
                 redone_line(stage.key, path.name if part else "", reasons)
 
         return CacheRule(self.fresh(stage), self.redo_stale, self.redo_hint(stage), redone)
@@ -155,16 +213,7 @@ class Run:
 
     def upstream(self, stage: Stage) -> list[Stage]:
         """Every stage `stage` needs, directly or not, in the order they run."""
-        order: list[Stage] = []
-
-        def visit(node: Stage) -> None:
-            for need in node.needs(self.config):
-                if need not in order:
-                    visit(need)
-                    order.append(need)
-
-        visit(stage)
-        return order
+        return plan_closure([stage], self.config)[:-1]
 
     def reusing(self, earlier: Run, stage: Stage) -> Run:
         """This run, holding `earlier`'s results of the stages `stage` needs (made in this process, under the same
@@ -176,12 +225,11 @@ class Run:
         """The stage's result, after the stages it needs; each stage runs once per process, timed (timings.json)
         and told on the console in one line."""
         if stage.key not in self._results:
-            for need in stage.needs(self.config):
-                self(need)
+            results = {name: self(need) for name, need in stage.needs(self.config).items()}
             log.info("stage %s", stage.key)
-            self.timings.start(stage.key, stage.artifact(self.config))
+            self.timings.start(stage.key, stage.artifact(self.layout))
             try:
-                result = stage.make(self)
+                result = self._made(stage, Inputs(self.config, self.layout, results, rule=self.rule(stage)))
             except BaseException as err:
                 with contextlib.suppress(OSError):  # the stage's own error is the one to report
                     self.timings.end(stage.key, interrupted=isinstance(err, KeyboardInterrupt))
@@ -190,3 +238,23 @@ class Run:
             stage_line(stage.key, stage.describe(result), seconds)
             self._results[stage.key] = result
         return self._results[stage.key]
+
+    def _made(self, stage: Stage, inputs: Inputs) -> Any:
+        """The stage's result by its kind's cache rule (see the module docstring)."""
+        layout, rule = self.layout, inputs.rule
+        if stage.kind == "remade":
+            return stage.make(inputs)
+        parts = stage.parts(inputs)
+        if stage.kind == "records":
+            inputs.out = RecordFile(stage.artifact(layout), parts, rule, stage.on_change)
+            return stage.make(inputs)
+        cache = Artifact(stage.discarded(layout), stage.sidecar(layout), parts, stage.on_change, rule)
+        cache.check()
+        if cache.current and stage.finished(layout):
+            return stage.load(inputs)
+        if stage.resumable:
+            cache.record()
+        result = stage.make(inputs)
+        if not stage.resumable:
+            cache.record(**inputs.summary)
+        return result

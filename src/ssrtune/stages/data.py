@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ssrtune.config.run import DataConfig, FileDataConfig, RunConfig
+from ssrtune.config.run import DataConfig, FileDataConfig
 from ssrtune.data.hub import hub_fingerprint, is_hub
 from ssrtune.data.loaders import load_records, save_records
 from ssrtune.data.recipes.coqa import conversational_qa
 from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM
 from ssrtune.data.recipes.squad import grounded_qa
 from ssrtune.data.schema import DataError, Message, Record
-from ssrtune.stages.base import Run, Stage
+from ssrtune.stages.base import Inputs, Stage
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
-from ssrtune.storage.artifacts import Artifact
+from ssrtune.storage.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +34,43 @@ class Data(Stage):
     """
 
     name = "data"
+    kind, on_change = "whole", "redo"
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "data"
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.data
 
-    def inputs(self, run: Run) -> Parts:
-        data = run.config.data
+    def sidecar(self, layout: RunLayout) -> Path:
+        return layout.data / "data.meta.json"
+
+    def discarded(self, layout: RunLayout) -> None:
+        return None  # the folder also holds the out-of-domain set; train.jsonl and test.jsonl are rewritten
+
+    def finished(self, layout: RunLayout) -> bool:
+        return True  # the sidecar is written after the records
+
+    def parts(self, inputs: Inputs) -> Parts:
+        data = inputs.config.data
         sources = {"data.train_file": data.train_file, "data.test_file": data.test_file} if isinstance(
             data, FileDataConfig) else {}
         return {"data": data.model_dump(mode="json"), "the recipe's system prompt": RECIPE_SYSTEM.get(data.recipe),
                 **{f"the contents of {key}": Digest(source_digest(source) or "absent")
                    for key, source in sources.items()}}
 
-    def make(self, run: Run) -> tuple[list[Record], list[Record]]:
-        folder = self.artifact(run.config)
-        cache = Artifact(None, folder / "data.meta.json", self.inputs(run), "redo", run.rule(self))
-        cache.check()
-        if cache.current:
-            return load_records(folder / "train.jsonl"), load_records(folder / "test.jsonl")
+    def load(self, inputs: Inputs) -> tuple[list[Record], list[Record]]:
+        return load_records(inputs.layout.train_records), load_records(inputs.layout.test_records)
+
+    def make(self, inputs: Inputs) -> tuple[list[Record], list[Record]]:
         skipped: dict[str, list[DataError]] = {}
-        train_records, test_records = prepare(run.config.data, skipped)
+        train_records, test_records = prepare(inputs.config.data, skipped)
         for split, errors in skipped.items():
             if errors:
                 log.warning("data: skipped %d bad %s row(s) (data.on_error: skip); first: %s", len(errors), split,
                             errors[0])
         warn_of_overlap(train_records, test_records)
-        save_records(folder / "train.jsonl", train_records)
-        save_records(folder / "test.jsonl", test_records)
-        cache.record(n_train=len(train_records), n_test=len(test_records),
-                     skipped={split: [str(e) for e in errors] for split, errors in skipped.items()})
+        save_records(inputs.layout.train_records, train_records)
+        save_records(inputs.layout.test_records, test_records)
+        inputs.summary.update(n_train=len(train_records), n_test=len(test_records),
+                              skipped={split: [str(e) for e in errors] for split, errors in skipped.items()})
         return train_records, test_records
 
     def describe(self, result: tuple[list[Record], list[Record]]) -> str:
@@ -125,23 +133,25 @@ class OodData(Stage):
     remade when they changed."""
 
     name = "ood"
+    kind, on_change = "whole", "redo"
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "data" / "ood.jsonl"
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.ood_records
 
-    def inputs(self, run: Run) -> Parts:
-        ood = run.config.evaluate.ood
+    def sidecar(self, layout: RunLayout) -> Path:
+        return layout.ood_records.with_name("ood.meta.json")
+
+    def parts(self, inputs: Inputs) -> Parts:
+        ood = inputs.config.evaluate.ood
         return {"evaluate.ood": ood.model_dump(mode="json"), "the recipe's system prompt": RECIPE_SYSTEM[ood.recipe]}
 
-    def make(self, run: Run) -> list[Record]:
-        path = self.artifact(run.config)
-        cache = Artifact(None, path.with_name("ood.meta.json"), self.inputs(run), "redo", run.rule(self))
-        cache.check()
-        if path.exists() and cache.current:
-            return load_records(path)
-        records = conversational_qa(run.config.evaluate.ood)
-        save_records(path, records)
-        cache.record(n=len(records))
+    def load(self, inputs: Inputs) -> list[Record]:
+        return load_records(inputs.layout.ood_records)
+
+    def make(self, inputs: Inputs) -> list[Record]:
+        records = conversational_qa(inputs.config.evaluate.ood)
+        save_records(inputs.layout.ood_records, records)
+        inputs.summary["n"] = len(records)
         return records
 
     def describe(self, result: list[Record]) -> str:

@@ -35,11 +35,12 @@ from ssrtune.config.judges import JudgeConfig, describe
 from ssrtune.judges.factory import build_judge, judge_fingerprint, judge_part
 from ssrtune.models.loading import model_part
 from ssrtune.evaluation.qa_metrics import has_unanswerable, judged_rows, task_metrics
-from ssrtune.stages.base import BASE, Run, Stage, TrainedModel
+from ssrtune.stages.base import BASE, Inputs, Stage, TrainedModel
 from ssrtune.stages.data import Data, OodData
 from ssrtune.stages.generate import task_prompts
 from ssrtune.stages.judge import judge_all
-from ssrtune.stages.train import DONE, Train
+from ssrtune.stages.train import Train
+from ssrtune.storage.layout import RunLayout
 from ssrtune.evaluation.stats import Z95
 from ssrtune.storage.artifacts import CacheRule, RecordFile, read_json, recorded_fingerprint, write_json, write_jsonl
 
@@ -63,34 +64,33 @@ class Evaluate(Stage):
     def subject(self) -> str:
         return BASE if self.model is None else self.model.name  # the base model has no TrainedModel
 
-    def needs(self, config: RunConfig) -> list[Stage]:
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
         # a trained model's KL is measured against the base model's responses, written by the base's evaluation
         kl = self.model is not None and config.evaluate.retention and config.evaluate.retention.kl_prompts
-        return [Data(), *([Train(self.model)] if self.model else []), *([OodData()] if config.evaluate.ood else []),
-                *([Evaluate()] if kl else [])]
+        return {"data": Data(), **({"model": Train(self.model)} if self.model else {}),
+                **({"ood": OodData()} if config.evaluate.ood else {}), **({"base": Evaluate()} if kl else {})}
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "eval" / self.subject
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.evaluation(self.subject)
 
-    def inputs(self, run: Run) -> Parts:
+    def evaluated_model(self, config: RunConfig, layout: RunLayout) -> Parts:
         """The model under evaluation (the base model, or the trained one by its result file) and its engine."""
-        config = run.config
         model = ({"model": model_part(config.model)} if self.model is None else
-                 {f"models/{self.model.name}": Digest(file_digest(Train(self.model).artifact(config) / DONE))})
+                 {f"models/{self.model.name}": Digest(file_digest(layout.trained(self.model.name)))})
         engine = stage_engine_identity(config, config.evaluate)
         return {"evaluated model": Digest(fingerprint(*model.values(), engine), {**model, "evaluate.engine": engine})}
 
-    def make(self, run: Run) -> dict:
-        config, folder, rule = run.config, self.artifact(run.config), run.rule(self)
-        adapter = None if self.model is None else Train(self.model).artifact(config)
-        model = self.inputs(run)
+    def make(self, inputs: Inputs) -> dict:
+        config, layout, rule = inputs.config, inputs.layout, inputs.rule
+        folder = self.artifact(layout)
+        adapter = None if self.model is None else layout.model(self.model.name)
+        model = self.evaluated_model(config, layout)
         load = functools.cache(lambda: stage_lm(config, config.evaluate, adapter))
-        _, test_records = run(Data())
+        _, test_records = inputs["data"]
         judge = config.task_judge, "evaluate.judge" if config.evaluate.judge else "judge"  # and where it is set
-        suites = [("task", test_records, {"data/test.jsonl": Digest(file_digest(config.path / "data" / "test.jsonl"))},
-                   judge)]
+        suites = [("task", test_records, {"data/test.jsonl": Digest(file_digest(layout.test_records))}, judge)]
         if config.evaluate.ood:
-            ood = run(OodData())
+            ood = inputs["ood"]
             suites.append(("ood", ood, {"data/ood.jsonl": Digest(records_fingerprint(ood))},
                            (config.evaluate.ood.judge, "evaluate.ood.judge") if config.evaluate.ood.judge else judge))
         for dataset in config.evaluate.datasets:
@@ -251,8 +251,9 @@ def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM, previ
     measured against it."""
     settings = config.evaluate.retention
     prompts = general_prompts(config)
-    reference_path = folder.parent / "base" / "kl_reference.safetensors"
-    if folder.name == "base":
+    layout = RunLayout(config.path)
+    reference_path = layout.kl_reference
+    if folder == layout.evaluation(BASE):
         reference_fp = fingerprint(model_fp, prompts, settings.kl_max_new_tokens, settings.kl_top_k)
         if not (reference_path.exists() and previous and previous.get("reference") == reference_fp):
             save_file(retention.kl_reference(load(), prompts, settings.kl_max_new_tokens, settings.kl_top_k,
@@ -260,7 +261,7 @@ def kl_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM, previ
         return {"reference": reference_fp, "mean_kl": 0.0, "n_prompts": len(prompts)}
     if not reference_path.exists():
         raise FileNotFoundError(f"{reference_path}: evaluate the base model first (its responses are the reference)")
-    base = read_json(folder.parent / "base" / "retention.json").get("kl", {})
+    base = read_json(layout.evaluation(BASE) / "retention.json").get("kl", {})
     wanted = fingerprint(model_fp, base.get("reference"))
     if previous and previous.get("fingerprint") == wanted:
         return previous

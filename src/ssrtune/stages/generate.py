@@ -11,10 +11,13 @@ from ssrtune.data.schema import Record
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.models.loading import context_length, load_tokenizer, model_part
-from ssrtune.stages.base import Run, Stage
+from ssrtune.methods import OWN_ANSWERS, OwnAnswers, Source
+from ssrtune.stages.base import Inputs, Stage
+from ssrtune.stages.candidates import makes
 from ssrtune.stages.data import Data
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest
 from ssrtune.storage.artifacts import RecordFile, write_json
+from ssrtune.storage.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ def generation_inputs(config: RunConfig) -> Parts:
     length, the engine and its precision (or the served model name)."""
     gen = config.generate
     return {"model": model_part(config.model), "prompt": prompt_part(config),
-            "data/train.jsonl": Digest(file_digest(config.path / "data" / "train.jsonl")),
+            "data/train.jsonl": Digest(file_digest(RunLayout(config.path).train_records)),
             "generate.max_new_tokens": gen.max_new_tokens, "generate.engine": stage_engine_identity(config, gen)}
 
 
@@ -48,6 +51,7 @@ def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: Rec
         return generate_into(lm, prompts, out, config.generate.max_new_tokens, f"{description} ({lm.engine})")
 
 
+@makes(OwnAnswers)
 class Generate(Stage):
     """Inputs: `generation_inputs`. Artifact: generations.jsonl, records {id, response}. Resume: the
     prompts without a record are answered; other settings are refused (`--fresh` discards the answers).
@@ -57,25 +61,32 @@ class Generate(Stage):
     """
 
     name = "generate"
+    kind = "records"
+    source = OWN_ANSWERS
 
-    def needs(self, config: RunConfig) -> list[Stage]:
-        return [Data()]
+    @classmethod
+    def for_source(cls, source: Source) -> Generate:
+        return cls()
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "generations.jsonl"
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
+        return {"data": Data()}
 
-    def inputs(self, run: Run) -> Parts:
-        return generation_inputs(run.config)
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.candidates(self.source.name)
 
-    def make(self, run: Run) -> dict[str, dict]:
-        records, _ = run(Data())
-        out = RecordFile(self.artifact(run.config), self.inputs(run), run.rule(self))
+    def parts(self, inputs: Inputs) -> Parts:
+        return generation_inputs(inputs.config)
+
+    def make(self, inputs: Inputs) -> dict[str, dict]:
+        records, _ = inputs["data"]
+        config, out = inputs.config, inputs.out
         failures: dict[str, str] = {}
         if len(out) < len(records):
-            prompts = task_prompts(run.config, run.config.generate.engine, "generate", records,
-                                   reserve=run.config.generate.max_new_tokens)
-            failures = generate_answers(run.config, prompts, out, "generate train prompts")
-        write_json(run.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
+            prompts = task_prompts(config, config.generate.engine, "generate", records,
+                                   reserve=config.generate.max_new_tokens)
+            failures = generate_answers(config, prompts, out, "generate train prompts")
+        write_json(inputs.layout.root / "generations.failures.json", {"n_failed": len(failures),
+                                                                      "failures": failures})
         if failures:
             log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
                         "answer, and rerunning retries them", len(failures), len(records),

@@ -1,10 +1,10 @@
-"""The judge's verdict on every own answer: judgments.jsonl; and the resumable judging loop every verdict file
-(own answers, restatements, audits) is written by."""
+"""The judge's verdict on every answer of a candidate source (judgments.jsonl for the own answers); and the
+resumable judging loop every verdict file (candidates, evaluations, audits) is written by."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ssrtune.config.run import RunConfig
@@ -13,11 +13,12 @@ from ssrtune.judges.base import JudgeInput, verdict_counts
 from ssrtune.judges.factory import build_judge, judge_part
 from ssrtune.config.judges import JudgeConfig
 from ssrtune.progress import progress_bar
-from ssrtune.stages.base import Run, Stage
+from ssrtune.stages.base import Inputs, Stage
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import Generate
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
-from ssrtune.storage.artifacts import CacheRule, RecordFile, StaleArtifactError, recorded_fingerprint
+from ssrtune.storage.artifacts import RecordFile, StaleArtifactError, recorded_fingerprint
+from ssrtune.storage.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -47,52 +48,51 @@ def judge_all(judge: AnyJudge, items: list[JudgeInput], out: RecordFile, batch_s
     return out.records
 
 
-def verdicts_inputs(run: Run, judge: JudgeConfig, candidates_file: Path) -> Parts:
+def verdicts_inputs(config: RunConfig, judge: JudgeConfig, candidates_file: Path) -> Parts:
     """What verdicts on the candidates of `candidates_file` depend on: the judge (settings, prompt templates,
-    refusal phrases), the task data and the settings the candidates were made with."""
-    return {"judge": judge_part(judge), "data/train.jsonl": Digest(file_digest(run.path / "data" / "train.jsonl")),
+    refusal phrases), the task data and the settings the candidates were made with (not the candidates' file: it
+    only grows under one fingerprint, so a verdict stays valid when a resumed generation adds the answers that
+    failed before; an answer changed under its verdict is caught by the answer hash each verdict keeps)."""
+    train = RunLayout(config.path).train_records
+    return {"judge": judge_part(judge), "data/train.jsonl": Digest(file_digest(train)),
             candidates_file.name: Digest(recorded_fingerprint(candidates_file))}
 
 
-def judge_candidates(run: Run, judge: JudgeConfig, candidates_file: Path, out_path: Path,
-                     rule: CacheRule) -> dict[str, dict]:
-    """Judge the candidate answers of the RecordFile `candidates_file`, as they are on disk, against the gold.
-
-    The verdicts are cached in `out_path` under `verdicts_inputs`, by the stage's `rule`: rerunning costs nothing,
-    and a changed template or input is caught (an answer changed under its verdict too, by the answer hash each
-    verdict keeps). The candidates' settings rather than their file: that file only grows under one fingerprint,
-    so a verdict stays valid when a resumed generation adds the answers that failed before. An example without a
-    candidate gets no verdict.
-    """
-    records, _ = run(Data())
-    out = RecordFile(out_path, verdicts_inputs(run, judge, candidates_file), rule)
-    candidates = RecordFile(candidates_file, recorded_fingerprint(candidates_file)).records
-    items = [JudgeInput.of(r, candidates[r.id]["response"]) for r in records if r.id in candidates]
-    with build_judge(judge) as built:
-        judgments = judge_all(built, items, out)
-    log.info("%s: %s", out_path.name, verdict_counts(judgments))
-    return judgments
-
-
+@dataclass(frozen=True, eq=False)
 class Judge(Stage):
-    """Inputs: `verdicts_inputs` of the run's judge on the own answers. Artifact: judgments.jsonl,
-    records {id, verdict, rationale, score, candidate_fp}. Resume: the answers
-    without a verdict are judged; another judge or other answers are refused (`--fresh` judges again)."""
+    """The run's judge on the answers of a candidate stage (by default the own answers), against the gold answers.
 
+    Inputs: `verdicts_inputs`. Artifact: judgments.jsonl for the own answers, <source>.judgments.jsonl for another
+    source; records {id, verdict, rationale, score, candidate_fp}, keyed like the candidates (a candidate answers
+    the example its record names, `example`, by default its own id). Resume: the answers without a verdict are
+    judged; another judge or other answers are refused (`--fresh` judges again)."""
+
+    candidates: Stage = Generate()
     name = "judge"
+    kind = "records"
 
-    def needs(self, config: RunConfig) -> list[Stage]:
-        return [Data(), Generate()]
+    @property
+    def subject(self) -> str | None:
+        return None if self.candidates == Generate() else self.candidates.source.name
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "judgments.jsonl"
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
+        return {"data": Data(), "candidates": self.candidates}
 
-    def inputs(self, run: Run) -> Parts:
-        return verdicts_inputs(run, run.config.judge, Generate().artifact(run.config))
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.verdicts(self.candidates.source.name)
 
-    def make(self, run: Run) -> dict[str, dict]:
-        return judge_candidates(run, run.config.judge, Generate().artifact(run.config), self.artifact(run.config),
-                                run.rule(self))
+    def parts(self, inputs: Inputs) -> Parts:
+        return verdicts_inputs(inputs.config, inputs.config.judge, self.candidates.artifact(inputs.layout))
+
+    def make(self, inputs: Inputs) -> dict[str, dict]:
+        records, _ = inputs["data"]
+        by_id = {r.id: r for r in records}
+        items = [JudgeInput.of(by_id[answer.get("example", key)], answer["response"], key)
+                 for key, answer in inputs["candidates"].items() if answer.get("example", key) in by_id]
+        with build_judge(inputs.config.judge) as built:
+            judgments = judge_all(built, items, inputs.out)
+        log.info("%s: %s", inputs.out.path.name, verdict_counts(judgments))
+        return judgments
 
     def describe(self, result: dict[str, dict]) -> str:
         return described_verdicts(result)

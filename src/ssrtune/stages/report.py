@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssrtune.config.run import RunConfig
-from ssrtune.stages.base import Run, Stage, trained_models
+from ssrtune.stages.base import BASE, Inputs, Stage, trained_models
 from ssrtune.stages.evaluate import Evaluate
+from ssrtune.storage.layout import RunLayout
 
 
 class Report(Stage):
@@ -14,19 +15,16 @@ class Report(Stage):
 
     name = "report"
 
-    def needs(self, config: RunConfig) -> list[Stage]:
-        return [Evaluate(), *(Evaluate(model) for model in trained_models(config))]
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
+        return {BASE: Evaluate(), **{model.name: Evaluate(model) for model in trained_models(config)}}
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "report.md"
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.report
 
-    def inputs(self, run: Run) -> None:
-        return None
-
-    def make(self, run: Run) -> Path:
+    def make(self, inputs: Inputs) -> Path:
         from ssrtune.report import write_report  # matplotlib and rich tables: only when a report is written
 
-        return write_report([run.path])
+        return write_report([inputs.layout.root])
 
     def describe(self, result: Path) -> str:
         return str(result)

@@ -1,5 +1,4 @@
-"""The base model's restatements of gold answers (s3ft's paraphrases, sdft's rewrites) and the judge's verdicts
-on them."""
+"""The base model's restatements of gold answers (s3ft's paraphrases, sdft's rewrites): a candidate source."""
 
 from __future__ import annotations
 
@@ -8,14 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssrtune.config.run import RunConfig
-from ssrtune.methods import Restatement
+from ssrtune.methods import Restatement, Source
 from ssrtune.prompt_templates import render
-from ssrtune.stages.base import Run, Stage
+from ssrtune.stages.base import Inputs, Stage
+from ssrtune.stages.candidates import candidate_stage, makes
 from ssrtune.stages.data import Data
 from ssrtune.stages.generate import generate_answers, generation_inputs, task_prompts
-from ssrtune.stages.judge import Judge, described_verdicts, judge_candidates
+from ssrtune.stages.judge import Judge
 from ssrtune.storage.fingerprints import Digest, Parts, parts_hash
-from ssrtune.storage.artifacts import RecordFile
+from ssrtune.storage.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -23,32 +23,44 @@ log = logging.getLogger(__name__)
 TEMPLATE_RESERVE = 128
 
 
+@makes(Restatement)
 @dataclass(frozen=True, eq=False)
 class Restate(Stage):
-    """Inputs: the generation's (`generation_inputs`) and the template's text. Artifacts: <name>.jsonl (records
-    {id, response}) and <name>.judgments.jsonl (the run's judge on them). Resume: like the own answers and
-    their verdicts; a changed template is refused (`--fresh` restates again)."""
+    """Inputs: the generation's (`generation_inputs`) and the template's text. Artifact: <name>.jsonl, records
+    {id, response}; the judge stage judges them like the own answers (<name>.judgments.jsonl). Resume: like the
+    own answers; a changed template is refused (`--fresh` restates again)."""
 
     restatement: Restatement
     name = "restate"
+    kind = "records"
 
-    def needs(self, config: RunConfig) -> list[Stage]:
-        return [Data(), *([Judge()] if self.restatement.only_rejected else [])]
+    @classmethod
+    def for_source(cls, source: Source) -> Restate:
+        return cls(source)
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / f"{self.restatement.name}.jsonl"
+    @property
+    def source(self) -> Restatement:
+        return self.restatement
 
-    def inputs(self, run: Run) -> Parts:
-        generation = generation_inputs(run.config)
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
+        after = self.restatement.after
+        earlier = {"earlier answers": candidate_stage(after), "earlier verdicts": Judge(candidate_stage(after))
+                   } if after else {}
+        return {"data": Data(), **earlier}
+
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.candidates(self.restatement.name)
+
+    def parts(self, inputs: Inputs) -> Parts:
+        generation = generation_inputs(inputs.config)
         return {"generation": Digest(parts_hash(generation), generation),
-                f"generate.{self.restatement.config_key}": self.restatement.template_text(run.config.generate)}
+                f"generate.{self.restatement.config_key}": self.restatement.template_text(inputs.config.generate)}
 
-    def make(self, run: Run) -> tuple[dict[str, dict], dict[str, dict]]:
-        config, restatement, path = run.config, self.restatement, self.artifact(run.config)
-        records, _ = run(Data())
-        wanted = restatement.wanted(records, run(Judge()) if restatement.only_rejected else {})
-        out = RecordFile(path, self.inputs(run), run.rule(self))
-        todo = [r for r in wanted if r.id not in out]
+    def make(self, inputs: Inputs) -> dict[str, dict]:
+        config, restatement, out = inputs.config, self.restatement, inputs.out
+        records, _ = inputs["data"]
+        earlier = (inputs["earlier answers"], inputs["earlier verdicts"]) if restatement.after else ({}, {})
+        todo = [r for r in restatement.wanted(records, earlier) if r.id not in out]
         # the task prompt, its document cut by the one truncation rule so that the whole request fits
         instructions = task_prompts(config, config.generate.engine, restatement.name, todo,
                                     targets={r.id: r.response for r in todo},
@@ -61,9 +73,7 @@ class Restate(Stage):
         if failures:
             log.warning("%s: %d prompts got no answer from the endpoint; their examples use gold",
                         restatement.name, len(failures))
-        verdicts = judge_candidates(run, config.judge, path, path.with_name(f"{restatement.name}.judgments.jsonl"),
-                                    run.rule(self))
-        return out.records, verdicts
+        return out.records
 
-    def describe(self, result: tuple[dict[str, dict], dict[str, dict]]) -> str:
-        return f"{len(result[0])} {self.restatement.name}, {described_verdicts(result[1])}"
+    def describe(self, result: dict[str, dict]) -> str:
+        return f"{len(result)} {self.restatement.name}"

@@ -10,45 +10,46 @@ from pathlib import Path
 from ssrtune.config.run import RunConfig
 from ssrtune.data.prompts import fitted_prompts, prompt_format
 from ssrtune.judges.base import verdict_counts
-from ssrtune.methods import Method, source_shares, trained_rows
+from ssrtune.methods import OWN_ANSWERS, Method, source_shares, trained_rows
 from ssrtune.models.loading import context_length, load_tokenizer
-from ssrtune.stages.base import Run, Stage
+from ssrtune.stages.base import Inputs, Stage
+from ssrtune.stages.candidates import candidate_stage
 from ssrtune.stages.data import Data
-from ssrtune.stages.generate import Generate
+from ssrtune.stages.generate import Generate  # noqa: F401  (registers the own answers' stage)
 from ssrtune.stages.judge import Judge
-from ssrtune.stages.restate import Restate
+from ssrtune.stages.restate import Restate  # noqa: F401  (registers the restatements' stage)
 from ssrtune.storage.artifacts import write_json, write_jsonl
+from ssrtune.storage.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
 class Select(Stage):
-    """Inputs: none; remade every time from the artifacts it needs (cheap and deterministic), so that the
-    trained model's fingerprint is that of exactly what it trains on. Every example's prompt must be a prefix of its
-    prompt and target in the model's tokens (`chat_format.prompt_and_answer_ids`), else the run stops here, before
-    training; train/<method>.stats.json records the prompt format (`prompt_format`)."""
+    """Remade every time from the stages it needs (cheap and deterministic), so that the trained model's
+    fingerprint is that of exactly what it trains on: the task data, and each of the method's candidate sources
+    with the judge's verdicts on it. Every example's prompt must be a prefix of its prompt and target in the
+    model's tokens (`chat_format.prompt_and_answer_ids`), else the run stops here, before training;
+    train/<method>.stats.json records the prompt format (`prompt_format`)."""
 
     method: Method
     name = "select"
 
-    def needs(self, config: RunConfig) -> list[Stage]:
-        restatement = self.method.restatement
-        return [Data(), *([Generate(), Judge()] if self.method.own_answers else []),
-                *([Restate(restatement)] if restatement else [])]
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
+        sources = {}
+        for source in self.method.candidates:
+            sources[f"{source.name} answers"] = candidate_stage(source)
+            sources[f"{source.name} verdicts"] = Judge(candidate_stage(source))
+        return {"data": Data(), **sources}
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "train" / f"{self.method.name}.jsonl"
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.targets(self.method.name)
 
-    def inputs(self, run: Run) -> None:
-        return None
-
-    def make(self, run: Run) -> list[dict]:
-        method, config = self.method, run.config
-        records, _ = run(Data())
-        generations, judgments = (run(Generate()), run(Judge())) if method.own_answers else ({}, {})
-        restated, restated_judgments = run(Restate(method.restatement)) if method.restatement else ({}, {})
-        rows = method.select(records, generations, judgments, restated, restated_judgments)
+    def make(self, inputs: Inputs) -> list[dict]:
+        method, config = self.method, inputs.config
+        records, _ = inputs["data"]
+        candidates = {s: (inputs[f"{s.name} answers"], inputs[f"{s.name} verdicts"]) for s in method.candidates}
+        rows = method.select(records, candidates)
         # The prompts are cut here, where the targets are known, so the rows are exactly what is trained on.
         by_id = {r.id: r for r in records}
         kept = trained_rows(rows)
@@ -59,16 +60,18 @@ class Select(Stage):
                                  targets={row["id"]: row["target"] for row in kept})
         for row in kept:
             row["messages"] = prompts[row["id"]]
-        if (method.own_answers or method.restatement) and kept and all(row["source"] == "gold" for row in kept):
+        if method.candidates and kept and all(row["source"] == "gold" for row in kept):
             log.warning("select/%s: the judge accepted no candidate answer, so %s trains on the gold answers "
                         "only, exactly as sft would; check the judge on a few answers (`ssrtune judge-audit`)",
                         method.name, method.name)
-        path = self.artifact(config)
+        path = self.artifact(inputs.layout)
         write_jsonl(path, rows)
-        write_json(path.with_suffix(".stats.json"), {
+        write_json(inputs.layout.target_stats(method.name), {
             "method": method.name, "n": len(rows), "shares": source_shares(rows),
-            "judge": verdict_counts(judgments) if method.own_answers else None,
-            "judge_restated": verdict_counts(restated_judgments) if restated_judgments else None,
+            # the verdicts on the own answers, and on the restated answers, as earlier versions recorded them
+            "judge": verdict_counts(candidates[OWN_ANSWERS][1]) if OWN_ANSWERS in candidates else None,
+            "judge_restated": next((verdict_counts(v) for s, (_, v) in candidates.items()
+                                    if s != OWN_ANSWERS and v), None),
             "prompt": prompt_format(trained, tokenizer)})
         return rows
 

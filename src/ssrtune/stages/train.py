@@ -13,13 +13,12 @@ from ssrtune.methods import trained_rows
 from ssrtune.models.loading import model_part
 from ssrtune.models.placement import training_placement
 from ssrtune.preflight import check_training
-from ssrtune.stages.base import Run, Stage, TrainedModel
+from ssrtune.stages.base import Inputs, Stage, TrainedModel
 from ssrtune.stages.select import Select
 from ssrtune.storage.permissions import widen_to_umask
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest
-from ssrtune.storage.artifacts import Artifact, read_json, write_json
-
-DONE = "ssrtune_train.json"  # written after the weights: the training's result, and the mark that it finished
+from ssrtune.storage.artifacts import read_json, write_json
+from ssrtune.storage.layout import TRAINED_MARK, RunLayout
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,48 +32,49 @@ class Train(Stage):
 
     model: TrainedModel
     name = "train"
+    kind, resumable = "whole", True
 
-    def needs(self, config: RunConfig) -> list[Stage]:
-        return [Select(self.model.method)]
+    def needs(self, config: RunConfig) -> dict[str, Stage]:
+        return {"targets": Select(self.model.method)}
 
-    def artifact(self, config: RunConfig) -> Path:
-        return config.path / "models" / self.model.name
+    def artifact(self, layout: RunLayout) -> Path:
+        return layout.model(self.model.name)
 
-    def inputs(self, run: Run) -> Parts:
-        config = run.config
+    def sidecar(self, layout: RunLayout) -> Path:
+        return self.artifact(layout) / "ssrtune_fingerprint.json"
+
+    def finished(self, layout: RunLayout) -> bool:
+        return layout.trained(self.model.name).exists()
+
+    def parts(self, inputs: Inputs) -> Parts:
+        config = inputs.config
         settings = self.model.train_settings(config)
-        rows = Select(self.model.method).artifact(config)
+        rows = inputs.layout.targets(self.model.method.name)
         return {"model": model_part(config.model), "train": settings.fingerprint_settings(),
                 "precision": training_placement(config.model, settings).precision,
-                rows.relative_to(config.path).as_posix(): Digest(file_digest(rows))}
+                rows.relative_to(inputs.layout.root).as_posix(): Digest(file_digest(rows))}
 
-    def make(self, run: Run) -> Path:
-        config, output_dir = run.config, self.artifact(run.config)
-        rows_file = Select(self.model.method).artifact(config)
-        cache = Artifact(output_dir, output_dir / "ssrtune_fingerprint.json", self.inputs(run), "refuse",
-                         run.rule(self))
-        cache.check()
-        if (output_dir / DONE).exists():
-            return output_dir
+    def make(self, inputs: Inputs) -> Path:
+        config, layout, output_dir = inputs.config, inputs.layout, self.artifact(inputs.layout)
+        rows_file = layout.targets(self.model.method.name)
         # the training processes read this model's train settings from the configuration they are given
         own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
                                         "methods": [self.model.method.name]})
         check_training(own)
-        kept = trained_rows(run(Select(self.model.method)))
-        if not kept:
+        if not trained_rows(inputs["targets"]):
             raise DataError(rows_file, None, None,
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
-        cache.record()
         result = train_method(own, rows_file, output_dir)
         widen_to_umask(output_dir)
-        write_json(output_dir / DONE, {"name": self.model.name, "method": self.model.method.name, **result})
+        write_json(layout.trained(self.model.name), {"name": self.model.name, "method": self.model.method.name,
+                                                     **result})
         if not own.train.keep_checkpoints:  # finished: the checkpoints only served resuming it
             remove_checkpoints(output_dir)
         return output_dir
 
     def describe(self, result: Path) -> str:
         """`25 steps, loss 2.31 -> 0.84` (and where it resumed from)."""
-        done = read_json(result / DONE)
+        done = read_json(result / TRAINED_MARK)
         curve = done.get("loss_curve") or []
         loss = f", loss {curve[0]:.3g} -> {curve[-1]:.3g}" if len(curve) > 1 else (
             f", loss {done['train_loss']:.3g}" if done.get("train_loss") is not None else "")

@@ -1,0 +1,82 @@
+"""Where everything of a run lives in its directory: the one place that spells the layout. Stages, the report,
+export and doctor all ask a `RunLayout`, so a path is written once.
+
+    config.yaml                   the configuration the run was started with
+    data/                         train.jsonl, test.jsonl (+ data.meta.json), ood.jsonl (+ ood.meta.json)
+    generations.jsonl             the base model's own answers; judgments.jsonl: the judge's verdicts on them
+    <restatements>.jsonl          a restating method's candidates; <restatements>.judgments.jsonl their verdicts
+    train/<method>.jsonl          a method's targets (+ <method>.stats.json)
+    models/<name>/                a trained model (finished when ssrtune_train.json exists)
+    eval/<model>/                 a model's evaluation (eval/base/: the model before fine-tuning)
+    report.md, timings.json       the report; every stage's wall time
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE = "base"  # the name of the model before fine-tuning, in eval/<name>/ and in the report
+TRAINED_MARK = "ssrtune_train.json"  # written in models/<name>/ after the weights: the training's result and end
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def train_records(self) -> Path:
+        return self.data / "train.jsonl"
+
+    @property
+    def test_records(self) -> Path:
+        return self.data / "test.jsonl"
+
+    @property
+    def ood_records(self) -> Path:
+        return self.data / "ood.jsonl"
+
+    def candidates(self, source: str) -> Path:
+        """A candidate source's answers (`generations` for the own answers, or a restatement's name)."""
+        return self.root / f"{source}.jsonl"
+
+    def verdicts(self, source: str) -> Path:
+        """The judge's verdicts on a candidate source's answers (judgments.jsonl for the own answers)."""
+        return self.root / ("judgments.jsonl" if source == "generations" else f"{source}.judgments.jsonl")
+
+    def targets(self, method: str) -> Path:
+        return self.root / "train" / f"{method}.jsonl"
+
+    def target_stats(self, method: str) -> Path:
+        return self.targets(method).with_suffix(".stats.json")
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def model(self, name: str) -> Path:
+        return self.models / name
+
+    def trained(self, name: str) -> Path:
+        """A trained model's result file, present once its training finished."""
+        return self.model(name) / TRAINED_MARK
+
+    def evaluation(self, model: str) -> Path:
+        return self.root / "eval" / model
+
+    @property
+    def kl_reference(self) -> Path:
+        """The base model's responses and next-token distributions every other model's KL is measured against."""
+        return self.evaluation(BASE) / "kl_reference.safetensors"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
