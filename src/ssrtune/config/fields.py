@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A name that becomes a file or folder name in the run directory (a run, a trained model, an eval set, an audit): no
 # path separator and no leading dot, so never `..` or a hidden file.
@@ -150,15 +150,23 @@ class VllmConfig(Strict):
         None, description="The precision vLLM runs in; null = what model.dtype decides for the GPU.")
 
 
+def registered_engine(name: str) -> str:
+    """`name` if an engine is registered under it; else an error listing the registered ones. The registry is imported
+    here, when a config is read, so that this module stays importable by the engines' own modules."""
+    from ssrtune.inference.engine import ENGINES
+
+    return ENGINES.check(name)
+
+
 class EngineSettings(Strict):
     """Which engine answers prompts (ssrtune.inference.factory.build_lm); the model's placement and precision are
     the model's own settings (`model.dtype`, `model.device_map`)."""
 
-    engine: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="transformers (in this process: CPU, one GPU or one model sharded over GPUs), "
-                                    "vllm (vLLM on GPUs; the run's `vllm` settings) or openai (any OpenAI-compatible "
-                                    "server).")
-    endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
+    engine: Annotated[str, AfterValidator(registered_engine)] = Field(
+        "transformers", description="A registered engine (ssrtune.inference.engine.ENGINES): transformers (in this "
+                                    "process: CPU, one GPU or one model sharded over GPUs), vllm (vLLM on GPUs; the "
+                                    "run's `vllm` settings) or openai (any OpenAI-compatible server).")
+    endpoint: EndpointConfig | None = Field(None, description="The server of an engine that talks to one (openai).")
     batch_size: int = Field(16, gt=0, description="transformers: prompts per batch.")
     REMOVED: ClassVar[dict[str, str]] = {
         "bf16": "model.dtype (auto | float32 | bfloat16 | float16: one precision for every stage of the model)",
@@ -166,7 +174,13 @@ class EngineSettings(Strict):
     }
 
     @model_validator(mode="after")
-    def _endpoint_for_openai(self) -> EngineSettings:
-        if (self.engine == "openai") != (self.endpoint is not None):
-            raise ValueError("`endpoint` is required by engine `openai`, and only by it")
+    def _endpoint_for_a_server(self) -> EngineSettings:
+        from ssrtune.inference.engine import ENGINES
+
+        needs_endpoint = ENGINES[self.engine].can.endpoint
+        if needs_endpoint and self.endpoint is None:
+            raise ValueError(f"`endpoint` is required by engine `{self.engine}`")
+        if not needs_endpoint and self.endpoint is not None:
+            raise ValueError(f"`endpoint` is only for an engine that talks to a server "
+                             f"({', '.join(ENGINES.that_can('endpoint'))}), not `{self.engine}`")
         return self

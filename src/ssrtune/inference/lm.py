@@ -2,8 +2,9 @@
 
 `generate` answers prompts greedily (a chat conversation, rendered by the model's chat template, or raw text, as
 is), `loglikelihood` scores a continuation after a context, `token_logprobs` gives whole next-token distributions (for
-the KL from the base model). A back-end that cannot do one of them says so with `UnsupportedRequest`; the
-configuration refuses such combinations before a run starts (config.EvaluateConfig).
+the KL from the base model, on the tokens `answer_tokens` makes), `harness_model` hands lm-evaluation-harness a model.
+An engine declares which of them it can do (`engine.Capabilities`); the configuration refuses a suite an engine can't
+serve before a run starts (config.EvaluateConfig), and a back-end asked anyway says so with `UnsupportedRequest`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from typing import TYPE_CHECKING, ClassVar, Union
 if TYPE_CHECKING:
     import torch
 
-    from ssrtune.net.endpoint import EndpointError
-
 # A chat conversation ([{role, content}, ...], answered as the assistant's next turn) or raw text (continued as is).
 Prompt = Union[list[dict[str, str]], str]
 
 
 class UnsupportedRequest(ValueError):
     """A request this back-end cannot serve (e.g. log-likelihoods from an OpenAI-compatible server)."""
+
+
+class GenerationFailed(Exception):
+    """A prompt an engine could not answer this time (a server's request that failed for good). It stands in the
+    prompt's slot of `LM.generate`'s answers, so that one failure costs no other answer: the resumable loop writes no
+    record for it (the next run asks again), and a stage that needs every answer raises it."""
 
 
 class LM(ABC):
@@ -44,9 +49,9 @@ class LM(ABC):
 
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = (), *,
-                 batch_size: int | None = None, description: str | None = None) -> list[str | EndpointError]:
+                 batch_size: int | None = None, description: str | None = None) -> list[str | GenerationFailed]:
         """The greedy continuation of each prompt, at most `max_new_tokens` long and cut before the first stop
-        string; a server's request that failed for good is an `EndpointError` in its slot."""
+        string; a prompt the engine could not answer is a `GenerationFailed` in its slot."""
 
     def loglikelihood(self, requests: Sequence[tuple[Prompt, str]], *, batch_size: int | None = None,
                       description: str | None = None) -> list[tuple[float, bool]]:
@@ -62,6 +67,17 @@ class LM(ABC):
         raise UnsupportedRequest(f"the {self.engine} engine gives no whole next-token distributions (the KL from the "
                                  "base model needs them): use the transformers engine, or "
                                  "evaluate.retention.kl_prompts: 0")
+
+    def answer_tokens(self, prompt: Prompt, answer: str) -> tuple[list[int], list[int]]:
+        """The tokens of `prompt` as the model sees it, and of `answer` after it, ending the turn: a sequence
+        `token_logprobs` scores (an engine that gives next-token distributions makes them)."""
+        raise UnsupportedRequest(f"the {self.engine} engine does not say how it tokenizes (the KL from the base model "
+                                 "needs its tokens)")
+
+    def harness_model(self, batch_size: int):
+        """The model as lm-evaluation-harness takes it (`lm_eval.simple_evaluate(model=...)`)."""
+        raise UnsupportedRequest(f"the {self.engine} engine gives lm-evaluation-harness no model: use "
+                                 "evaluate.retention.harness: native")
 
     def order(self, prompts: Sequence[Prompt]) -> list[int]:
         """The order the resumable loop should send prompts in (the transformers engine: longest first)."""
