@@ -46,7 +46,8 @@ def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: Rec
     if all(i in out for i in prompts):
         return {}
     with stage_lm(config, config.generate) as lm:
-        return generate_into(lm, prompts, out, config.generate.max_new_tokens, f"{description} ({config.generate.engine})")
+        return generate_into(lm, prompts, out, config.generate.max_new_tokens,
+                             f"{description} ({config.generate.engine})")
 
 
 class Generate(Stage):
@@ -78,7 +79,7 @@ class Generate(Stage):
             failures = generate_answers(run.config, prompts, out, "generate train prompts")
         write_json(run.path / "generations.failures.json", {"n_failed": len(failures), "failures": failures})
         if failures:
-            log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
+            log.warning("%d of %d prompts got no answer from the engine (first: %s); their examples use the gold "
                         "answer, and rerunning retries them", len(failures), len(records),
                         next(iter(failures.values())))
         return out.records
