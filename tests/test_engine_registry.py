@@ -84,7 +84,7 @@ def test_a_suite_is_refused_by_the_engines_capabilities():
                                           "engine transformers or vllm, or retention: null"):
         load_config(None, ["evaluate.engine=echo", "evaluate.retention={}"])
     assert load_config(None, ["evaluate.engine=echo"]).evaluate.engine == "echo"  # generation alone needs nothing
-    assert ENGINES.that_can("next_token_distributions") == ["transformers"]
+    assert ENGINES.that_can("next_token_distributions") == "transformers"
     assert ENGINES["echo"].can == Capabilities()
 
 

@@ -1,14 +1,14 @@
 """The configuration pieces shared by the run configuration and the judge configurations: the strict base every
-section builds on, a model, and an OpenAI-compatible server."""
+section builds on, a model, an OpenAI-compatible server and vLLM's settings."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A name that becomes a file or folder name in the run directory (a run, a trained model, an eval set, an audit): no
 # path separator and no leading dot, so never `..` or a hidden file.
@@ -148,39 +148,3 @@ class VllmConfig(Strict):
     enforce_eager: bool = Field(False, description="No CUDA graphs: less memory and a faster start, slower decoding.")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None, description="The precision vLLM runs in; null = what model.dtype decides for the GPU.")
-
-
-def registered_engine(name: str) -> str:
-    """`name` if an engine is registered under it; else an error listing the registered ones. The registry is imported
-    here, when a config is read, so that this module stays importable by the engines' own modules."""
-    from ssrtune.inference.engine import ENGINES
-
-    return ENGINES.check(name)
-
-
-class EngineSettings(Strict):
-    """Which engine answers prompts (ssrtune.inference.factory.build_lm); the model's placement and precision are
-    the model's own settings (`model.dtype`, `model.device_map`)."""
-
-    engine: Annotated[str, AfterValidator(registered_engine)] = Field(
-        "transformers", description="A registered engine (ssrtune.inference.engine.ENGINES): transformers (in this "
-                                    "process: CPU, one GPU or one model sharded over GPUs), vllm (vLLM on GPUs; the "
-                                    "run's `vllm` settings) or openai (any OpenAI-compatible server).")
-    endpoint: EndpointConfig | None = Field(None, description="The server of an engine that talks to one (openai).")
-    batch_size: int = Field(16, gt=0, description="transformers: prompts per batch.")
-    REMOVED: ClassVar[dict[str, str]] = {
-        "bf16": "model.dtype (auto | float32 | bfloat16 | float16: one precision for every stage of the model)",
-        "tensor_parallel_size": "vllm.tensor_parallel_size (the run's vllm settings, shared by every stage)",
-    }
-
-    @model_validator(mode="after")
-    def _endpoint_for_a_server(self) -> EngineSettings:
-        from ssrtune.inference.engine import ENGINES
-
-        needs_endpoint = ENGINES[self.engine].can.endpoint
-        if needs_endpoint and self.endpoint is None:
-            raise ValueError(f"`endpoint` is required by engine `{self.engine}`")
-        if not needs_endpoint and self.endpoint is not None:
-            raise ValueError(f"`endpoint` is only for an engine that talks to a server "
-                             f"({', '.join(ENGINES.that_can('endpoint'))}), not `{self.engine}`")
-        return self

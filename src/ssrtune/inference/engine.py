@@ -75,9 +75,9 @@ class _EngineRegistry(Registry[type[Engine]]):
         entry.name = name
         return entry
 
-    def that_can(self, capability: str) -> list[str]:
-        """The names of the engines with `capability` (a field of `Capabilities`), for error messages."""
-        return [name for name, engine in self.items() if getattr(engine.can, capability)]
+    def that_can(self, capability: str) -> str:
+        """The engines with `capability` (a field of `Capabilities`), for error messages: "transformers or vllm"."""
+        return " or ".join(name for name, engine in self.items() if getattr(engine.can, capability))
 
 
 ENGINES = _EngineRegistry("engine", "ssrtune.inference.engines")

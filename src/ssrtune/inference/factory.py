@@ -10,7 +10,8 @@ from ssrtune.inference.engine import ENGINES, EngineSetup
 from ssrtune.inference.lm import LM
 
 if TYPE_CHECKING:
-    from ssrtune.config.fields import EndpointConfig, EngineSettings, ModelConfig, VllmConfig
+    from ssrtune.config.engine import EngineSettings
+    from ssrtune.config.fields import EndpointConfig, ModelConfig, VllmConfig
     from ssrtune.config.run import RunConfig
 
 

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Union
 
+from ssrtune.inference.engine import ENGINES
+
 if TYPE_CHECKING:
     import torch
 
@@ -58,15 +60,16 @@ class LM(ABC):
         """For each (context, continuation): log P(continuation | context), and whether greedy decoding would produce
         the continuation. Tokenized as lm-evaluation-harness does (`scoring.encode_request`)."""
         raise UnsupportedRequest(f"the {self.engine} engine gives no log-likelihoods (retention benchmarks and the "
-                                 "llm judge's verdict scores need them): use the transformers or vllm engine")
+                                 "llm judge's verdict scores need them): use engine "
+                                 f"{ENGINES.that_can('loglikelihood')}")
 
     def token_logprobs(self, sequences: Sequence[list[int]], n_last: Sequence[int], *, batch_size: int | None = None,
                        description: str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """For each token sequence, the log-probabilities ([n_last, vocab], float32) of the model's next-token
         distributions at its last `n_last` positions, as (index, tensor) in any order."""
         raise UnsupportedRequest(f"the {self.engine} engine gives no whole next-token distributions (the KL from the "
-                                 "base model needs them): use the transformers engine, or "
-                                 "evaluate.retention.kl_prompts: 0")
+                                 "base model needs them): use engine "
+                                 f"{ENGINES.that_can('next_token_distributions')}, or evaluate.retention.kl_prompts: 0")
 
     def answer_tokens(self, prompt: Prompt, answer: str) -> tuple[list[int], list[int]]:
         """The tokens of `prompt` as the model sees it, and of `answer` after it, ending the turn: a sequence
