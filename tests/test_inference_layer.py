@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from ssrtune.cli import app
 from ssrtune.config.run import ConfigError, load_config
-from ssrtune.net.endpoint import EndpointError
 from ssrtune.inference.factory import build_lm
+from ssrtune.inference.lm import GenerationFailed
 from ssrtune.models.placement import Gpu, Hardware
 from ssrtune.config.fields import EndpointConfig
 from ssrtune.stages.base import Run
@@ -92,7 +92,7 @@ def test_evaluation_on_the_openai_engine_resumes_after_failed_requests(fake_open
         f"evaluate.endpoint={{base_url: '{fake_openai.url}', model: served, api_key_env: SSRTUNE_TEST_KEY, "
         "max_retries: 0}"])
     fake_openai.handler = lambda r: fake.status(500) if "sky" in fake.last_user_text(r) else fake.answer("Anna")
-    with pytest.raises(EndpointError, match=r"predictions.jsonl: 1 of 6 answers failed .*rerunning asks again"):
+    with pytest.raises(GenerationFailed, match=r"predictions.jsonl: 1 of 6 answers failed .*rerunning asks again"):
         Run(config)(Evaluate())
     assert {r["json"]["model"] for r in fake_openai.requests} == {"served"}
     fake_openai.requests.clear()

@@ -76,6 +76,15 @@ def test_batched_loglikelihoods_match_a_plain_forward_pass(tiny):
         assert greedy == bool((logprobs.argmax(-1) == torch.tensor(cont)).all())
 
 
+def test_the_kl_reference_scores_the_tokens_the_chat_template_and_the_answer_make(tiny):
+    model, tok = tiny
+    chat = [{"role": "user", "content": "What colour is the sky?"}]
+    prompt = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert lm(model, tok).answer_tokens(chat, "Blue.") == (tok(prompt, add_special_tokens=False)["input_ids"],
+                                                             tok("Blue." + tok.eos_token, add_special_tokens=False)
+                                                             ["input_ids"])
+
+
 def test_kl_from_the_reference_equals_the_exact_kl_with_the_whole_vocabulary(tiny, tiny_model, tmp_path):
     from conftest import build_tiny_model
 

@@ -21,7 +21,7 @@ from ssrtune.training.distributed import TrainingProcessError
 from ssrtune.net.endpoint import EndpointError
 from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
-from ssrtune.inference.lm import UnsupportedRequest
+from ssrtune.inference.lm import GenerationFailed, UnsupportedRequest
 from ssrtune.report import ReportError
 from ssrtune.stages.base import BASE, Run, Stage, TrainedModel, trained_methods, trained_models
 from ssrtune.stages.data import Data
@@ -276,6 +276,6 @@ def entry() -> None:
         app()
     except (ConfigError, DataError, PromptTooLongError, StaleArtifactError, FileNotFoundError, EndpointError,
             MissingExtraError, ReportError, RunDirInUseError, DiskFaultError, ExportError, UnsupportedRequest,
-            TrainingProcessError, RecordFileError, UnsafePathError, ChatTemplateError) as err:
+            GenerationFailed, TrainingProcessError, RecordFileError, UnsafePathError, ChatTemplateError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         sys.exit(2)

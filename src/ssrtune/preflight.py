@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ssrtune.config.run import ConfigError
+from ssrtune.inference.engine import ENGINES
 from ssrtune.models import placement
 from ssrtune.models.source import check_models_available
 from ssrtune.config.train import process_count
@@ -118,10 +119,12 @@ def parameter_count(model: ModelConfig) -> int:
         return AutoModelForCausalLM.from_config(settings, trust_remote_code=model.trust_remote_code).num_parameters()
 
 
-def uses_vllm(config: RunConfig) -> bool:
-    """Whether a stage of the run starts a vLLM engine: generation, evaluation or a judge on the vllm engine."""
-    return ("vllm" in (config.generate.engine, config.evaluate.engine)
-            or any(getattr(judge, "engine", None) == "vllm" for _, judge in config.leaf_judges()))
+def reserves_gpu_memory(config: RunConfig) -> bool:
+    """Whether a stage of the run (generation, evaluation or an llm judge) starts an engine that claims a share of the
+    GPU's memory when it starts (vLLM)."""
+    engines = [config.generate.engine, config.evaluate.engine,
+               *(judge.engine for _, judge in config.leaf_judges() if hasattr(judge, "engine"))]
+    return any(ENGINES[engine].can.reserves_gpu_memory for engine in engines)
 
 
 def train_in_child_process(config: RunConfig) -> bool:
@@ -129,4 +132,5 @@ def train_in_child_process(config: RunConfig) -> bool:
     it. Training in this process keeps its GPU memory (torch's cached blocks, the model and optimizer until they are
     collected), and vLLM refuses to start with less than `gpu_memory_utilization` of the GPU free (vllm#20305); a
     child's end gives back every byte."""
-    return uses_vllm(config) and placement.training_placement(config.model, config.train).device_type == "cuda"
+    return (reserves_gpu_memory(config)
+            and placement.training_placement(config.model, config.train).device_type == "cuda")

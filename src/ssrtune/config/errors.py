@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from ssrtune.config.judges import KINDS, TAG_MARK
+from ssrtune.config.judges import KINDS, LLM_ENGINES, TAG_MARK
 
 KEYED = re.compile(r"^[A-Za-z_][\w.]*: ")
 
@@ -29,8 +29,8 @@ def validation_message(path: Path | str | None, err: ValidationError, schema: An
             where, message = message.split(": ", 1)
         if e["type"] == "judge_kind":
             kind = e["input"].get("kind") if isinstance(e["input"], dict) else None
-            where, message = ((f"{where}.engine", f"an `llm` judge's engine is transformers, vllm or openai, not "
-                               f"{e['input'].get('engine')!r}") if kind == "llm" else
+            where, message = ((f"{where}.engine", f"an `llm` judge's engine is {', '.join(LLM_ENGINES[:-1])} or "
+                               f"{LLM_ENGINES[-1]}, not {e['input'].get('engine')!r}") if kind == "llm" else
                               (f"{where}.kind", f"unknown judge kind {kind!r}; one of: {', '.join(KINDS)}"))
         elif e["type"] == "data_recipe":
             where, message = f"{where}.recipe", f"unknown recipe {e['input'].get('recipe')!r}; grounded-qa or null"

@@ -11,7 +11,9 @@ from ssrtune.evaluation.benchmarks import BENCHMARKS
 from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.schema import check_field_mapping
 from ssrtune.config.judges import JudgeConfig
-from ssrtune.config.fields import PLAIN_NAME, EngineSettings, Strict
+from ssrtune.config.engine import EngineSettings
+from ssrtune.config.fields import PLAIN_NAME, Strict
+from ssrtune.inference.engine import ENGINES
 
 
 class RetentionConfig(Strict):
@@ -86,17 +88,19 @@ class EvaluateConfig(EngineSettings):
 
     @model_validator(mode="after")
     def _engine_serves_retention(self) -> EvaluateConfig:
-        """What each engine cannot give, refused before the run rather than after the first model's answers."""
-        retention, engine = self.retention, self.engine
-        if retention is None or engine == "transformers":
+        """What the engine cannot give (by its declared capabilities), refused before the run rather than after the
+        first model's answers."""
+        retention, can = self.retention, ENGINES[self.engine].can
+        if retention is None:
             return self
-        if engine == "openai":
-            raise ValueError("`retention` needs log-likelihoods, which an OpenAI-compatible server does not give: "
-                             "use engine transformers or vllm, or retention: null")
-        if retention.harness == "lm-eval":
-            raise ValueError("retention.harness lm-eval runs on the transformers engine's model: use engine "
-                             "transformers, or harness native")
-        if retention.kl_prompts:
+        if not can.loglikelihood:
+            raise ValueError(f"`retention` needs log-likelihoods, which engine {self.engine} does not give: use engine "
+                             f"{ENGINES.that_can('loglikelihood')}, or retention: null")
+        if retention.harness == "lm-eval" and not can.harness:
+            raise ValueError(f"retention.harness lm-eval runs on the {ENGINES.that_can('harness')} "
+                             "engine's model: use that engine, or harness native")
+        if retention.kl_prompts and not can.next_token_distributions:
             raise ValueError("retention.kl_prompts: the KL from the base model needs whole next-token distributions, "
-                             "which the vllm engine does not give: use engine transformers, or kl_prompts: 0")
+                             f"which the {self.engine} engine does not give: use engine "
+                             f"{ENGINES.that_can('next_token_distributions')}, or kl_prompts: 0")
         return self

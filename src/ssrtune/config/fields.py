@@ -1,5 +1,5 @@
 """The configuration pieces shared by the run configuration and the judge configurations: the strict base every
-section builds on, a model, and an OpenAI-compatible server."""
+section builds on, a model, an OpenAI-compatible server and vLLM's settings."""
 
 from __future__ import annotations
 
@@ -148,25 +148,3 @@ class VllmConfig(Strict):
     enforce_eager: bool = Field(False, description="No CUDA graphs: less memory and a faster start, slower decoding.")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None, description="The precision vLLM runs in; null = what model.dtype decides for the GPU.")
-
-
-class EngineSettings(Strict):
-    """Which engine answers prompts (ssrtune.inference.factory.build_lm); the model's placement and precision are
-    the model's own settings (`model.dtype`, `model.device_map`)."""
-
-    engine: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="transformers (in this process: CPU, one GPU or one model sharded over GPUs), "
-                                    "vllm (vLLM on GPUs; the run's `vllm` settings) or openai (any OpenAI-compatible "
-                                    "server).")
-    endpoint: EndpointConfig | None = Field(None, description="The server of the openai engine.")
-    batch_size: int = Field(16, gt=0, description="transformers: prompts per batch.")
-    REMOVED: ClassVar[dict[str, str]] = {
-        "bf16": "model.dtype (auto | float32 | bfloat16 | float16: one precision for every stage of the model)",
-        "tensor_parallel_size": "vllm.tensor_parallel_size (the run's vllm settings, shared by every stage)",
-    }
-
-    @model_validator(mode="after")
-    def _endpoint_for_openai(self) -> EngineSettings:
-        if (self.engine == "openai") != (self.endpoint is not None):
-            raise ValueError("`endpoint` is required by engine `openai`, and only by it")
-        return self

@@ -147,6 +147,7 @@ def _member_tags(member: type[Strict]) -> list[str]:
 
 TAGS = {tag: member for member in MEMBERS for tag in _member_tags(member)}
 KINDS = sorted({tag.split(TAG_MARK)[1].split("/")[0] for tag in TAGS})
+LLM_ENGINES = [tag.split("/")[1] for tag in TAGS if "/" in tag]  # the engines an `llm` judge runs on
 
 JudgeConfig = Annotated[
     Union[tuple(Annotated[member, Tag(tag)] for tag, member in TAGS.items())],

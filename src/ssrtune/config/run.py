@@ -22,7 +22,8 @@ from ssrtune.config.errors import error_words, validation_message
 from ssrtune.config.judges import TAG_MARK, JudgeConfig, grounded_qa_judge, leaf_judges, parse_judge
 from ssrtune.config.evaluate import EvaluateConfig
 from ssrtune.methods import registered, restatements
-from ssrtune.config.fields import PLAIN_NAME, EngineSettings, ModelConfig, Strict, VllmConfig
+from ssrtune.config.engine import EngineSettings
+from ssrtune.config.fields import PLAIN_NAME, ModelConfig, Strict, VllmConfig
 from ssrtune.config.train import ModelEntry, TrainConfig, check_models
 
 DEFAULT_METHODS = ("sft", "ssr")

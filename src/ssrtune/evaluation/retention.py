@@ -4,12 +4,10 @@ Written by hand rather than through lm-evaluation-harness because the harness fe
 run time, which a machine without network (and our embedded default) cannot do; the scoring follows the
 harness's `multiple_choice` semantics, and the harness itself is an optional backend (`ssrtune.inference.harness`).
 Every model call goes through an `ssrtune.inference.lm.LM`: the benchmarks run on any engine that gives
-log-likelihoods, the KL on the transformers engine (it needs whole next-token distributions).
+log-likelihoods, the KL on any engine that gives whole next-token distributions (`engine.Capabilities`).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,9 +15,6 @@ from ssrtune.evaluation.benchmarks import MathProblem, Question, gsm8k_exemplars
 from ssrtune.inference.lm import LM
 from ssrtune.evaluation.stats import accuracy, mean
 from ssrtune.text import final_number
-
-if TYPE_CHECKING:
-    from ssrtune.inference.local import TransformersLM
 
 
 def score_questions(questions: list[Question], lls: list[tuple[float, bool]]) -> list[dict]:
@@ -89,19 +84,16 @@ GENERAL_PROMPTS = [
 ]
 
 
-def kl_reference(lm: TransformersLM, prompts: list[str], max_new_tokens: int, top_k: int, batch_size: int
+def kl_reference(lm: LM, prompts: list[str], max_new_tokens: int, top_k: int, batch_size: int
                  ) -> dict[str, torch.Tensor]:
     """The base model's greedy responses to general prompts and, at every response position, its top-k next-token
     log-probabilities and the log of the remaining mass, stored so that each fine-tuned model is compared
     without loading the base model beside it."""
     chats = [[{"role": "user", "content": p}] for p in prompts]
     responses = lm.generate(chats, max_new_tokens, batch_size=batch_size)
-    tokenizer = lm.tokenizer
     sequences, n_last = [], []
     for chat, response in zip(chats, responses):
-        prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer(response.strip() + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
+        prompt_ids, response_ids = lm.answer_tokens(chat, response.strip())
         sequences.append(prompt_ids + response_ids)
         n_last.append(len(response_ids))
     ids, logps, tails = [None] * len(sequences), [None] * len(sequences), [None] * len(sequences)

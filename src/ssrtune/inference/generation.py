@@ -14,8 +14,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ssrtune.data.chat_format import chat_turns, end_of_turn_ids
-from ssrtune.net.endpoint import EndpointError
-from ssrtune.inference.lm import LM, Prompt
+from ssrtune.inference.lm import LM, GenerationFailed, Prompt
 from ssrtune.inference.padding import left_padded_batch
 from ssrtune.models.placement import Placement
 from ssrtune.progress import progress_bar, rate
@@ -55,8 +54,9 @@ def complete_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
 
 def generate_into(lm: LM, prompts: dict[str, Prompt], out: RecordFile, max_new_tokens: int,
                   description: str) -> dict[str, str]:
-    """Answer every prompt not yet in `out`, appending each finished chunk; returns the prompts whose server request
-    failed for good ({id: what failed}): they are not written, and the next run retries exactly those."""
+    """Answer every prompt not yet in `out`, appending each finished chunk; returns the prompts the engine could not
+    answer ({id: what failed}, e.g. a server's request that failed for good): they are not written, and the next run
+    retries exactly those."""
     todo = [i for i in prompts if i not in out]
     todo = [todo[k] for k in lm.order([prompts[i] for i in todo])]
     failures: dict[str, str] = {}
@@ -67,7 +67,7 @@ def generate_into(lm: LM, prompts: dict[str, Prompt], out: RecordFile, max_new_t
             ids = todo[offset: offset + lm.chunk_size]
             answers = lm.generate([prompts[i] for i in ids], max_new_tokens)
             out.append({"id": i, "response": a.strip()} for i, a in zip(ids, answers) if isinstance(a, str))
-            failures.update((i, str(a)) for i, a in zip(ids, answers) if isinstance(a, EndpointError))
+            failures.update((i, str(a)) for i, a in zip(ids, answers) if isinstance(a, GenerationFailed))
             tokens = lm.tokens_generated - tokens_before
             speed = rate(offset + len(ids), start) + (f" {tokens / (time.perf_counter() - start):.0f} tok/s"
                                                       if tokens else "")

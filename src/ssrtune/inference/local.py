@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ssrtune.extras import import_extra
 from ssrtune.inference import scoring
 from ssrtune.inference.generation import complete_batch, prompt_text
 from ssrtune.inference.lm import LM, Prompt
@@ -91,3 +92,13 @@ class TransformersLM(LM):
                        description: str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         return scoring.token_logprobs(self.model, list(sequences), list(n_last), batch_size or self.batch_size,
                                       self.placement, description)
+
+    def answer_tokens(self, prompt: Prompt, answer: str) -> tuple[list[int], list[int]]:
+        prompt_ids = self.tokenizer(prompt_text(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        answer_ids = self.tokenizer(answer + (self.tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
+        return prompt_ids, answer_ids
+
+    def harness_model(self, batch_size: int):
+        """lm-evaluation-harness's own wrapper of a transformers model, around this one (loaded and placed here)."""
+        huggingface = import_extra("lm_eval.models.huggingface", "lm-eval", "evaluate.retention.harness=lm-eval")
+        return huggingface.HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=batch_size)

@@ -2,7 +2,7 @@
 through `ssrtune.net.endpoint.ChatEndpoint` (bounded concurrency, retries, the key read from the environment).
 
 Generation of chat prompts only, greedy; no log-likelihoods (`LM.loglikelihood` refuses). A request that failed for good
-comes back as an `EndpointError` in its slot, never as an exception.
+(the client's `EndpointError`) comes back as a `GenerationFailed` in its slot, never as an exception.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ssrtune.net.endpoint import ChatEndpoint, EndpointError
-from ssrtune.inference.lm import LM, Prompt, UnsupportedRequest
+from ssrtune.inference.lm import LM, GenerationFailed, Prompt, UnsupportedRequest
 from ssrtune.config.fields import EndpointConfig
 
 # Requests per chunk of the resumable loop, in rounds of `max_concurrency`: the slowest request of a chunk idles the
@@ -30,12 +30,13 @@ class OpenAILM(LM):
         self._endpoint = endpoint
 
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = (), *,
-                 batch_size: int | None = None, description: str | None = None) -> list[str | EndpointError]:
+                 batch_size: int | None = None, description: str | None = None) -> list[str | GenerationFailed]:
         if any(isinstance(p, str) for p in prompts):
             raise UnsupportedRequest("the openai engine sends chat conversations; raw text prompts (e.g. GSM8K's "
                                      "few-shot text) need the transformers or vllm engine")
         self._endpoint = self._endpoint or ChatEndpoint(self.config)
-        answers = self._endpoint.complete(list(prompts), max_new_tokens, temperature=0.0)
+        answers = [GenerationFailed(str(a)) if isinstance(a, EndpointError) else a
+                   for a in self._endpoint.complete(list(prompts), max_new_tokens, temperature=0.0)]
         for text in stop:  # the server generates on; the answer ends where a stop string starts
             answers = [a.split(text)[0] if isinstance(a, str) else a for a in answers]
         return answers

@@ -3,7 +3,7 @@
 Prompts are rendered and tokenized here by the model's own tokenizer -- the same tokens the transformers engine
 sees -- and sent as token ids. A trained LoRA adapter is evaluated without merging (`enable_lora` + `LoRARequest`);
 fully fine-tuned weights are loaded as the model. The precision is what model.dtype decides for the GPUs, unless
-`vllm.dtype` says otherwise. `factory.build_lm` runs this engine in a child process of its own (`child`), whose end
+`vllm.dtype` says otherwise. `engines.VllmEngine` runs it in a child process of its own (`child`), whose end
 releases the GPU memory before the next stage (training) needs it.
 """
 

@@ -12,7 +12,7 @@ import math
 import re
 
 from ssrtune.inference.factory import build_lm
-from ssrtune.inference.lm import LM
+from ssrtune.inference.lm import LM, GenerationFailed
 from ssrtune.judges.base import Judge, JudgeInput, Judgment, Verdict
 from ssrtune.config.judges import EndpointLLMJudgeConfig, LocalLLMJudgeConfig
 from ssrtune.prompt_templates import JUDGE_TEMPLATE, render, template_text
@@ -99,19 +99,17 @@ class EndpointLLMJudge(Judge):
         self.config = config
         self.template = template_text(config.template, JUDGE_TEMPLATE)
         # The server's client is made on first use: a rerun whose verdicts are all cached needs neither it nor the key.
-        self.lm = lm or build_lm("openai", None, endpoint=config.endpoint)
+        self.lm = lm or build_lm(config.engine, None, endpoint=config.endpoint)
         self.batch_size = self.lm.chunk_size
 
     def judge(self, items: list[JudgeInput]) -> list[Judgment]:
-        from ssrtune.net.endpoint import EndpointError
-
         words = self.config.verdict_words
         replies = self.lm.generate(
             [[{"role": "user", "content": judge_prompt(self.template, item, words)}] for item in items],
             self.config.max_tokens)
         out = []
         for reply in replies:
-            if isinstance(reply, EndpointError):
+            if isinstance(reply, GenerationFailed):
                 out.append(Judgment("failed", f"endpoint: {reply}"))
                 continue
             verdict = parse_verdict(reply, words)

@@ -24,12 +24,11 @@ from ssrtune.config.run import RunConfig
 from ssrtune.data.loaders import load_records
 from ssrtune.data.prompts import prompt_part
 from ssrtune.data.schema import Record
-from ssrtune.net.endpoint import EndpointError
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.inference.harness import harness_results
-from ssrtune.inference.lm import LM
+from ssrtune.inference.lm import LM, GenerationFailed
 from ssrtune.judges.base import Judge, JudgeInput
 from ssrtune.config.judges import JudgeConfig, describe
 from ssrtune.judges.factory import build_judge, judge_fingerprint, judge_part
@@ -137,7 +136,7 @@ def records_fingerprint(records: list[Record]) -> str:
 def answers(config: RunConfig, folder: Path, file: str, records: list[Record], model: Parts, data: Parts,
             load: LoadLM, rule: CacheRule, description: str) -> dict[str, dict]:
     """The model's greedy answers to every record's prompt, resumable in `folder/file` under the parts of the
-    evaluated model, the prompts, the records and the answer length. A server's requests that failed for good stop
+    evaluated model, the prompts, the records and the answer length. Prompts the engine could not answer stop
     the evaluation (a missing answer can't be scored); rerunning asks for exactly those."""
     settings = config.evaluate
     out = RecordFile(folder / file, {**model, "prompt": prompt_part(config), **data,
@@ -148,9 +147,9 @@ def answers(config: RunConfig, folder: Path, file: str, records: list[Record], m
                                records, reserve=settings.max_new_tokens)
         failures = generate_into(load(), prompts, out, settings.max_new_tokens, f"{description} ({settings.engine})")
         if failures:
-            raise EndpointError(f"{out.path}: {len(failures)} of {len(records)} answers failed (first: "
-                                f"{next(iter(failures.values()))}); the others are kept, and rerunning asks again "
-                                "for these")
+            raise GenerationFailed(f"{out.path}: {len(failures)} of {len(records)} answers failed (first: "
+                                   f"{next(iter(failures.values()))}); the others are kept, and rerunning asks "
+                                   "again for these")
     return out.records
 
 

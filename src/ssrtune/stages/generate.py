@@ -8,6 +8,7 @@ from pathlib import Path
 from ssrtune.config.run import RunConfig
 from ssrtune.data.prompts import fitted_prompts, prompt_messages, prompt_part
 from ssrtune.data.schema import Record
+from ssrtune.inference.engine import ENGINES
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
 from ssrtune.inference.generation import generate_into
 from ssrtune.models.loading import context_length, load_tokenizer, model_part
@@ -34,8 +35,8 @@ def generation_inputs(config: RunConfig) -> Parts:
 def task_prompts(config: RunConfig, engine: str, stage: str, records: list[Record], reserve: int,
                  targets: dict[str, str] | None = None) -> dict[str, list[dict]]:
     """The prompts for generating from `records`: cut by the one truncation rule to fit the model's context with
-    `reserve` tokens to spare; whole for the openai engine, whose server has its own tokenizer and limit."""
-    if engine == "openai" or not records:
+    `reserve` tokens to spare; whole for an engine that tokenizes them itself (a server, with its own limit)."""
+    if ENGINES[engine].can.tokenizes_prompts or not records:
         return {r.id: prompt_messages(r) for r in records}
     return fitted_prompts(config, stage, records, load_tokenizer(config.model), context_length(config.model),
                           targets=targets, reserve=reserve)
@@ -44,11 +45,12 @@ def task_prompts(config: RunConfig, engine: str, stage: str, records: list[Recor
 def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: RecordFile, description: str
                      ) -> dict[str, str]:
     """The base model's greedy answers (`generate` settings) to the prompts not yet in `out`; returns the prompts
-    whose server requests failed for good (id -> error). The model is released when they are done."""
+    the engine could not answer (id -> what failed). The model is released when they are done."""
     if all(i in out for i in prompts):
         return {}
     with stage_lm(config, config.generate) as lm:
-        return generate_into(lm, prompts, out, config.generate.max_new_tokens, f"{description} ({lm.engine})")
+        return generate_into(lm, prompts, out, config.generate.max_new_tokens,
+                             f"{description} ({config.generate.engine})")
 
 
 @makes(OwnAnswers)
@@ -56,8 +58,8 @@ class Generate(Stage):
     """Inputs: `generation_inputs`. Artifact: generations.jsonl, records {id, response}. Resume: the
     prompts without a record are answered; other settings are refused (`--fresh` discards the answers).
 
-    With the openai engine a prompt whose request failed for good gets no generation (its example trains on gold);
-    generations.failures.json lists them, and rerunning the stage retries exactly those.
+    A prompt the engine could not answer (a server's request that failed for good) gets no generation (its example
+    trains on gold); generations.failures.json lists them, and rerunning the stage retries exactly those.
     """
 
     name = "generate"
@@ -88,7 +90,7 @@ class Generate(Stage):
         write_json(inputs.layout.root / "generations.failures.json", {"n_failed": len(failures),
                                                                       "failures": failures})
         if failures:
-            log.warning("%d of %d prompts got no answer from the endpoint (first: %s); their examples use the gold "
+            log.warning("%d of %d prompts got no answer from the engine (first: %s); their examples use the gold "
                         "answer, and rerunning retries them", len(failures), len(records),
                         next(iter(failures.values())))
         return out.records
