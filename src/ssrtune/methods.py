@@ -3,8 +3,8 @@
 A method is one registered class: whether it tries the model's own answer, an optional restatement of the gold
 answer by the base model (its template, its artifact, its config key), and whether examples without an accepted
 candidate fall back to the gold answer or are dropped. Every method's targets come from one rule, `Method.select`:
-the first accepted candidate, else the fallback. Defining a subclass registers it; the config's method list is
-`METHODS`.
+the first accepted candidate, else the fallback. Defining a subclass registers it in `registry.METHODS`, which the
+configuration's method names are checked against.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import ClassVar
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
 from ssrtune.prompt_templates import template_text
-
-METHODS: dict[str, Method] = {}
+from ssrtune.registry import METHODS
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,9 @@ class Restatement:
     only_rejected: bool  # restate only where the own answer was not accepted, or every example
 
     def template_text(self, generate) -> str:
-        """The template: the user's file named by `generate.<config_key>` (a field GenerateConfig has for every
-        restatement), or the shipped one."""
-        return template_text(getattr(generate, self.config_key), self.template)
+        """The template: the user's file named by `generate.<config_key>` (config.run.GenerateConfig), or the shipped
+        one."""
+        return template_text(generate.template(self.config_key), self.template)
 
     def wanted(self, records: list[Record], judgments: dict[str, dict]) -> list[Record]:
         """The records to restate."""
@@ -52,7 +51,7 @@ class Method:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        METHODS[cls.name] = cls()
+        METHODS.add(cls.name, cls())
 
     def select(self, records: list[Record], generations: dict[str, dict], judgments: dict[str, dict],
                restated: dict[str, dict] | None = None,
@@ -118,19 +117,6 @@ class SelfOnly(Method):
     name = "self_only"
     own_answers = True
     drops_rejected = True
-
-
-def registered(name: str) -> str:
-    """`name` if it is a registered method; checked when a configuration is read, so that a method defined after
-    the configuration module was imported counts too."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; one of: {', '.join(METHODS)}")
-    return name
-
-
-def restatements() -> list[Restatement]:
-    """Every registered method's restatement, once each."""
-    return list(dict.fromkeys(m.restatement for m in METHODS.values() if m.restatement is not None))
 
 
 def trained_rows(rows: list[dict]) -> list[dict]:

@@ -10,7 +10,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from ssrtune.config.run import ConfigError
+from ssrtune.config.errors import ConfigError
 from ssrtune.models import placement
 from ssrtune.models.source import check_models_available
 from ssrtune.config.train import process_count

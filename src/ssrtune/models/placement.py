@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ssrtune.config.run import ConfigError
+from ssrtune.config.errors import ConfigError
 from ssrtune.config.fields import ModelConfig
 
 if TYPE_CHECKING:

@@ -223,7 +223,7 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM
             write_json(path, result)
         return result
     for name in settings.benchmarks:
-        spec = bench.benchmark(name)
+        spec = bench.BENCHMARKS[name]
         generation = (settings.gsm8k_shots, settings.gsm8k_max_new_tokens) if spec.generative else ()
         wanted = fingerprint(model_fp, name, settings.limit, settings.seed, *generation)
         if result["benchmarks"].get(name, {}).get("fingerprint") == wanted:

@@ -21,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ssrtune.config.run import ConfigError, RunConfig
+from ssrtune.config.errors import ConfigError
+from ssrtune.config.run import RunConfig
 from ssrtune.console import apply_quiet, quiet
 from ssrtune.preflight import train_in_child_process
 from ssrtune.config.train import process_count

@@ -17,7 +17,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
 from ssrtune.training.checkpoints import checkpoint_callbacks, last_complete_checkpoint, save_arguments
-from ssrtune.config.run import ConfigError
+from ssrtune.config.errors import ConfigError
 from ssrtune.console import quiet
 from ssrtune.data.chat_format import ChatTemplateError, prompt_and_answer_ids, template_name
 from ssrtune.extras import import_extra
