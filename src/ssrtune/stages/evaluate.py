@@ -140,7 +140,7 @@ def answers(config: RunConfig, folder: Path, file: str, records: list[Record], m
     evaluated model, the prompts, the records and the answer length. A server's requests that failed for good stop
     the evaluation (a missing answer can't be scored); rerunning asks for exactly those."""
     settings = config.evaluate
-    out = RecordFile(folder / file, {**model, "prompt": prompt_part(config), **data,
+    out = RecordFile(folder / file, {**model, "prompt": prompt_part(config.model.max_context), **data,
                                      "evaluate.max_new_tokens": settings.max_new_tokens}, rule)
     if len(out) < len(records):
         suite = file.removesuffix("predictions.jsonl").rstrip(".")
