@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from ssrtune.config.run import ModelConfig, plain_name
+from ssrtune.config.fields import ModelConfig
+from ssrtune.config.run import plain_name
 from ssrtune.models.loading import load_model, load_tokenizer, resolve
+from ssrtune.models.placement import DTYPES
 from ssrtune.storage.rundir import run_guard
 from ssrtune.storage.permissions import widen_to_umask
 from ssrtune.storage.artifacts import read_json, write_text_atomic
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ExportError(ValueError):
