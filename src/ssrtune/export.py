@@ -17,15 +17,12 @@ import yaml
 
 from ssrtune.config.fields import ModelConfig
 from ssrtune.config.run import plain_name
+from ssrtune.errors import ExportError
 from ssrtune.models.loading import load_model, load_tokenizer, resolve
 from ssrtune.models.placement import DTYPES
 from ssrtune.storage.rundir import run_guard
 from ssrtune.storage.permissions import widen_to_umask
 from ssrtune.storage.artifacts import read_json, write_text_atomic
-
-
-class ExportError(ValueError):
-    pass
 
 
 def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
