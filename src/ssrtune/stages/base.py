@@ -1,7 +1,7 @@
 """A stage and the run that runs stages.
 
 A stage is one object: the stages it `needs`, the named `inputs` its artifact is made from, its `artifact` in the
-run directory, and `make`, which resumes from that artifact by the cache rule of `store` (records are reused under
+run directory, and `make`, which resumes from that artifact by the cache rule of `Artifact` (records are reused under
 the fingerprint of the inputs they were made with; anything else is redone or refused). `Run` runs a stage after
 the stages it needs, each once per process: asking for `evaluate/ssr` runs (or reuses) the data, the own answers,
 the judge, ssr's targets and training first. The run decides, for every stage, what happens to work made before
@@ -86,8 +86,8 @@ class Stage(ABC):
 
     @abstractmethod
     def inputs(self, run: Run) -> Parts | None:
-        """What the artifact is made from, by name (`fingerprints`); None for a stage remade every time (cheap and
-        deterministic)."""
+        """What the artifact is made from, by name (`storage.fingerprints`); None for a stage remade every time
+        (cheap and deterministic)."""
 
     @abstractmethod
     def make(self, run: Run) -> Any:
