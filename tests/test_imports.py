@@ -91,6 +91,23 @@ def test_the_circle_finder_finds_a_circle_and_ignores_deferred_imports(tmp_path)
     assert import_cycle(tmp_path) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
 
 
+# What the configuration may import, anywhere in config/ (functions included): besides the standard library,
+# pydantic and yaml, itself, the registries it checks names against, and small helpers that import nothing heavy.
+CONFIG_MAY_IMPORT = ("pydantic", "pydantic_core", "yaml", "ssrtune.config", "ssrtune.registry", "ssrtune.data.formats",
+                     "ssrtune.data.hub", "ssrtune.data.schema", "ssrtune.storage.artifacts")
+
+
+def test_the_configuration_imports_only_leaves():
+    outside = set()
+    for path in (SRC / "ssrtune" / "config").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and not node.level else []
+            outside.update(f"{path.name}: {name}" for name in names if name.split(".")[0] not in sys.stdlib_module_names
+                           and not any(name == ok or name.startswith(f"{ok}.") for ok in CONFIG_MAY_IMPORT))
+    assert sorted(outside) == []
+
+
 def _loaded_by(module: str, prefixes: tuple[str, ...]) -> list[str]:
     """The modules in (or named by) `prefixes` that importing `module` in a fresh interpreter loads."""
     code = f"import sys, {module}; print('\\n'.join(sys.modules))"

@@ -24,6 +24,7 @@ from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
 from ssrtune.registry import METHODS
+from ssrtune.storage.artifacts import write_text_atomic
 
 DEFAULT_METHODS = ("sft", "ssr")
 
@@ -281,8 +282,6 @@ def load_judge_config(path: str | Path) -> JudgeConfig:
 
 
 def dump_config(config: RunConfig, path: Path) -> None:
-    from ssrtune.storage.artifacts import write_text_atomic
-
     # `methods` or `models`, as the configuration gave them: it loads again as the same configuration
     tree = config.model_dump(mode="json", exclude={"models"} if config.models is None else {"methods"})
     write_text_atomic(path, yaml.safe_dump(tree, sort_keys=False))

@@ -122,15 +122,6 @@ class TrainConfig(Strict):
         return self.model_dump(mode="json", exclude=set(self.EXECUTION_ONLY))
 
 
-def process_count(train: TrainConfig) -> int:
-    """`train.num_processes`, with `auto` = one process per visible GPU (1 without GPUs)."""
-    if train.num_processes != "auto":
-        return train.num_processes
-    import torch
-
-    return max(torch.cuda.device_count(), 1)
-
-
 # Shared by every model of a method: train/<method>.jsonl is cut to it (stages.select), so a model cannot change it.
 RUN_WIDE = frozenset({"max_length"})
 

@@ -142,6 +142,13 @@ def training_placement(model: ModelConfig, train: TrainConfig) -> Placement:
     return place(model, full_training=train.full, framework_places=bool(train.accelerate_config))
 
 
+def process_count(train: TrainConfig) -> int:
+    """`train.num_processes`, with `auto` = one process per visible GPU (1 without GPUs)."""
+    if train.num_processes != "auto":
+        return train.num_processes
+    return max(torch.cuda.device_count(), 1)
+
+
 def _compute_dtype(setting: str, gpus: list[Gpu], machine: Hardware) -> torch.dtype:
     if not gpus:
         if setting == "float16":

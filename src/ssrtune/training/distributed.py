@@ -26,7 +26,7 @@ from ssrtune.config.run import RunConfig
 from ssrtune.console import apply_quiet, quiet
 from ssrtune.errors import TrainingProcessError
 from ssrtune.preflight import train_in_child_process
-from ssrtune.config.train import process_count
+from ssrtune.models.placement import process_count
 from ssrtune.storage.artifacts import iter_jsonl, read_json, write_json
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from ssrtune.data.chat_format import ChatTemplateError, prompt_and_answer_ids, t
 from ssrtune.extras import import_extra
 from ssrtune.inference.padding import left_pad, left_padded_batch
 from ssrtune.models.loading import load_model
-from ssrtune.models.placement import Placement, training_placement
+from ssrtune.models.placement import Placement, process_count, training_placement
 from ssrtune.progress import progress_bar
 from ssrtune.config.fields import ModelConfig
-from ssrtune.config.train import GRADIENT_CHECKPOINTING_ABOVE, TrainConfig, process_count
+from ssrtune.config.train import GRADIENT_CHECKPOINTING_ABOVE, TrainConfig
 
 log = logging.getLogger(__name__)
 
