@@ -94,8 +94,8 @@ def test_a_restating_method_defined_after_the_config_module_brings_its_template_
 
     class Summarize(Method):
         name = "summarize"
-        restatement = Restatement("summaries", "paraphrase.jinja", "summary_template", "summarize: a template file.",
-                                  source="summary", only_rejected=False)
+        restatement = Restatement("summaries", "paraphrase.jinja", "summary_template", source="summary",
+                                  only_rejected=False)
 
     template = tmp_path / "summary.jinja"
     template.write_text("Summarize {{ gold }}", encoding="utf-8")

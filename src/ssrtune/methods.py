@@ -26,7 +26,6 @@ class Restatement:
     name: str  # names its artifacts: <name>.jsonl holds the restatements, <name>.judgments.jsonl their verdicts
     template: str  # the shipped template, in ssrtune/templates/
     config_key: str  # generate.<config_key>: a template file of the user's replacing the shipped one
-    description: str  # of that config key
     source: str  # the `source` label of the targets it gives
     only_rejected: bool  # restate only where the own answer was not accepted, or every example
 
@@ -73,12 +72,11 @@ class Method:
         return rows
 
 
-PARAPHRASE = Restatement("paraphrases", "paraphrase.jinja", "paraphrase_template",
-                         "s3ft: a Jinja template file for paraphrasing the gold answer; null = the shipped "
-                         "ssrtune/templates/paraphrase.jinja.", source="paraphrase", only_rejected=True)
-REWRITE = Restatement("rewrites", "rewrite.jinja", "rewrite_template",
-                      "sdft: a Jinja template file for rewriting the gold answer; null = the shipped "
-                      "ssrtune/templates/rewrite.jinja.", source="rewrite", only_rejected=False)
+# s3ft's paraphrases of the gold answer and sdft's rewrites of it (generate.paraphrase_template and
+# generate.rewrite_template: the user's template files; null = the shipped ones).
+PARAPHRASE = Restatement("paraphrases", "paraphrase.jinja", "paraphrase_template", source="paraphrase",
+                         only_rejected=True)
+REWRITE = Restatement("rewrites", "rewrite.jinja", "rewrite_template", source="rewrite", only_rejected=False)
 
 
 class SFT(Method):
