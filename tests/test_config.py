@@ -84,6 +84,32 @@ def test_unknown_method_is_rejected():
         load_config(None, ["methods=[ssr, dpo]"])
 
 
+def test_a_restating_method_defined_after_the_config_module_brings_its_template_key(tmp_path, monkeypatch):
+    """The config module is imported (above) before the method is defined: its name and its restatement's template
+    setting are checked against the registry when a config is read, not fixed when the module was imported."""
+    from ssrtune.methods import Method, Restatement
+    from ssrtune.registry import METHODS
+
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS.items()))  # the method is gone after the test
+
+    class Summarize(Method):
+        name = "summarize"
+        restatement = Restatement("summaries", "paraphrase.jinja", "summary_template", source="summary",
+                                  only_rejected=False)
+
+    template = tmp_path / "summary.jinja"
+    template.write_text("Summarize {{ gold }}", encoding="utf-8")
+    config = load_config(None, ["methods=[ssr, summarize]", f"generate.summary_template={template}"])
+    assert config.methods == ["ssr", "summarize"]
+    assert Summarize.restatement.template_text(config.generate) == "Summarize {{ gold }}"
+    assert config.generate.template("paraphrase_template") is None
+    dumped = config.generate.model_dump()
+    assert list(dumped)[-3:] == ["paraphrase_template", "rewrite_template", "summary_template"]
+    with pytest.raises(ConfigError, match=r"generate\.summary_templat: unknown key `summary_templat`; did you mean "
+                                          r"`summary_template`\?$"):
+        load_config(None, ["methods=[summarize]", "generate.summary_templat=x.jinja"])
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["data.n_train=10"], r"data\.n_train: `n_train` is a setting of a built-in recipe"),
     (["data.seed=3"], r"data\.seed: `seed` is a setting of a built-in recipe"),
@@ -110,12 +136,10 @@ def test_every_field_documents_itself():
     from pydantic import BaseModel
 
     import ssrtune.config as package
-    from ssrtune.config.run import GenerateConfig
 
     modules = [importlib.import_module(f"{package.__name__}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
     models = {m for module in modules for m in vars(module).values()
               if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__}
-    models.add(GenerateConfig)
     missing = [f"{m.__name__}.{name}" for m in models
                for name, field in m.model_fields.items() if not field.description and name != "kind"]
     assert missing == []
@@ -173,6 +197,8 @@ def test_every_shipped_config_loads_and_tuning_never_sees_the_test_split():
      r"data\.fields: 'qeury' is not a record field; did you mean `query`\?"),
     ("evaluate: {retention: {benchmark: [piqa]}}\n", r"evaluate\.retention\.benchmark: .*did you mean `benchmarks`"),
     ("zzz: 1\n", r"  zzz: unknown key `zzz`$"),
+    ("generate: {max_new_token: 3}\n", r"\n  generate\.max_new_token: unknown key `max_new_token`; did you mean "
+                                       r"`max_new_tokens`\?$"),
 ])
 def test_a_mistyped_key_names_the_key_it_resembles(tmp_path, yaml_text, message):
     path = tmp_path / "c.yaml"

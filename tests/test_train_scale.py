@@ -11,9 +11,8 @@ from ssrtune.training.checkpoints import TimedCheckpoints, save_arguments
 from ssrtune.config.run import ConfigError, ModelConfig, RunConfig, TrainConfig, load_config
 from ssrtune.config.train import parse_save_every
 from ssrtune.training.distributed import train_method
-from ssrtune.config.train import process_count
 from ssrtune.models.loading import load_model
-from ssrtune.models.placement import Hardware, Placement
+from ssrtune.models.placement import Hardware, Placement, process_count
 from ssrtune.storage.artifacts import write_jsonl
 from ssrtune.training.trainer import OneDeviceSFTConfig, load_for_training, sft_config
 from tests.test_train import fit, rows

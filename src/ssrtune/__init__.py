@@ -12,7 +12,8 @@ import ssrtune.lazy as _lazy
 if _lazy.TYPE_CHECKING:
     from ssrtune import judges
     from ssrtune.api import Pipeline, run
-    from ssrtune.config.run import ConfigError, RunConfig, load_config
+    from ssrtune.config.errors import ConfigError
+    from ssrtune.config.run import RunConfig, load_config
     from ssrtune.data.schema import DataError
     from ssrtune.storage.artifacts import StaleArtifactError
 
@@ -20,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = ["run", "Pipeline", "load_config", "RunConfig", "judges", "ConfigError", "DataError", "StaleArtifactError"]
 __getattr__, __dir__ = _lazy.lazy_exports(__name__, {
     "run": "ssrtune.api", "Pipeline": "ssrtune.api", "load_config": "ssrtune.config.run", "RunConfig": "ssrtune.config.run",
-    "judges": "ssrtune.judges", "ConfigError": "ssrtune.config.run", "DataError": "ssrtune.data.schema",
+    "judges": "ssrtune.judges", "ConfigError": "ssrtune.config.errors", "DataError": "ssrtune.data.schema",
     "StaleArtifactError": "ssrtune.storage.artifacts"})

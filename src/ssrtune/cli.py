@@ -7,33 +7,29 @@ import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ssrtune import __version__, pipeline
-from ssrtune.config.run import ConfigError, RunConfig, load_config
+from ssrtune import __version__
+from ssrtune.config.errors import ConfigError
+from ssrtune.config.run import RunConfig, load_config, load_judge_config
 from ssrtune.console import quiet_libraries, resume_notice
 from ssrtune.data.chat_format import ChatTemplateError
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
-from ssrtune.training.distributed import TrainingProcessError
-from ssrtune.net.endpoint import EndpointError
-from ssrtune.export import ExportError
+from ssrtune.errors import ExportError, ReportError, TrainingProcessError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import GenerationFailed, UnsupportedRequest
-from ssrtune.report import ReportError
-from ssrtune.stages.base import BASE, Run, Stage, TrainedModel, trained_methods, trained_models
-from ssrtune.stages.data import Data
-from ssrtune.stages.evaluate import Evaluate
-from ssrtune.stages.generate import Generate
-from ssrtune.stages.judge import Judge
-from ssrtune.stages.restate import Restate
-from ssrtune.stages.select import Select
-from ssrtune.stages.train import Train
-from ssrtune.storage.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
-from ssrtune.storage.nofollow import UnsafePathError
+from ssrtune.net.endpoint import EndpointError
 from ssrtune.storage.artifacts import RecordFileError, StaleArtifactError, read_json
+from ssrtune.storage.nofollow import UnsafePathError
+from ssrtune.storage.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
+
+# The stages (and torch behind them) are imported by the commands that run them: `ssrtune --help` and every
+# command's error handling start without them.
+if TYPE_CHECKING:
+    from ssrtune.stages.base import Run, Stage, TrainedModel
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fine-tune language models with Selective Self-Rehearsal.")
@@ -54,6 +50,8 @@ def _run(path: Path, overrides: list[str] | None, uses_models: bool = True) -> R
     """The run of a stage command; a stale stage is refused, naming the commands that redo it. A command whose
     stages use the models first checks what `ssrtune run` checks before any work (`preflight.check_run`: a model that
     can't be had, training settings this machine can't serve, a chat template that can't be trained on)."""
+    from ssrtune.stages.base import Run
+
     config = load_config(path, overrides or [])
     if uses_models:
         from ssrtune.preflight import check_run
@@ -65,6 +63,8 @@ def _run(path: Path, overrides: list[str] | None, uses_models: bool = True) -> R
 
 def _named(config: RunConfig, names: list[str] | None) -> list[TrainedModel]:
     """The configured models named by --model, in the configuration's order (all of them without the option)."""
+    from ssrtune.stages.base import trained_models
+
     models = trained_models(config)
     unknown = [name for name in names or [] if name not in {m.name for m in models}]
     if unknown:
@@ -105,6 +105,8 @@ def main(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", 
 def run(config: ConfigArg, overrides: Overrides = None, fresh: RunFresh = False) -> None:
     """Run the whole chain and print the comparison table: what is done is reused, and a stage whose inputs
     changed is redone, with the stages that depend on it (one line each, saying what changed)."""
+    from ssrtune import pipeline
+
     report = pipeline.run(load_config(config, overrides or []), fresh)
     typer.echo(f"report: {report}")
 
@@ -112,6 +114,8 @@ def run(config: ConfigArg, overrides: Overrides = None, fresh: RunFresh = False)
 @app.command()
 def data(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Normalise the task data into the run directory."""
+    from ssrtune.stages.data import Data
+
     [(train_records, test_records)] = _stages(_run(config, overrides, uses_models=False), [Data()], fresh)
     typer.echo(f"{len(train_records)} train, {len(test_records)} test examples")
 
@@ -119,6 +123,8 @@ def data(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -
 @app.command()
 def generate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Generate the base model's own answers to the training prompts."""
+    from ssrtune.stages.generate import Generate
+
     runner = _run(config, overrides)
     [generations] = _stages(runner, [Generate()], fresh)
     n_failed = read_json(runner.path / "generations.failures.json")["n_failed"]
@@ -129,6 +135,7 @@ def generate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
 def judge(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Judge the own answers against the gold ones."""
     from ssrtune.judges.base import counts_in_words, verdict_counts
+    from ssrtune.stages.judge import Judge
 
     [judgments] = _stages(_run(config, overrides), [Judge()], fresh)
     typer.echo(f"{len(judgments)} own answers judged: {counts_in_words(verdict_counts(judgments))}")
@@ -139,8 +146,10 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
     """Restate the gold answers for the methods that train on restatements (s3ft's paraphrases, sdft's
     rewrites), and judge them."""
     from ssrtune.judges.base import counts_in_words, verdict_counts
-
     from ssrtune.methods import Restatement
+    from ssrtune.stages.base import trained_methods
+    from ssrtune.stages.judge import Judge
+    from ssrtune.stages.restate import Restate
 
     runner = _run(config, overrides)
     restatements = list(dict.fromkeys(s for m in trained_methods(runner.config) for s in m.candidates
@@ -156,6 +165,9 @@ def restate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False
 @app.command()
 def select(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False) -> None:
     """Build each method's training targets and print the share of each target source."""
+    from ssrtune.stages.base import trained_methods
+    from ssrtune.stages.select import Select
+
     runner = _run(config, overrides)
     stages = [Select(m) for m in trained_methods(runner.config)]
     for stage, rows in zip(stages, _stages(runner, stages, fresh)):
@@ -170,6 +182,8 @@ def train(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = False,
               "--num-processes", help="Data-parallel processes (DDP through accelerate); same as "
               "train.num_processes=N.")] = None, model: ModelOption = None) -> None:
     """Fine-tune every configured model (or those named by --model) on its method's selected targets."""
+    from ssrtune.stages.train import Train
+
     extra = (["train.full=true"] if full else []) + ([] if num_processes is None else
                                                       [f"train.num_processes={num_processes}"])
     runner = _run(config, [*(overrides or []), *extra])
@@ -183,6 +197,9 @@ def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
              ) -> None:
     """Evaluate the base model and every trained one (or those named by --model; `base` is the base model, which
     is evaluated in any case, as the reference) on the held-out split and the configured suites."""
+    from ssrtune.stages.base import BASE
+    from ssrtune.stages.evaluate import Evaluate
+
     runner = _run(config, overrides)
     trained = [name for name in model or [] if name != BASE]
     stages = [Evaluate(), *(Evaluate(m) for m in (_named(runner.config, trained) if trained or not model else []))]
@@ -205,7 +222,6 @@ def judge_audit(
 ) -> None:
     """Compare a judge with labels or with another judge on the run's own answers."""
     from ssrtune.judges.audit import run_audit
-    from ssrtune.config.run import load_judge_config
 
     runner = _run(config, overrides)
     runner.fresh_stages = {"judge"} if fresh else False  # the audited judges' verdicts, the run's own included

@@ -18,8 +18,7 @@ from ssrtune.config.run import RunConfig
 from ssrtune.config.judges import CombinedJudgeConfig, EndpointLLMJudgeConfig, JudgeConfig, LLMJudgeConfig, describe
 from ssrtune.models.source import ModelUnavailable, configured_models, model_source
 from ssrtune.models.loading import cache_dir
-from ssrtune.models.placement import PlacementError, hardware, training_placement
-from ssrtune.config.train import process_count
+from ssrtune.models.placement import PlacementError, hardware, process_count, training_placement
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 CORE = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "safetensors", "pydantic", "gguf")

@@ -15,19 +15,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from ssrtune.config.run import ModelConfig, plain_name
+from ssrtune.config.fields import ModelConfig
+from ssrtune.config.run import plain_name
+from ssrtune.errors import ExportError
 from ssrtune.models.loading import load_model, load_tokenizer, resolve
 from ssrtune.config.train import ModelEntry, TrainConfig
 from ssrtune.storage.layout import BASE, TRAINED_MARK, RunLayout
+from ssrtune.models.placement import DTYPES
 from ssrtune.storage.rundir import run_guard
 from ssrtune.storage.permissions import widen_to_umask
 from ssrtune.storage.artifacts import read_json, write_text_atomic
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ExportError(ValueError):
-    pass
 
 
 def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
@@ -79,7 +76,7 @@ def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
 
 
 def _run_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
+    path = RunLayout(run_dir).config
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:

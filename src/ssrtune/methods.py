@@ -4,7 +4,8 @@ A method lists its candidate sources, in order, and its fallback: each example t
 judge accepts, else on the gold answer (or is dropped). A source is where candidates come from (the base model's
 own greedy answers; its restatements of the gold answers); a stage of the run makes each source's answers and the
 judge stage judges them (`stages.candidates`). Every method's targets come from one rule, `Method.select`.
-Defining a subclass registers it; the config's method list is `METHODS`.
+Defining a subclass registers it in `registry.METHODS`, which the configuration's method names are checked
+against.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import ClassVar, Literal
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
 from ssrtune.prompt_templates import template_text
+from ssrtune.registry import METHODS
 from ssrtune.storage import layout
-
-METHODS: dict[str, Method] = {}
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,12 @@ class Restatement(Source):
 
     template: str = ""  # the shipped template, in ssrtune/templates/
     config_key: str = ""  # generate.<config_key>: a template file of the user's replacing the shipped one
-    description: str = ""  # of that config key
     after: Source | None = None  # restate only the examples whose candidate from `after` was not accepted
 
     def template_text(self, generate) -> str:
-        """The template: the user's file named by `generate.<config_key>` (a field GenerateConfig has for every
-        restatement), or the shipped one."""
-        return template_text(getattr(generate, self.config_key), self.template)
+        """The template: the user's file named by `generate.<config_key>` (config.run.GenerateConfig), or the shipped
+        one."""
+        return template_text(generate.template(self.config_key), self.template)
 
     def wanted(self, records: list[Record], earlier: tuple[dict[str, dict], dict[str, dict]]) -> list[Record]:
         """The records to restate (`earlier`: the answers of `after` and the judge's verdicts on them)."""
@@ -70,7 +69,7 @@ class Method:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        METHODS[cls.name] = cls()
+        METHODS.add(cls.name, cls())
 
     def select(self, records: list[Record], candidates: Candidates | None = None) -> list[dict]:
         """Rows {id, messages, target, source}: the first accepted candidate, else gold (source `gold`) or no
@@ -89,12 +88,10 @@ class Method:
         return rows
 
 
-PARAPHRASE = Restatement("paraphrases", "paraphrase", "paraphrase.jinja", "paraphrase_template",
-                         "s3ft: a Jinja template file for paraphrasing the gold answer; null = the shipped "
-                         "ssrtune/templates/paraphrase.jinja.", after=OWN_ANSWERS)
-REWRITE = Restatement("rewrites", "rewrite", "rewrite.jinja", "rewrite_template",
-                      "sdft: a Jinja template file for rewriting the gold answer; null = the shipped "
-                      "ssrtune/templates/rewrite.jinja.")
+# s3ft's paraphrases of the gold answer and sdft's rewrites of it (generate.paraphrase_template and
+# generate.rewrite_template: the user's template files; null = the shipped ones).
+PARAPHRASE = Restatement("paraphrases", "paraphrase", "paraphrase.jinja", "paraphrase_template", after=OWN_ANSWERS)
+REWRITE = Restatement("rewrites", "rewrite", "rewrite.jinja", "rewrite_template")
 
 
 class SFT(Method):
@@ -132,19 +129,6 @@ class SelfOnly(Method):
     name = "self_only"
     candidates = (OWN_ANSWERS,)
     fallback = "drop"
-
-
-def registered(name: str) -> str:
-    """`name` if it is a registered method; checked when a configuration is read, so that a method defined after
-    the configuration module was imported counts too."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; one of: {', '.join(METHODS)}")
-    return name
-
-
-def restatements() -> list[Restatement]:
-    """Every registered method's restatement, once each."""
-    return list(dict.fromkeys(s for m in METHODS.values() for s in m.candidates if isinstance(s, Restatement)))
 
 
 def accepted_answers(answers: dict[str, dict], verdicts: dict[str, dict]) -> dict[str, dict]:

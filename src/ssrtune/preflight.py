@@ -10,11 +10,10 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from ssrtune.config.run import ConfigError
+from ssrtune.config.errors import ConfigError
 from ssrtune.inference.engine import ENGINES
 from ssrtune.models import placement
 from ssrtune.models.source import check_models_available
-from ssrtune.config.train import process_count
 
 if TYPE_CHECKING:
     from ssrtune.config.run import RunConfig
@@ -63,7 +62,7 @@ def check_training(config: RunConfig) -> None:
     """Refuse training settings that would do something else than asked on this machine (`config.train` is the
     model's own train settings)."""
     train, machine = config.train, placement.hardware()
-    processes = process_count(train)
+    processes = placement.process_count(train)
     if train.accelerate_config and processes == 1:
         raise ConfigError(f"train.accelerate_config {train.accelerate_config!r} is read by multi-process training "
                           "only, and train.num_processes is 1 here: set train.num_processes to the processes the "

@@ -41,6 +41,9 @@ class Registry(Generic[T]):
     def __getitem__(self, name: str) -> T:
         return self._filled()[self.check(name)]
 
+    def get(self, name: str, default: T | None = None) -> T | None:
+        return self._filled().get(name, default)
+
     def __contains__(self, name: object) -> bool:
         return name in self._filled()
 
@@ -64,3 +67,8 @@ class Registry(Generic[T]):
             raise ValueError(f"unknown {self.what} {name!r}; one of: {', '.join(entries)}"
                              f"{did_you_mean(name, list(entries))}")
         return name
+
+
+# The registries a configuration names entries of; each is filled by the module that defines its entries.
+METHODS = Registry("method", populated_by="ssrtune.methods")
+BENCHMARKS = Registry("benchmark", populated_by="ssrtune.evaluation.benchmarks")

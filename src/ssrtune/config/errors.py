@@ -17,6 +17,11 @@ from ssrtune.config.judges import KINDS, LLM_ENGINES, TAG_MARK
 KEYED = re.compile(r"^[A-Za-z_][\w.]*: ")
 
 
+class ConfigError(ValueError):
+    """A bad setting, named: in a configuration file, an override, or one this machine cannot serve
+    (models.placement.PlacementError); the command line prints it as one line."""
+
+
 def validation_message(path: Path | str | None, err: ValidationError, schema: Any) -> str:
     """One line per error of validating against `schema` (a model class or an annotated union)."""
     lines = [f"{path or 'config'}: invalid configuration"]

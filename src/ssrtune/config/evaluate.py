@@ -7,21 +7,21 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from ssrtune.evaluation.benchmarks import BENCHMARKS
-from ssrtune.data.formats import DataFormat, check_format_fields
-from ssrtune.data.schema import check_field_mapping
-from ssrtune.config.judges import JudgeConfig
 from ssrtune.config.engine import EngineSettings
 from ssrtune.config.fields import PLAIN_NAME, Strict
+from ssrtune.config.judges import JudgeConfig
+from ssrtune.data.formats import DataFormat, check_format_fields
+from ssrtune.data.schema import check_field_mapping
 from ssrtune.inference.engine import ENGINES
+from ssrtune.registry import BENCHMARKS
 
 
 class RetentionConfig(Strict):
     """General ability kept after fine-tuning: benchmarks scored against the base model on the same documents."""
 
-    benchmarks: list[Literal[tuple(BENCHMARKS)]] = Field(
+    benchmarks: list[Annotated[str, AfterValidator(BENCHMARKS.check)]] = Field(
         default_factory=lambda: [name for name, b in BENCHMARKS.items() if b.default],
-        description="Benchmarks to score (ssrtune.evaluation.benchmarks.BENCHMARKS).")
+        description="Benchmarks to score (registered by ssrtune.evaluation.benchmarks).")
     limit: int | None = Field(200, gt=0, description="Questions per benchmark (seeded stratified sample); null = all.")
     seed: int = Field(0, description="Seed of the sample: the same documents for every model.")
     batch_size: int = Field(16, gt=0, description="Sequences per forward pass.")

@@ -11,7 +11,7 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, field_validator
 from ssrtune.config.fields import EndpointConfig, ModelConfig, Strict, VllmConfig
 
 # A union member's tag shows up in a validation error's location; the `=` marks it so that error messages can
-# leave it out of the key path (config.validation_message).
+# leave it out of the key path (config.errors.validation_message).
 TAG_MARK = "="
 
 

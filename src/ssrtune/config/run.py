@@ -13,23 +13,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, create_model, model_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
+from ssrtune.config.engine import EngineSettings
+from ssrtune.config.errors import ConfigError, did_you_mean, error_words, validation_message
+from ssrtune.config.evaluate import EvaluateConfig
+from ssrtune.config.fields import PLAIN_NAME, ModelConfig, Strict, VllmConfig
+from ssrtune.config.judges import TAG_MARK, JudgeConfig, grounded_qa_judge, leaf_judges, parse_judge
+from ssrtune.config.train import MethodName, ModelEntry, TrainConfig, check_models
 from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
-from ssrtune.config.errors import error_words, validation_message
-from ssrtune.config.judges import TAG_MARK, JudgeConfig, grounded_qa_judge, leaf_judges, parse_judge
-from ssrtune.config.evaluate import EvaluateConfig
-from ssrtune.methods import registered, restatements
-from ssrtune.config.engine import EngineSettings
-from ssrtune.config.fields import PLAIN_NAME, ModelConfig, Strict, VllmConfig
-from ssrtune.config.train import ModelEntry, TrainConfig, check_models
+from ssrtune.registry import METHODS
+from ssrtune.storage.artifacts import write_text_atomic
 
 DEFAULT_METHODS = ("sft", "ssr")
-
-
-MethodName = Annotated[str, AfterValidator(registered)]
 
 
 class RecipeDataConfig(Strict):
@@ -100,17 +98,47 @@ DataConfig = Annotated[
 ]
 
 
-class _GenerateSettings(EngineSettings):
+def template_keys() -> list[str]:
+    """`generate.<config_key>` of every registered method's restatement (methods.Restatement), in the order the
+    methods were defined: read from the registry when a configuration is read, so that a restating method defined
+    after this module was imported brings its setting too (adding a method is one class)."""
+    return list(dict.fromkeys(source.config_key for method in METHODS.values() for source in method.candidates
+                              if getattr(source, "config_key", None)))  # a restatement has a template setting
+
+
+def _template_key(key: str) -> str:
+    """`key`, when it is a restatement's template setting: a key of `generate` that is neither a field nor one of
+    these is an unknown key, named with the known key it most resembles."""
+    known = template_keys()
+    if key not in known:
+        raise ValueError(f"unknown key `{key}`{did_you_mean(key, [*GenerateConfig.model_fields, *known])}")
+    return key
+
+
+class GenerateConfig(EngineSettings):
+    """How the base model answers the training prompts (own answers) and restates gold answers: besides the fields
+    below, `<config_key>: FILE` for each restatement (`paraphrase_template`, `rewrite_template`): a Jinja template
+    file of the user's replacing the shipped one; null = the shipped one."""
+
+    model_config = ConfigDict(extra="allow")  # the template settings, checked by _template_key
+    __pydantic_extra__: dict[Annotated[str, AfterValidator(_template_key)], str | None] = Field(init=False)
+
     max_new_tokens: int = Field(48, gt=0, description="The longest own answer (or restatement), in tokens.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _every_template_key(cls, data: Any) -> Any:
+        """Every restatement's template setting, null where not given, in the methods' order. An unknown key's value
+        is left unchecked (None): its one error is the key's (`_template_key`)."""
+        if not isinstance(data, dict):
+            return data
+        keys = template_keys()
+        return {**{k: v if k in cls.model_fields else None for k, v in data.items() if k not in keys},
+                **{key: data.get(key) for key in keys}}
 
-# The base model's own answers, and the restatements of the methods that have one: a restating method brings its
-# template setting with it (methods.Restatement.config_key), so adding a method is one class.
-GenerateConfig = create_model(
-    "GenerateConfig", __base__=_GenerateSettings, __module__=__name__,
-    __doc__="How the base model answers the training prompts (own answers) and restates gold answers.",
-    **{r.config_key: (str | None, Field(None, description=r.description)) for r in restatements()},
-)
+    def template(self, key: str) -> str | None:
+        """The template file given for the restatement setting `key`; None: the shipped template."""
+        return (self.model_extra or {}).get(key)
 
 
 class RunConfig(Strict):
@@ -172,10 +200,6 @@ class RunConfig(Strict):
                   ("evaluate.ood.judge", evaluate.ood.judge if evaluate.ood else None),
                   *((f"evaluate.datasets.{n}.judge", d.judge) for n, d in enumerate(evaluate.datasets))]
         return [leaf for where, judge in judges if judge is not None for leaf in leaf_judges(where, judge)]
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def plain_name(name: str, what: str) -> str:
@@ -260,8 +284,6 @@ def load_judge_config(path: str | Path) -> JudgeConfig:
 
 
 def dump_config(config: RunConfig, path: Path) -> None:
-    from ssrtune.storage.artifacts import write_text_atomic
-
     # `methods` or `models`, as the configuration gave them: it loads again as the same configuration
     tree = config.model_dump(mode="json", exclude={"models"} if config.models is None else {"methods"})
     write_text_atomic(path, yaml.safe_dump(tree, sort_keys=False))

@@ -10,13 +10,16 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from ssrtune.config.errors import did_you_mean
-from ssrtune.methods import registered
 from ssrtune.config.fields import PLAIN_NAME, Strict
+from ssrtune.registry import METHODS
 
 # Gradient checkpointing by default above this many parameters: a 7B LoRA run at batch 8 x 512 needs more than
 # 80 GB without it (16 GB with it, issue 9); below 1B the activations fit and recomputing them costs a third more time.
 GRADIENT_CHECKPOINTING_ABOVE = 1e9
 
+
+# A method's name (ssrtune.methods), checked against the registered methods when a configuration is read.
+MethodName = Annotated[str, AfterValidator(METHODS.check)]
 
 SAVE_INTERVAL = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>steps?|epochs?|s|m|h)\s*$")
 SECONDS_PER = {"s": 1, "m": 60, "h": 3600}
@@ -119,15 +122,6 @@ class TrainConfig(Strict):
         return self.model_dump(mode="json", exclude=set(self.EXECUTION_ONLY))
 
 
-def process_count(train: TrainConfig) -> int:
-    """`train.num_processes`, with `auto` = one process per visible GPU (1 without GPUs)."""
-    if train.num_processes != "auto":
-        return train.num_processes
-    import torch
-
-    return max(torch.cuda.device_count(), 1)
-
-
 # Shared by every model of a method: train/<method>.jsonl is cut to it (stages.select), so a model cannot change it.
 RUN_WIDE = frozenset({"max_length"})
 
@@ -147,7 +141,7 @@ class ModelEntry(Strict):
 
     name: str = Field(pattern=PLAIN_NAME, description=(
         "A plain folder name: models/<name>/ and eval/<name>/; unique in the run, and not `base`."))
-    method: Annotated[str, AfterValidator(registered)] = Field(description=(
+    method: MethodName = Field(description=(
         "The method whose targets it trains on (ssrtune.methods)."))
     train: dict[str, Any] = Field(default_factory=dict, description=(
         "Overrides of the run's `train` section for this model, e.g. {seed: 1} or {full: true, learning_rate: 2e-5}."))

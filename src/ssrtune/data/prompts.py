@@ -9,18 +9,14 @@ truncation.json. The system prompt is the record's own system turn (the task bri
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from ssrtune.data.chat_format import chat_turns, has_system_role, prompt_and_answer_ids
 from ssrtune.data.schema import Record
-from ssrtune.storage.fingerprints import Digest, fingerprint
 from ssrtune.storage.artifacts import read_json, write_json
-
-if TYPE_CHECKING:
-    from ssrtune.config.run import RunConfig
+from ssrtune.storage.fingerprints import Digest, fingerprint
 
 log = logging.getLogger(__name__)
-
 
 
 def prompt_messages(record: Record) -> list[dict[str, str]]:
@@ -95,35 +91,33 @@ def fit_prompt(record: Record, tokenizer, max_tokens: int, completion: str | Non
     )
 
 
-def prompt_fingerprint(config: RunConfig) -> str:
+def prompt_fingerprint(max_context: int | None) -> str:
     """What shapes the prompts besides the model's chat template and the records (whose system turn is the task's
-    system prompt): the context limit, and the rule's name, so that answers made under the former rule (ssrtune's
-    grounded-QA system prompt in front of every record) are not reused."""
-    return fingerprint("task system turn, folded where the template has none", config.model.max_context)
+    system prompt): the context limit (`model.max_context`), and the rule's name, so that answers made under the
+    former rule (ssrtune's grounded-QA system prompt in front of every record) are not reused."""
+    return fingerprint("task system turn, folded where the template has none", max_context)
 
 
-def prompt_part(config: RunConfig) -> Digest:
+def prompt_part(max_context: int | None) -> Digest:
     """`prompt_fingerprint` as a named part of a fingerprint, recorded with the setting behind it."""
-    return Digest(prompt_fingerprint(config), {"model.max_context": config.model.max_context})
+    return Digest(prompt_fingerprint(max_context), {"model.max_context": max_context})
 
 
-def fitted_prompts(config: RunConfig, stage: str, records: list[Record], tokenizer, max_tokens: int,
+def fitted_prompts(truncation_file: Path, model: str, stage: str, records: list[Record], tokenizer, max_tokens: int,
                    targets: dict[str, str] | None = None, reserve: int = 0) -> dict[str, list[dict]]:
-    """Each record's prompt under the truncation rule of `fit_prompt`; cut documents are counted in truncation.json
-    under `stage` and logged."""
+    """Each record's prompt under the truncation rule of `fit_prompt` (`model`, the model's name, for its errors);
+    cut documents are counted in `truncation_file` (the run's truncation.json) under `stage` and logged."""
     prompts, cut = {}, {}
     for record in records:
         prompts[record.id], n_cut = fit_prompt(record, tokenizer, max_tokens,
-                                               None if targets is None else targets[record.id], reserve,
-                                               config.model.name)
+                                               None if targets is None else targets[record.id], reserve, model)
         if n_cut:
             cut[record.id] = n_cut
     if cut:
         log.warning("%s: %d of %d prompts had their document cut to fit %d tokens (%d tokens cut in all)",
                     stage, len(cut), len(records), max_tokens, sum(cut.values()))
-    path = config.path / "truncation.json"
-    summary = read_json(path) if path.exists() else {}
+    summary = read_json(truncation_file) if truncation_file.exists() else {}
     summary[stage] = {"prompts": len(records), "truncated": len(cut), "tokens_cut": sum(cut.values()),
                       "max_tokens": max_tokens, "ids": sorted(cut)}
-    write_json(path, summary)
+    write_json(truncation_file, summary)
     return prompts

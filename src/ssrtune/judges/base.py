@@ -6,12 +6,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from ssrtune.data.schema import Record
 
 Verdict = Literal["accept", "reject", "failed"]
-VERDICTS: tuple[Verdict, ...] = ("accept", "reject", "failed")
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ssrtune.config.run import ConfigError
+from ssrtune.config.errors import ConfigError
 from ssrtune.config.fields import ModelConfig
 
 if TYPE_CHECKING:
@@ -140,6 +140,13 @@ def training_placement(model: ModelConfig, train: TrainConfig) -> Placement:
     weights under bf16 (or fp16) autocast, and so does the CPU, whose speed was measured that way
     (docs/PERFORMANCE.md). Under an accelerate config file (FSDP, DeepSpeed) the framework places the weights."""
     return place(model, full_training=train.full, framework_places=bool(train.accelerate_config))
+
+
+def process_count(train: TrainConfig) -> int:
+    """`train.num_processes`, with `auto` = one process per visible GPU (1 without GPUs)."""
+    if train.num_processes != "auto":
+        return train.num_processes
+    return max(torch.cuda.device_count(), 1)
 
 
 def _compute_dtype(setting: str, gpus: list[Gpu], machine: Hardware) -> torch.dtype:

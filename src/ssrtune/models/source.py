@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssrtune.config.run import ConfigError
+from ssrtune.config.errors import ConfigError
 from ssrtune.config.fields import ModelConfig
 
 # Seconds to wait for the Hub's answer about a model that is not cached (huggingface_hub's own default is 10).

@@ -13,11 +13,11 @@ from pathlib import Path
 from ssrtune.report.results import GROUNDED, Model, ReportError, judge_verdicts
 from ssrtune.evaluation.stats import Z95, mean, mean_interval, paired, relative_change, wilson_interval
 from ssrtune.storage.layout import BASE
+from ssrtune.judges.base import VERDICTS
 
 # A retention accuracy change counts as resolved only when its 95% interval excludes 0 and is at most ±3 points
 # wide: what a few hundred documents per benchmark can show, and the size issue 10 asks the demo to resolve.
 RESOLUTION = 0.03
-VERDICTS = ("accept", "reject", "failed")
 
 
 def proportion(successes: int, n: int) -> dict:

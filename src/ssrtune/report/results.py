@@ -23,14 +23,11 @@ import yaml
 from ssrtune.storage.layout import BASE, OWN_ANSWERS, RunLayout
 from ssrtune.storage.artifacts import iter_jsonl, read_json
 from ssrtune.config.train import setting_label
+from ssrtune.errors import ReportError
 
 SUITES = ("task", "ood", "retention")
 GROUNDED = ("n_answerable", "n_unanswerable", "answerable_recall", "answerable_accuracy", "unanswerable_precision",
             "unanswerable_recall", "unanswerable_f1")
-
-
-class ReportError(ValueError):
-    pass
 
 
 @dataclass

@@ -139,7 +139,7 @@ def answers(config: RunConfig, folder: Path, file: str, records: list[Record], m
     evaluated model, the prompts, the records and the answer length. Prompts the engine could not answer stop
     the evaluation (a missing answer can't be scored); rerunning asks for exactly those."""
     settings = config.evaluate
-    out = RecordFile(folder / file, {**model, "prompt": prompt_part(config), **data,
+    out = RecordFile(folder / file, {**model, "prompt": prompt_part(config.model.max_context), **data,
                                      "evaluate.max_new_tokens": settings.max_new_tokens}, rule)
     if len(out) < len(records):
         suite = file.removesuffix("predictions.jsonl").rstrip(".")
@@ -222,7 +222,7 @@ def retention_suite(config: RunConfig, folder: Path, model_fp: str, load: LoadLM
             write_json(path, result)
         return result
     for name in settings.benchmarks:
-        spec = bench.benchmark(name)
+        spec = bench.BENCHMARKS[name]
         generation = (settings.gsm8k_shots, settings.gsm8k_max_new_tokens) if spec.generative else ()
         wanted = fingerprint(model_fp, name, settings.limit, settings.seed, *generation)
         if result["benchmarks"].get(name, {}).get("fingerprint") == wanted:

@@ -27,7 +27,7 @@ def generation_inputs(config: RunConfig) -> Parts:
     """What the base model's greedy answers depend on: the model, the prompts, the training data, the answer
     length, the engine and its precision (or the served model name)."""
     gen = config.generate
-    return {"model": model_part(config.model), "prompt": prompt_part(config),
+    return {"model": model_part(config.model), "prompt": prompt_part(config.model.max_context),
             "data/train.jsonl": Digest(file_digest(RunLayout(config.path).train_records)),
             "generate.max_new_tokens": gen.max_new_tokens, "generate.engine": stage_engine_identity(config, gen)}
 
@@ -38,8 +38,8 @@ def task_prompts(config: RunConfig, engine: str, stage: str, records: list[Recor
     `reserve` tokens to spare; whole for an engine that tokenizes them itself (a server, with its own limit)."""
     if ENGINES[engine].can.tokenizes_prompts or not records:
         return {r.id: prompt_messages(r) for r in records}
-    return fitted_prompts(config, stage, records, load_tokenizer(config.model), context_length(config.model),
-                          targets=targets, reserve=reserve)
+    return fitted_prompts(RunLayout(config.path).truncation, config.model.name, stage, records,
+                          load_tokenizer(config.model), context_length(config.model), targets=targets, reserve=reserve)
 
 
 def generate_answers(config: RunConfig, prompts: dict[str, list[dict]], out: RecordFile, description: str

@@ -55,8 +55,8 @@ class Select(Stage):
         limit = min(config.train.max_length, context_length(config.model))
         tokenizer = load_tokenizer(config.model)
         trained = [by_id[row["id"]] for row in kept]
-        prompts = fitted_prompts(config, f"train/{method.name}", trained, tokenizer, limit,
-                                 targets={row["id"]: row["target"] for row in kept})
+        prompts = fitted_prompts(inputs.layout.truncation, config.model.name, f"train/{method.name}", trained,
+                                 tokenizer, limit, targets={row["id"]: row["target"] for row in kept})
         for row in kept:
             row["messages"] = prompts[row["id"]]
         if method.candidates and kept and all(row["source"] == "gold" for row in kept):

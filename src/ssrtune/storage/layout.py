@@ -8,6 +8,7 @@ export and doctor all ask a `RunLayout`, so a path is written once.
     train/<method>.jsonl          a method's targets (+ <method>.stats.json)
     models/<name>/                a trained model (finished when ssrtune_train.json exists)
     eval/<model>/                 a model's evaluation (eval/base/: the model before fine-tuning)
+    truncation.json               what the truncation rule cut from the prompts, per stage
     report.md, timings.json       the report; every stage's wall time
 """
 
@@ -77,6 +78,11 @@ class RunLayout:
     def kl_reference(self) -> Path:
         """The base model's responses and next-token distributions every other model's KL is measured against."""
         return self.evaluation(BASE) / "kl_reference.safetensors"
+
+    @property
+    def truncation(self) -> Path:
+        """What the one truncation rule cut from the prompts, per stage."""
+        return self.root / "truncation.json"
 
     @property
     def report(self) -> Path:

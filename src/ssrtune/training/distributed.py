@@ -21,10 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ssrtune.config.run import ConfigError, RunConfig
+from ssrtune.config.errors import ConfigError
+from ssrtune.config.run import RunConfig
 from ssrtune.console import apply_quiet, quiet
+from ssrtune.errors import TrainingProcessError
 from ssrtune.preflight import train_in_child_process
-from ssrtune.config.train import process_count
+from ssrtune.models.placement import process_count
 from ssrtune.storage.artifacts import iter_jsonl, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,6 @@ log = logging.getLogger(__name__)
 # What a finished training leaves in its folder (`Trainer.save_model`): a PEFT adapter, or full weights in one file
 # or in shards named by an index.
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
-
-
-class TrainingProcessError(RuntimeError):
-    """The training processes failed before the training finished."""
 
 
 def free_port() -> int:

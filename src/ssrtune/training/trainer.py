@@ -17,16 +17,16 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
 from ssrtune.training.checkpoints import checkpoint_callbacks, last_complete_checkpoint, save_arguments
-from ssrtune.config.run import ConfigError
+from ssrtune.config.errors import ConfigError
 from ssrtune.console import quiet
 from ssrtune.data.chat_format import ChatTemplateError, prompt_and_answer_ids, template_name
 from ssrtune.extras import import_extra
 from ssrtune.inference.padding import left_pad, left_padded_batch
 from ssrtune.models.loading import load_model
-from ssrtune.models.placement import Placement, training_placement
+from ssrtune.models.placement import Placement, process_count, training_placement
 from ssrtune.progress import progress_bar
 from ssrtune.config.fields import ModelConfig
-from ssrtune.config.train import GRADIENT_CHECKPOINTING_ABOVE, TrainConfig, process_count
+from ssrtune.config.train import GRADIENT_CHECKPOINTING_ABOVE, TrainConfig
 
 log = logging.getLogger(__name__)
 
