@@ -94,14 +94,13 @@ def test_a_restating_method_defined_after_the_config_module_brings_its_template_
 
     class Summarize(Method):
         name = "summarize"
-        restatement = Restatement("summaries", "paraphrase.jinja", "summary_template", source="summary",
-                                  only_rejected=False)
+        candidates = (Restatement("summaries", "summary", "paraphrase.jinja", "summary_template"),)
 
     template = tmp_path / "summary.jinja"
     template.write_text("Summarize {{ gold }}", encoding="utf-8")
     config = load_config(None, ["methods=[ssr, summarize]", f"generate.summary_template={template}"])
     assert config.methods == ["ssr", "summarize"]
-    assert Summarize.restatement.template_text(config.generate) == "Summarize {{ gold }}"
+    assert Summarize.candidates[0].template_text(config.generate) == "Summarize {{ gold }}"
     assert config.generate.template("paraphrase_template") is None
     dumped = config.generate.model_dump()
     assert list(dumped)[-3:] == ["paraphrase_template", "rewrite_template", "summary_template"]

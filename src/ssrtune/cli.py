@@ -127,7 +127,7 @@ def generate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
 
     runner = _run(config, overrides)
     [generations] = _stages(runner, [Generate()], fresh)
-    n_failed = read_json(runner.path / "generations.failures.json")["n_failed"]
+    n_failed = read_json(runner.layout.generation_failures)["n_failed"]
     typer.echo(f"{len(generations)} generations" + (f", {n_failed} failed (rerun to retry them)" if n_failed else ""))
 
 

@@ -87,8 +87,7 @@ class Generate(Stage):
             prompts = task_prompts(config, config.generate.engine, "generate", records,
                                    reserve=config.generate.max_new_tokens)
             failures = generate_answers(config, prompts, out, "generate train prompts")
-        write_json(inputs.layout.root / "generations.failures.json", {"n_failed": len(failures),
-                                                                      "failures": failures})
+        write_json(inputs.layout.generation_failures, {"n_failed": len(failures), "failures": failures})
         if failures:
             log.warning("%d of %d prompts got no answer from the engine (first: %s); their examples use the gold "
                         "answer, and rerunning retries them", len(failures), len(records),

@@ -3,7 +3,8 @@ export and doctor all ask a `RunLayout`, so a path is written once.
 
     config.yaml                   the configuration the run was started with
     data/                         train.jsonl, test.jsonl (+ data.meta.json), ood.jsonl (+ ood.meta.json)
-    generations.jsonl             the base model's own answers; judgments.jsonl: the judge's verdicts on them
+    generations.jsonl             the base model's own answers (+ generations.failures.json); judgments.jsonl: the
+                                  judge's verdicts on them
     <restatements>.jsonl          a restating method's candidates; <restatements>.judgments.jsonl their verdicts
     train/<method>.jsonl          a method's targets (+ <method>.stats.json)
     models/<name>/                a trained model (finished when ssrtune_train.json exists)
@@ -49,6 +50,11 @@ class RunLayout:
     def candidates(self, source: str) -> Path:
         """A candidate source's answers (`generations` for the own answers, or a restatement's name)."""
         return self.root / f"{source}.jsonl"
+
+    @property
+    def generation_failures(self) -> Path:
+        """The training prompts whose server request failed for good (their examples train on gold)."""
+        return self.root / "generations.failures.json"
 
     def verdicts(self, source: str) -> Path:
         """The judge's verdicts on a candidate source's answers (judgments.jsonl for the own answers)."""
