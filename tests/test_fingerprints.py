@@ -16,7 +16,7 @@ from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.train import Train
 from ssrtune.storage.artifacts import StaleArtifactError
-from tests.conftest import record_dicts, run_stage
+from tests.tiny_run import record_dicts, run_stage
 
 
 @pytest.fixture()

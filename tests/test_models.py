@@ -17,7 +17,7 @@ from ssrtune.stages import train as train_stage
 from ssrtune.stages.base import Run, trained_methods, trained_models
 from ssrtune.stages.select import Select
 from ssrtune.stages.train import DONE, Train
-from tests.conftest import run_stage
+from tests.tiny_run import run_stage
 
 MODELS = "models=[{name: lora-a, method: sft}, {name: lora-b, method: sft, train: {seed: 1}}, " \
          "{name: mine, method: ssr, train: {full: true, learning_rate: 2.0e-5}}]"
@@ -116,11 +116,11 @@ def test_the_short_form_keeps_the_fingerprint_of_the_run_train_section(tiny_run)
 
 
 def test_train_and_export_take_a_model_name(tiny_run, tmp_path, monkeypatch, capsys):
-    from tests.test_rundir import cli
+    from tests.commands import cli
 
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(tiny_run(MODELS).model_dump(mode="json", exclude={"methods"})))
-    status, err = cli(monkeypatch, capsys, "train", config_file, "--model", "nope")
+    status, _, err = cli(monkeypatch, capsys, "train", config_file, "--model", "nope")
     assert status == 2 and "--model nope: no such model in the configuration; one of: lora-a, lora-b, mine" in err
     monkeypatch.setattr("sys.argv", ["ssrtune", "train", str(config_file), "--model", "lora-b", "-m", "lora-a"])
     from ssrtune.cli import entry

@@ -77,7 +77,7 @@ def test_batched_loglikelihoods_match_a_plain_forward_pass(tiny):
 
 
 def test_kl_from_the_reference_equals_the_exact_kl_with_the_whole_vocabulary(tiny, tiny_model, tmp_path):
-    from conftest import build_tiny_model
+    from tests.tiny_run import build_tiny_model
 
     model, tok = tiny
     vocab = model.config.vocab_size

@@ -1,6 +1,6 @@
 from ssrtune.data.schema import Record
 from ssrtune.methods import METHODS, source_shares
-from tests.conftest import record_dicts
+from tests.tiny_run import record_dicts
 
 
 def select_targets(method: str, *args):
