@@ -36,11 +36,8 @@ def test_load_config_takes_key_value_strings_or_a_mapping(tmp_path):
         ssrtune.load_config(None, {"train.lora_rank": 4})
 
 
-def test_pipeline_runs_a_stage_after_the_ones_it_needs_each_told_once(tiny_model, records_file, tmp_path, capsys):
-    settings = {"run_dir": str(tmp_path / "run"), "model": {"name": str(tiny_model), "dtype": "float32"},
-                "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-                "generate": {"max_new_tokens": 4}}
-    pipe = ssrtune.Pipeline(settings)
+def test_pipeline_runs_a_stage_after_the_ones_it_needs_each_told_once(tiny_run, tmp_path, capsys):
+    pipe = ssrtune.Pipeline(tiny_run.tree(generate={"max_new_tokens": 4}))  # a mapping, as a file holds it
     assert isinstance(pipe.config, RunConfig) and pipe.path == tmp_path / "run"
     train, test = pipe.data()
     assert len(train) == len(test) == 6

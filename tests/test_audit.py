@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from ssrtune.judges.audit import compare, load_labels
 from ssrtune.cli import app
 from ssrtune.data.schema import DataError, Record
-from tests.conftest import record_dicts
+from tests.tiny_run import TinyRun, record_dicts
 
 
 def ssrtune(*args):
@@ -54,14 +54,9 @@ def test_label_file_errors_name_the_line_and_field(tmp_path):
         load_labels(path)
 
 
-def test_judge_audit_command_against_labels_and_another_judge(tiny_model, records_file, tmp_path):
-    run = tmp_path / "run"
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "run_dir": str(run), "model": {"name": str(tiny_model), "dtype": "float32"},
-        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-        "generate": {"batch_size": 6, "max_new_tokens": 4},
-    }))
+def test_judge_audit_command_against_labels_and_another_judge(tiny_run, tiny_model, tmp_path):
+    run = tiny_run.path
+    config = tiny_run.file(generate={"batch_size": 6, "max_new_tokens": 4})
     llm = tmp_path / "llm.yaml"
     llm.write_text(yaml.safe_dump({"kind": "llm", "model": {"name": str(tiny_model), "dtype": "float32"}}))
     labels = tmp_path / "labels.jsonl"
@@ -92,12 +87,9 @@ def test_judge_audit_command_against_labels_and_another_judge(tiny_model, record
 def test_judge_audit_name_cannot_leave_the_run_directory(tiny_model, records_file, tmp_path):
     from ssrtune.config.run import ConfigError
 
-    run = tmp_path / "a" / "run"
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "run_dir": str(run), "model": {"name": str(tiny_model), "dtype": "float32"},
-        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-        "generate": {"batch_size": 6, "max_new_tokens": 4}}))
+    (tmp_path / "a").mkdir()
+    tiny = TinyRun(tmp_path / "a", tiny_model, records_file)
+    run, config = tiny.path, tiny.file(generate={"batch_size": 6, "max_new_tokens": 4})
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps({"id": f"q{i}", "label": True}) + "\n" for i in range(1, 7)))
     result = ssrtune("judge-audit", config, "--labels", labels, "--name", "../../outside")

@@ -16,13 +16,8 @@ from ssrtune.config.run import load_config
 from ssrtune.data.loaders import load_records
 from ssrtune.data.schema import DataError
 from ssrtune.stages.data import Data
-from tests.conftest import run_stage
-
-GOOD = {"id": "a", "query": "What?", "response": "r"}
-
-
-def jsonl(*rows) -> str:
-    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
+from tests.data_rows import GOOD, jsonl
+from tests.tiny_run import run_stage
 
 
 # (file content, line, field) for one bad row after a good one

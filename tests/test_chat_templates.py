@@ -22,7 +22,7 @@ from ssrtune.inference.local import TransformersLM
 from ssrtune.models.loading import load_model, load_tokenizer
 from ssrtune.models.placement import Placement
 from ssrtune.training.trainer import build_trainer
-from tests.conftest import build_tiny_model
+from tests.tiny_run import build_tiny_model
 
 TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
 SOURCES = json.loads((TEMPLATES / "sources.json").read_text(encoding="utf-8"))["templates"]

@@ -1,33 +1,13 @@
-"""The console script, end to end on the tiny model and a small data file."""
+"""The command line, end to end on the tiny model and a small data file: the console script as a process of its own
+where its whole console is under test, the stage commands and their errors in this process."""
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import yaml
 
-SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
-
-
-def write_config(tmp_path, tiny_model, records_file, **extra):
-    config = {
-        "name": "tiny", "run_dir": str(tmp_path / "run"),
-        "model": {"name": str(tiny_model), "dtype": "float32"},
-        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-        "generate": {"batch_size": 4, "max_new_tokens": 6},
-        "train": {"epochs": 1, "batch_size": 3},
-        "evaluate": {"batch_size": 4, "max_new_tokens": 6},
-        **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def ssrtune(*args, cwd=None):
-    return subprocess.run([SSRTUNE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+from tests.commands import cli, ssrtune
+from tests.tiny_run import QUICK_RUN
 
 
 def held_out(tmp_path, records_file):
@@ -38,11 +18,11 @@ def held_out(tmp_path, records_file):
     return path
 
 
-def test_run_produces_every_artifact_and_the_table(tiny_model, records_file, tmp_path):
+def test_run_produces_every_artifact_and_the_table(tiny_run, tmp_path, monkeypatch, capsys):
     # held-out test records and a judge that accepts every own answer: no warning is due, so none may show
-    config = write_config(tmp_path, tiny_model, records_file, judge={"kind": "regex", "pattern": ""})
+    config = tiny_run.file(**(QUICK_RUN | dict(judge={"kind": "regex", "pattern": ""})))
     tree = yaml.safe_load(config.read_text())
-    tree["data"]["test_file"] = str(held_out(tmp_path, records_file))
+    tree["data"]["test_file"] = str(held_out(tmp_path, tiny_run.records))
     config.write_text(yaml.safe_dump(tree))
     result = ssrtune("run", config)
     assert result.returncode == 0, result.stderr
@@ -70,35 +50,36 @@ def test_run_produces_every_artifact_and_the_table(tiny_model, records_file, tmp
     assert set(timings) == {line[1:].split("]")[0] for line in lines}
     assert all(t["sessions"] == 1 and t["interrupted"] == 0 and t["seconds"] >= 0 for t in timings.values())
     # a second run reuses every stage
-    again = ssrtune("run", config)
+    again = cli(monkeypatch, capsys, "run", config)
     assert again.returncode == 0 and (run / "generations.jsonl").read_text().count("\n") == 6
     # --verbose shows what the libraries say
     verbose = ssrtune("--verbose", "generate", config, "--fresh")
     assert verbose.returncode == 0 and "Loading weights" in verbose.stderr and "INFO stage generate" in verbose.stderr
 
 
-def test_stage_commands_and_overrides(tiny_model, records_file, tmp_path):
-    config = write_config(tmp_path, tiny_model, records_file)
-    assert ssrtune("data", config).stdout.startswith("6 train, 6 test")
-    assert "6 generations" in ssrtune("generate", config).stdout
-    assert re.fullmatch(r"6 own answers judged: \d accept, \d reject, 0 failed\n", ssrtune("judge", config).stdout)
-    out = ssrtune("select", config, "methods=[ssr]").stdout
+def test_stage_commands_and_overrides(tiny_run, monkeypatch, capsys):
+    config = tiny_run.file(**QUICK_RUN)
+    assert cli(monkeypatch, capsys, "data", config).stdout.startswith("6 train, 6 test")
+    assert "6 generations" in cli(monkeypatch, capsys, "generate", config).stdout
+    judged = cli(monkeypatch, capsys, "judge", config).stdout
+    assert re.fullmatch(r"6 own answers judged: \d accept, \d reject, 0 failed\n", judged)
+    out = cli(monkeypatch, capsys, "select", config, "methods=[ssr]").stdout
     assert out.startswith("ssr: 6 examples") and "self targets" in out
-    changed = ssrtune("generate", config, "generate.max_new_tokens=3")
+    changed = cli(monkeypatch, capsys, "generate", config, "generate.max_new_tokens=3")
     assert changed.returncode == 2 and "--fresh" in changed.stderr and "Traceback" not in changed.stderr
-    assert ssrtune("generate", config, "generate.max_new_tokens=3", "--fresh").returncode == 0
+    assert cli(monkeypatch, capsys, "generate", config, "generate.max_new_tokens=3", "--fresh").returncode == 0
 
 
-def test_bad_config_and_bad_data_are_one_clear_line(tiny_model, records_file, tmp_path):
-    config = write_config(tmp_path, tiny_model, records_file)
-    bad = ssrtune("run", config, "train.epocs=2")
+def test_bad_config_and_bad_data_are_one_clear_line(tiny_run, tmp_path, monkeypatch, capsys):
+    config = tiny_run.file(**QUICK_RUN)
+    bad = cli(monkeypatch, capsys, "run", config, "train.epocs=2")
     assert bad.returncode == 2 and "train.epocs" in bad.stderr and "Traceback" not in bad.stderr
     broken = tmp_path / "broken.jsonl"
-    broken.write_text(records_file.read_text() + '{"id": "z", "query": "q"}\n')
-    bad = ssrtune("data", config, f"data.train_file={broken}")
+    broken.write_text(tiny_run.records.read_text() + '{"id": "z", "query": "q"}\n')
+    bad = cli(monkeypatch, capsys, "data", config, f"data.train_file={broken}")
     assert bad.returncode == 2 and "line 7, field 'response'" in bad.stderr
 
 
-def test_num_processes_option_reaches_the_training_config(tiny_model, records_file, tmp_path):
-    result = ssrtune("train", write_config(tmp_path, tiny_model, records_file), "--num-processes", 2)
+def test_num_processes_option_reaches_the_training_config(tiny_run, monkeypatch, capsys):
+    result = cli(monkeypatch, capsys, "train", tiny_run.file(**QUICK_RUN), "--num-processes", 2)
     assert result.returncode == 2 and "batch_size 3 does not split evenly across num_processes 2" in result.stderr

@@ -73,19 +73,18 @@ def test_quiet_libraries_filters_their_warnings_only(caplog):  # conftest restor
     assert "library notice" not in caplog.text and "skipped 1 bad train row" in caplog.text
 
 
-def test_ctrl_c_says_how_to_resume_and_counts_the_session_as_interrupted(tiny_model, records_file, tmp_path,
-                                                                          monkeypatch):
+def test_ctrl_c_says_how_to_resume_and_counts_the_session_as_interrupted(tiny_run, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from ssrtune.cli import app
     from ssrtune.stages.generate import Generate
-    from tests.test_cli import write_config
+    from tests.tiny_run import QUICK_RUN
 
     def interrupted(self, run):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Generate, "make", interrupted)
-    result = CliRunner().invoke(app, ["generate", str(write_config(tmp_path, tiny_model, records_file))])
+    result = CliRunner().invoke(app, ["generate", str(tiny_run.file(**QUICK_RUN))])
     assert result.exit_code == 130
     assert result.output.strip().splitlines()[-1] == "interrupted: run the same command again to resume where it stopped"
     entry = json.loads((tmp_path / "run" / "timings.json").read_text())["generate"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-import yaml
 
 from ssrtune.training.checkpoints import complete_checkpoints
 from ssrtune.config.run import load_config
@@ -29,33 +27,18 @@ from ssrtune.stages.data import Data
 from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.train import Train
-from tests.conftest import record_dicts, run_stage
+from tests.commands import SSRTUNE, env
+from tests.tiny_run import TinyRun, many_records, run_stage
 
-SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 N_COPIES = 6  # 36 records
+# one record a generation batch, a checkpoint every 2 steps: many moments to be killed at
+CRASH = {"name": "crash", "methods": ["sft"], "generate": {"batch_size": 1, "max_new_tokens": 8},
+         "train": {"epochs": 1, "batch_size": 2, "save_every": "2 steps", "learning_rate": 1e-3}}
 
 
-def many_records(path: Path) -> Path:
-    rows = [{**r, "id": f"{r['id']}-{k}"} for k in range(N_COPIES) for r in record_dicts()]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def make_config(folder: Path, tiny_model: Path, records: Path, **sections) -> Path:
-    tree = {"name": "crash", "run_dir": str(folder / "run"), "methods": ["sft"],
-            "model": {"name": str(tiny_model), "dtype": "float32"},
-            "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
-            "generate": {"batch_size": 1, "max_new_tokens": 8},
-            "train": {"epochs": 1, "batch_size": 2, "save_every": "2 steps", "learning_rate": 1e-3},
-            **sections}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
-
-
-def env() -> dict:
-    return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def crash_config(tmp_path: Path, tiny_model: Path, copies: int = N_COPIES) -> Path:
+    """The crash tests' run on `copies` times the six records, as a configuration file."""
+    return TinyRun(tmp_path, tiny_model, many_records(tmp_path / "records.jsonl", copies)).file(**CRASH)
 
 
 def kill_when(command: list[str], ready, timeout: float = 300) -> None:
@@ -85,7 +68,7 @@ def ids_once(path: Path, expected: set[str]) -> dict[str, dict]:
 
 
 def test_generate_killed_midway_resumes_to_the_uninterrupted_result(tiny_model, tmp_path, caplog):
-    config_path = make_config(tmp_path, tiny_model, many_records(tmp_path / "records.jsonl"))
+    config_path = crash_config(tmp_path, tiny_model)
     out = tmp_path / "run" / "generations.jsonl"
     kill_when([SSRTUNE, "generate", str(config_path)], lambda: lines(out) >= 3)
     n_before = lines(out)
@@ -129,7 +112,7 @@ Run(load_config(sys.argv[1]))(stage.Judge())
 
 
 def test_judge_killed_midway_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
-    config_path = make_config(tmp_path, tiny_model, many_records(tmp_path / "records.jsonl"))
+    config_path = crash_config(tmp_path, tiny_model)
     config = load_config(config_path)
     records, _ = run_stage(config, Data())
     generations = run_stage(config, Generate())
@@ -151,10 +134,7 @@ def checkpoint_steps(folder: Path) -> list[int]:
 
 
 def test_train_killed_midway_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
-    records = tmp_path / "records.jsonl"
-    records.write_text("".join(json.dumps({**r, "id": f"{r['id']}-{k}"}) + "\n"
-                               for k in range(2) for r in record_dicts()))  # 12 examples: 6 steps an epoch
-    config_path = make_config(tmp_path, tiny_model, records)
+    config_path = crash_config(tmp_path, tiny_model, copies=2)  # 12 examples: 6 steps an epoch
     config = load_config(config_path, ["train.epochs=2"])
     [sft] = trained_models(config)
     model_dir = tmp_path / "run" / "models" / "sft"

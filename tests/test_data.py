@@ -8,7 +8,7 @@ from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM, REFUSAL
 from ssrtune.data.recipes.squad import grounded_qa
 from ssrtune.data.schema import DataError, Message, Record
-from tests.conftest import record_dicts
+from tests.tiny_run import record_dicts
 
 
 def test_jsonl_roundtrip(records_file):

@@ -23,8 +23,8 @@ import yaml
 from ssrtune import pipeline
 from ssrtune.config.run import dump_config, load_config
 from ssrtune.storage.artifacts import RecordFile, write_text_atomic
-from tests.test_chain_faults import chain_config, compare_with_reference
-from tests.test_rundir import cli
+from tests.chain_runs import chain_config, compare_with_reference
+from tests.commands import cli
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -145,7 +145,7 @@ def test_a_disk_fault_in_each_stage_is_one_line_and_the_rerun_resumes(code, chai
     disk = FaultyDisk(monkeypatch)
     for command, artifact, after_bytes in STAGES:
         disk.break_at(artifact, after_bytes, code)
-        status, err = cli(monkeypatch, capsys, command, config)
+        status, _, err = cli(monkeypatch, capsys, command, config)
         line = error_line(err)
         assert status == 2, err
         assert line.startswith(f"error: {run_dir / artifact}: {os.strerror(code)}; the files already written are "
@@ -154,11 +154,11 @@ def test_a_disk_fault_in_each_stage_is_one_line_and_the_rerun_resumes(code, chai
         assert_whole(run_dir)
         before = (run_dir / artifact).read_bytes() if (run_dir / artifact).exists() else b""
         disk.repair()
-        status, err = cli(monkeypatch, capsys, command, config)
+        status, _, err = cli(monkeypatch, capsys, command, config)
         assert status == 0, err
         if artifact.endswith(".jsonl") and command != "select":  # record files: kept, and only the rest appended
             assert (run_dir / artifact).read_bytes().startswith(before)
-    status, err = cli(monkeypatch, capsys, "report", run_dir)
+    status, _, err = cli(monkeypatch, capsys, "report", run_dir)
     assert status == 0, err
     assert compare_with_reference(run_dir, reference, steps=2) == (0, 0)
 
@@ -227,7 +227,7 @@ def test_a_real_full_disk_during_training_and_a_real_read_only_one(chain, tmp_pa
     stats = os.statvfs(small_tmpfs)
     filler = small_tmpfs / "filler"
     filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - (128 << 10)))
-    status, err = cli(monkeypatch, capsys, "train", config)
+    status, _, err = cli(monkeypatch, capsys, "train", config)
     line = error_line(err)
     assert status == 2, err
     assert line.startswith(f"error: {run_dir}: No space left on device (") and line.endswith("to resume"), line
@@ -239,7 +239,7 @@ def test_a_real_full_disk_during_training_and_a_real_read_only_one(chain, tmp_pa
     assert cli(monkeypatch, capsys, "train", config)[0] == 0
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     try:
-        status, err = cli(monkeypatch, capsys, "evaluate", config)
+        status, _, err = cli(monkeypatch, capsys, "evaluate", config)
         assert status == 2 and error_line(err) == (
             f"error: {run_dir}/.ssrtune.lock: Read-only file system; the files already written are whole: make "
             f"{run_dir} writable, then rerun the same command to resume")

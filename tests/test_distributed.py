@@ -13,7 +13,7 @@ from ssrtune.training.distributed import TrainingProcessError, launch
 from ssrtune.models.loading import load_model, load_tokenizer
 from ssrtune.storage.artifacts import write_jsonl
 from ssrtune.training.trainer import train
-from tests.test_train import rows
+from tests.training_rows import rows
 
 
 def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_model, tmp_path):

@@ -8,19 +8,7 @@ from ssrtune.config.fields import EndpointConfig
 from ssrtune.net.endpoint import ChatEndpoint, EndpointError, parse_reply
 from ssrtune.extras import MissingExtraError
 from tests import fake_openai as fake
-
-KEY = "sk-test-7f3a9c1e-not-a-real-key"
-
-
-def endpoint(server, **overrides) -> ChatEndpoint:
-    settings = dict(base_url=server.url, model="fake-model", api_key_env="SSRTUNE_TEST_KEY", max_concurrency=4,
-                    timeout_s=5, max_retries=2, backoff_s=0.01)
-    return ChatEndpoint(EndpointConfig(**(settings | overrides)))
-
-
-def chats(n: int) -> list[list[dict[str, str]]]:
-    return [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"question {i}"}]
-            for i in range(n)]
+from tests.endpoint_client import KEY, chats, endpoint
 
 
 @pytest.fixture(autouse=True)

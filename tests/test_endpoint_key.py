@@ -12,7 +12,7 @@ from ssrtune.net.endpoint import EndpointError
 from ssrtune.config.fields import EndpointConfig
 from ssrtune.net.scrub import safe_text
 from tests import fake_openai as fake
-from tests.test_endpoint import KEY, chats, endpoint
+from tests.endpoint_client import KEY, chats, endpoint
 
 QUOTED_KEY = 'sk-live-"quoted"\\and-slashed-0123456789'
 

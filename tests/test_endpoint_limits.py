@@ -10,7 +10,7 @@ import pytest
 
 from ssrtune.net.endpoint import EndpointError
 from tests import fake_openai as fake
-from tests.test_endpoint import KEY, chats, endpoint
+from tests.endpoint_client import KEY, chats, endpoint
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from ssrtune.cli import entry
 from ssrtune.config.run import ConfigError, load_config
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
@@ -23,7 +22,8 @@ from ssrtune.stages.judge import Judge
 from ssrtune.stages.select import Select
 from ssrtune.storage.artifacts import RecordFile
 from tests import fake_openai as fake
-from tests.conftest import record_dicts
+from tests.commands import cli
+from tests.tiny_run import record_dicts
 
 KEY = "sk-engine-test-4b1d-not-a-real-key"
 
@@ -151,13 +151,6 @@ def test_vllm_engine_without_vllm_says_how_to_install(tmp_path, records_file, mo
         Run(config)(Generate())
 
 
-def cli(monkeypatch, *args) -> int:
-    monkeypatch.setattr(sys, "argv", ["ssrtune", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_:
-        entry()
-    return exit_.value.code
-
-
 def test_cli_generate_reports_failures_and_user_errors(fake_openai, tmp_path, records_file, monkeypatch, capsys):
     config = tmp_path / "c.yaml"
     endpoint = endpoint_config(fake_openai).model_dump()
@@ -165,11 +158,12 @@ def test_cli_generate_reports_failures_and_user_errors(fake_openai, tmp_path, re
         "recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
         "generate": {"engine": "openai", "endpoint": endpoint}}))
     fake_openai.handler = failing({"q3": fake.status(503)})
-    assert cli(monkeypatch, "generate", config) == 0
-    assert "5 generations, 1 failed (rerun to retry them)" in capsys.readouterr().out
+    status, out, _ = cli(monkeypatch, capsys, "generate", config)
+    assert status == 0 and "5 generations, 1 failed (rerun to retry them)" in out
     monkeypatch.delenv("SSRTUNE_TEST_KEY")
-    assert cli(monkeypatch, "generate", config) == 2
-    assert "error: the API key variable SSRTUNE_TEST_KEY is not set" in capsys.readouterr().err
+    status, _, err = cli(monkeypatch, capsys, "generate", config)
+    assert status == 2 and "error: the API key variable SSRTUNE_TEST_KEY is not set" in err
     monkeypatch.setitem(sys.modules, "vllm", None)
-    assert cli(monkeypatch, "generate", config, "--fresh", "generate.engine=vllm", "generate.endpoint=null") == 2
-    assert "pip install 'ssrtune[vllm]'" in capsys.readouterr().err
+    status, _, err = cli(monkeypatch, capsys, "generate", config, "--fresh", "generate.engine=vllm",
+                         "generate.endpoint=null")
+    assert status == 2 and "pip install 'ssrtune[vllm]'" in err

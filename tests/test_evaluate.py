@@ -14,18 +14,10 @@ from ssrtune.judges.base import JudgeInput
 from ssrtune.config.judges import grounded_qa_judge
 from ssrtune.judges.factory import build
 from ssrtune.evaluation.qa_metrics import has_unanswerable, judged_rows, task_metrics
-from ssrtune.text import contained_answer, is_refusal, token_recall
+from ssrtune.text import is_refusal, token_recall
 
-from conftest import record_dicts
-
-
-def grounded_qa_correct(record: Record, prediction: str) -> bool:
-    """What the evaluation counted correct before the task was scored by the judge (issue 14): the reference the
-    default judge must reproduce, written out here on its own."""
-    answerable = bool(record.meta.get("answerable", not is_refusal(record.response)))
-    refused = is_refusal(prediction)
-    answers = record.meta.get("answers") or [record.response]
-    return (not refused and contained_answer(prediction, answers) is not None) if answerable else refused
+from tests.grounded_scoring import grounded_qa_correct
+from tests.tiny_run import record_dicts
 
 
 def score(records, predictions, judge=None):

@@ -1,11 +1,9 @@
 """`ssrtune export`: the merged model computes what the adapter computed, loads as a plain transformers model, and
 its card quotes the run's own numbers."""
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,42 +11,32 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ssrtune import pipeline
-from ssrtune.config.run import ModelConfig, TrainConfig, load_config
+from ssrtune.config.run import ModelConfig, TrainConfig
 from ssrtune.report import analyse
 from ssrtune.export import ExportError, export
 from ssrtune.models.loading import load_model, load_tokenizer
 from ssrtune.storage.artifacts import read_json, write_json
 from ssrtune.training.trainer import train
-from tests.test_train import rows
-
-SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
+from tests.commands import cli
+from tests.tiny_run import TinyRun, write_records
+from tests.training_rows import rows
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model, tmp_path_factory):
     """A finished run on the tiny model: ssr trained with LoRA, evaluated on the task and the KL from the base."""
     folder = tmp_path_factory.mktemp("export-run")
-    records = folder / "records.jsonl"
-    from tests.conftest import record_dicts
-
-    records.write_text("".join(json.dumps(r) + "\n" for r in record_dicts()), encoding="utf-8")
-    config = load_config(None, [
-        "name=tiny", f"run_dir={folder / 'run'}", f"model.name={tiny_model}", "methods=[ssr]", "data.recipe=null",
-        f"data.train_file={records}", f"data.test_file={records}", "generate.batch_size=6",
-        "generate.max_new_tokens=4", "model.dtype=float32", "train.epochs=3", "train.batch_size=3",
-        "data.system_prompt=Answer in a few words.",
-        "train.learning_rate=3e-3", "evaluate.batch_size=6", "evaluate.max_new_tokens=4",
-        "evaluate.retention={benchmarks: [], kl_prompts: 2, kl_max_new_tokens: 4}"])
+    config = TinyRun(folder, tiny_model, write_records(folder / "records.jsonl")).config(
+        "name=tiny", "methods=[ssr]", "generate.batch_size=6", "generate.max_new_tokens=4", "train.epochs=3",
+        "train.batch_size=3", "data.system_prompt=Answer in a few words.", "train.learning_rate=3e-3",
+        "evaluate.batch_size=6", "evaluate.max_new_tokens=4",
+        "evaluate.retention={benchmarks: [], kl_prompts: 2, kl_max_new_tokens: 4}")
     saved = os.umask(0o022)  # the usual one, whatever the machine's: a 077 umask would hide safetensors' 0600
     try:
         pipeline.run(config)
     finally:
         os.umask(saved)
     return config.path
-
-
-def ssrtune(*args):
-    return subprocess.run([SSRTUNE, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 def test_the_exported_model_computes_the_adapter_models_logits(run_dir, tiny_model, tmp_path):
@@ -114,14 +102,14 @@ def test_full_fine_tuning_exports_the_trained_weights(tiny_model, tmp_path):
     assert "full fine-tuning" in (out / "README.md").read_text()
 
 
-def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, tmp_path):
+def test_export_refuses_to_overwrite_or_to_export_what_was_not_trained(run_dir, tmp_path, monkeypatch, capsys):
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "mine.txt").write_text("keep me")
     with pytest.raises(ExportError, match="not empty"):
         export(run_dir, "ssr", taken)
     assert (taken / "mine.txt").read_text() == "keep me"
-    result = ssrtune("export", run_dir, "sft", "--out", tmp_path / "sft")
+    result = cli(monkeypatch, capsys, "export", run_dir, "sft", "--out", tmp_path / "sft")
     assert result.returncode == 2 and "no finished training of model 'sft'" in result.stderr
     assert "finished in this run: ssr" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "sft").exists()
@@ -144,8 +132,7 @@ def test_trained_and_exported_weights_are_readable_as_the_umask_allows(run_dir, 
 def test_export_holds_the_run_and_checks_the_model_name(run_dir, tmp_path):
     from ssrtune.config.run import ConfigError
     from ssrtune.storage.rundir import RunDirInUseError
-    from tests.test_crash import env
-    from tests.test_rundir import HOLDER
+    from tests.commands import HOLDER, env
 
     with pytest.raises(ConfigError, match="model '../ssr'"):
         export(run_dir, "../ssr", tmp_path / "out")

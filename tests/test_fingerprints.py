@@ -10,30 +10,26 @@ import pytest
 
 from ssrtune.config.run import load_config
 from ssrtune.stages import data
-from ssrtune.stages.base import Inputs, Run, trained_models
+from ssrtune.stages.base import Inputs, trained_models
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.train import Train
 from ssrtune.storage.artifacts import StaleArtifactError
 from ssrtune.storage.layout import RunLayout
-from tests.conftest import record_dicts, run_stage
+from tests.tiny_run import TinyRun, record_dicts, run_stage
 
 
 @pytest.fixture()
-def run(tiny_model, tmp_path):
-    model = tmp_path / "model"
-    shutil.copytree(tiny_model, model)
-    records = tmp_path / "records.jsonl"
-    records.write_text("".join(json.dumps(r) + "\n" for r in record_dicts()))
-    base = [f"run_dir={tmp_path / 'run'}", f"model.name={model}", "data.recipe=null", f"data.train_file={records}",
-            f"data.test_file={records}", "generate.max_new_tokens=4", "model.dtype=float32", "methods=[sft]",
-            "train.batch_size=3"]
+def run(tiny_model, records_file, tmp_path):
+    """The tiny run on a copy of the tiny model (the tests edit its chat template) and on this test's records (they
+    add one), as a function of overrides."""
+    tiny = TinyRun(tmp_path, shutil.copytree(tiny_model, tmp_path / "model"), records_file)
 
     def config(*overrides):
-        return load_config(None, [*base, *overrides])
+        return tiny.config("generate.max_new_tokens=4", "methods=[sft]", "train.batch_size=3", *overrides)
 
-    config.model, config.records = model, records
+    config.model, config.records = tiny.model, tiny.records
     return config
 
 
@@ -45,41 +41,48 @@ def judge(config, fresh=False):
     return run_stage(config, Judge(), fresh)
 
 
-def refuses(stage, *args):
-    with pytest.raises(StaleArtifactError, match="--fresh"):
+def refusal(stage, *args) -> str:
+    """Why `stage(*args)` is refused: the message, which names the way out (`--fresh`)."""
+    with pytest.raises(StaleArtifactError, match="--fresh") as refused:
         stage(*args)
-    return True
+    return str(refused.value)
+
+
+def changes(message: str) -> str:
+    """What a refusal says changed: `generations.jsonl is out of date: model.name changed (a -> b). ...`."""
+    return message.split(" is out of date: ", 1)[1].split(". ", 1)[0]
 
 
 def test_generation_refuses_another_model_template_prompt_limit_or_data(run, tmp_path):
     generate(run())
     other_model = tmp_path / "other-model"
     shutil.copytree(run.model, other_model)
-    assert refuses(generate, run(f"model.name={other_model}"))
-    assert refuses(generate, run("model.max_context=512"))
-    assert refuses(generate, run("data.system_prompt=Be brief."))  # the task's system prompt is in its records
-    template = run.model / "tokenizer_config.json"
+    assert changes(refusal(generate, run(f"model.name={other_model}"))) == (
+        f"model.name changed ({run.model} -> {other_model})")
+    assert changes(refusal(generate, run("model.max_context=512"))) == "model.max_context changed (null -> 512)"
+    # the task's system prompt is in its records
+    assert changes(refusal(generate, run("data.system_prompt=Be brief."))) == "data/train.jsonl changed"
+    settings = json.loads((run.model / "tokenizer_config.json").read_text())
+    in_settings = "chat_template" in settings  # else in a file of its own
+    template = run.model / ("tokenizer_config.json" if in_settings else "chat_template.jinja")
     original = template.read_text()
-    settings = json.loads(original)
-    if "chat_template" in settings:
-        template.write_text(json.dumps({**settings, "chat_template": settings["chat_template"] + " "}))
-    else:
-        (run.model / "chat_template.jinja").write_text((run.model / "chat_template.jinja").read_text() + " ")
-    assert refuses(generate, run())
+    template.write_text(json.dumps({**settings, "chat_template": settings["chat_template"] + " "}) if in_settings
+                        else original + " ")
+    assert changes(refusal(generate, run())) == "model changed"  # the same name, other files
     template.write_text(original)
     with open(run.records, "a") as handle:
         handle.write(json.dumps({**record_dicts()[0], "id": "new"}) + "\n")
-    assert refuses(generate, run())
+    assert changes(refusal(generate, run())) == "data/train.jsonl changed"
     assert "new" in generate(run(), fresh=True)  # the way out
 
 
 def test_judging_refuses_another_judge_or_other_generations(run):
     config = run()
     judge(config)
-    assert refuses(judge, run("judge={kind: contains}"))
+    assert "judge.kind changed (all -> contains)" in changes(refusal(judge, run("judge={kind: contains}")))
     path = config.path / "generations.jsonl"  # other own answers, as from another generation run
     path.write_text(path.read_text().replace('"response": "', '"response": "other ', 1))
-    assert refuses(judge, config)
+    assert "1 answers changed since they were judged (e.g. 'q1')" in refusal(judge, config)
     assert len(judge(run("judge={kind: contains}"), fresh=True)) == 6
 
 
@@ -87,11 +90,13 @@ def test_training_and_evaluation_refuse_other_settings(run):
     config = run("train.epochs=1")
     [sft] = trained_models(config)
     run_stage(config, Train(sft))
-    assert refuses(run_stage, run("train.epochs=1", "train.learning_rate=0.1"), Train(sft))
+    assert changes(refusal(run_stage, run("train.epochs=1", "train.learning_rate=0.1"), Train(sft))) == (
+        f"train.learning_rate changed ({json.dumps(config.train.learning_rate)} -> 0.1)")
     run_stage(config, Evaluate(sft))
     retrained = run("train.epochs=1", "train.learning_rate=0.1")
     run_stage(retrained, Train(sft), fresh=True)
-    assert refuses(run_stage, retrained, Evaluate(sft))  # the adapter changed under its answers
+    # the adapter changed under its answers
+    assert changes(refusal(run_stage, retrained, Evaluate(sft))) == "models/sft changed"
 
 
 def test_a_built_in_tasks_system_prompt_is_in_its_data_fingerprint(tmp_path, monkeypatch):

@@ -8,28 +8,27 @@ from ssrtune.methods import METHODS
 from ssrtune.stages.base import Run
 from ssrtune.stages.data import Data
 from ssrtune.stages.select import Select
-from tests.conftest import record_dicts
-from tests.test_methods import tiny_config
+from tests.tiny_run import SHORT_ANSWERS, record_dicts
 
 
-def test_a_judge_that_accepts_no_own_answer_is_said(tiny_model, records_file, tmp_path, caplog):
+def test_a_judge_that_accepts_no_own_answer_is_said(tiny_run, tmp_path, caplog):
     # a pattern no answer holds: every own answer rejected
-    config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: regex, pattern: 'x{50}', skip_refusals: false}")
+    config = tiny_run.config(*SHORT_ANSWERS, "judge={kind: regex, pattern: 'x{50}', skip_refusals: false}")
     with caplog.at_level(logging.WARNING):
         rows = Run(config)(Select(METHODS["ssr"]))
     assert {row["source"] for row in rows} == {"gold"}
     assert "select/ssr: the judge accepted no candidate answer" in caplog.text and "judge-audit" in caplog.text
 
     caplog.clear()
-    config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: regex, pattern: ''}")  # accepts all
+    config = tiny_run.config(*SHORT_ANSWERS, "judge={kind: regex, pattern: ''}")  # accepts all
     with caplog.at_level(logging.WARNING):
         rows = Run(config, fresh={"judge"})(Select(METHODS["ssr"]))
     assert {row["source"] for row in rows} == {"self"} and "accepted no candidate" not in caplog.text
 
 
-def test_test_examples_that_are_training_examples_are_said(tiny_model, records_file, tmp_path, caplog):
+def test_test_examples_that_are_training_examples_are_said(tiny_run, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        Run(tiny_config(tmp_path, tiny_model, records_file))(Data())  # the same file for both splits
+        Run(tiny_run.config(*SHORT_ANSWERS))(Data())  # the same file for both splits
     assert "data: 6 of the 6 test examples are also training examples" in caplog.text
 
     held_out = tmp_path / "held_out.jsonl"
@@ -38,5 +37,5 @@ def test_test_examples_that_are_training_examples_are_said(tiny_model, records_f
                                 for i, r in enumerate(rows[:2])))
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        _, test = Run(tiny_config(tmp_path, tiny_model, records_file, f"data.test_file={held_out}"))(Data())
+        _, test = Run(tiny_run.config(*SHORT_ANSWERS, f"data.test_file={held_out}"))(Data())
     assert [r.id for r in test] == ["t0", "t1"] and "also training examples" not in caplog.text

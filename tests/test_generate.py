@@ -4,7 +4,7 @@ from ssrtune.inference.generation import generate_into
 from ssrtune.inference.local import TransformersLM
 from ssrtune.config.fields import ModelConfig
 from ssrtune.storage.artifacts import RecordFile, iter_jsonl
-from tests.conftest import record_dicts
+from tests.tiny_run import record_dicts
 
 
 def prompts():

@@ -9,7 +9,7 @@ import pytest
 
 from ssrtune.data.loaders import load_records, save_records
 from ssrtune.data.schema import DataError
-from tests.test_bad_input import GOOD, jsonl
+from tests.data_rows import GOOD, jsonl
 
 DEEP = "[" * 100_000 + "]" * 100_000  # past the json module's recursion limit
 

@@ -4,14 +4,13 @@ reach."""
 
 import json
 import os
-import subprocess
 
 import datasets
 import pytest
 import yaml
-from test_cli import SSRTUNE
 
-from conftest import run_stage
+from tests.commands import ssrtune
+from tests.tiny_run import run_stage
 from ssrtune.config.run import load_config
 from ssrtune.data.hub import hub_fingerprint
 from ssrtune.data.loaders import load_records
@@ -72,9 +71,9 @@ def test_offline_a_hub_dataset_is_one_clear_line(tmp_path, records_file):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "data": {
         "recipe": None, "train_file": "hf://acme/not-cached:train", "test_file": str(records_file)}}))
+    # a process of its own: the libraries read the offline switches when they are imported
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    result = subprocess.run([SSRTUNE, "data", str(config)], capture_output=True, text=True, cwd=tmp_path, env=env,
-                            timeout=300)
+    result = ssrtune("data", config, cwd=tmp_path, environment=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: hf://acme/not-cached:train: cannot load the Hugging Face dataset 'acme/not-cached'")

@@ -83,14 +83,12 @@ def test_a_trained_model_is_asked_of_the_server_under_its_name(tmp_path):
     assert build_lm("openai", None, endpoint=endpoint, adapter=tmp_path / "models" / "ssr").config.model == "ssr"
 
 
-def test_evaluation_on_the_openai_engine_resumes_after_failed_requests(fake_openai, tiny_model, records_file, tmp_path,
-                                                                       monkeypatch):
+def test_evaluation_on_the_openai_engine_resumes_after_failed_requests(fake_openai, tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("SSRTUNE_TEST_KEY", "sk-test")
-    config = load_config(None, [
-        f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "data.recipe=null",
-        f"data.train_file={records_file}", f"data.test_file={records_file}", "evaluate.engine=openai",
+    config = tiny_run.config(
+        "evaluate.engine=openai",
         f"evaluate.endpoint={{base_url: '{fake_openai.url}', model: served, api_key_env: SSRTUNE_TEST_KEY, "
-        "max_retries: 0}"])
+        "max_retries: 0}")
     fake_openai.handler = lambda r: fake.status(500) if "sky" in fake.last_user_text(r) else fake.answer("Anna")
     with pytest.raises(GenerationFailed, match=r"predictions.jsonl: 1 of 6 answers failed .*rerunning asks again"):
         Run(config)(Evaluate())

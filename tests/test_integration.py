@@ -9,7 +9,7 @@ from ssrtune.config.run import load_config
 from ssrtune.data.loaders import load_records
 from ssrtune.pipeline import run
 from ssrtune.storage.artifacts import iter_jsonl, read_json
-from test_evaluate import grounded_qa_correct
+from tests.grounded_scoring import grounded_qa_correct
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,19 +12,11 @@ from ssrtune.stages.data import Data
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.select import Select
 from ssrtune.storage.artifacts import StaleArtifactError, iter_jsonl, read_json
-from tests.conftest import run_stage
+from tests.tiny_run import SHORT_ANSWERS, run_stage
 
 
-def tiny_config(tmp_path, tiny_model, records_file, *overrides):
-    return load_config(None, [
-        f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "data.recipe=null",
-        f"data.train_file={records_file}", f"data.test_file={records_file}", "generate.batch_size=4",
-        "generate.max_new_tokens=5", "model.dtype=float32", *overrides,
-    ])
-
-
-def test_s3ft_sdft_self_only_select(tiny_model, records_file, tmp_path):
-    config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: token_f1, threshold: 0.0}")
+def test_s3ft_sdft_self_only_select(tiny_run, tmp_path):
+    config = tiny_run.config(*SHORT_ANSWERS, "judge={kind: token_f1, threshold: 0.0}")
     runner = Run(config)
     judgments = runner(Judge())
     assert {j["verdict"] for j in judgments.values()} == {"accept"}  # threshold 0 accepts every own answer
@@ -33,7 +25,7 @@ def test_s3ft_sdft_self_only_select(tiny_model, records_file, tmp_path):
     paraphrases = config.path / "paraphrases.jsonl"
     assert not paraphrases.exists() or not paraphrases.read_text()  # no own answer rejected: nothing to paraphrase
 
-    config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: exact}")
+    config = tiny_run.config(*SHORT_ANSWERS, "judge={kind: exact}")
     runner = Run(config, fresh={"judge", "restate"})
     records, _ = runner(Data())
     judgments = runner(Judge())
@@ -61,7 +53,7 @@ def test_s3ft_sdft_self_only_select(tiny_model, records_file, tmp_path):
     assert (config.path / "rewrites.jsonl").stat().st_mtime_ns == before
     template = tmp_path / "rewrite.jinja"
     template.write_text("Say again: {{ gold }}")
-    changed = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: exact}",
+    changed = tiny_run.config(*SHORT_ANSWERS, "judge={kind: exact}",
                           f"generate.rewrite_template={template}")
     with pytest.raises(StaleArtifactError, match="rewrites.jsonl"):
         run_stage(changed, Select(METHODS["sdft"]))
@@ -79,8 +71,8 @@ def best_effort(monkeypatch):
     return METHODS["best_effort"]
 
 
-def test_a_new_method_is_one_class(best_effort, tiny_model, records_file, tmp_path):
-    config = tiny_config(tmp_path, tiny_model, records_file, "methods=[ssr, best_effort]")
+def test_a_new_method_is_one_class(best_effort, tiny_run, tmp_path):
+    config = tiny_run.config(*SHORT_ANSWERS, "methods=[ssr, best_effort]")
     assert config.methods == ["ssr", "best_effort"]
     runner = Run(config)
     assert runner(Select(best_effort)) == runner(Select(METHODS["ssr"]))

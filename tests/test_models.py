@@ -15,11 +15,10 @@ from ssrtune.storage.fingerprints import parts_hash
 from ssrtune.methods import METHODS
 from ssrtune.stages import train as train_stage
 from ssrtune.stages.base import Inputs, Run, trained_methods, trained_models
-from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
+from ssrtune.storage.artifacts import StaleArtifactError
 from ssrtune.storage.layout import TRAINED_MARK as DONE
-from ssrtune.storage.layout import RunLayout
-from tests.conftest import run_stage
+from tests.tiny_run import run_stage
 
 MODELS = "models=[{name: lora-a, method: sft}, {name: lora-b, method: sft, train: {seed: 1}}, " \
          "{name: mine, method: ssr, train: {full: true, learning_rate: 2.0e-5}}]"
@@ -65,24 +64,25 @@ def test_both_forms_are_written_to_config_yaml_as_given(tmp_path):
         assert load_config(tmp_path / "config.yaml") == config
 
 
-@pytest.fixture()
-def tiny_run(tiny_model, records_file, tmp_path):
-    def config(*overrides):
-        return load_config(None, [f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "data.recipe=null",
-                                  f"data.train_file={records_file}", f"data.test_file={records_file}",
-                                  "model.dtype=float32", "train.batch_size=3", "train.learning_rate=1e-3", *overrides])
-    return config
+TRAIN = ("train.batch_size=3", "train.learning_rate=1e-3")
 
 
-def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run, monkeypatch):
-    config = tiny_run(MODELS)
-    seen = {}
+def fake_training(monkeypatch) -> list:
+    """The training processes replaced by a record of what each was given: (train settings, models, rows file,
+    output folder); a training of two steps results."""
+    given = []
 
-    def fake_train(run_config, rows_file, output_dir):  # what the training processes are given
-        seen[output_dir.name] = (run_config.train, run_config.models, rows_file.name)
+    def fake_train(run_config, rows_file, output_dir):
+        given.append((run_config.train, run_config.models, rows_file.name, output_dir.name))
         return {"steps": 2, "train_loss": 1.0, "loss_curve": [1.0], "lora": not run_config.train.full}
 
     monkeypatch.setattr(train_stage, "train_method", fake_train)
+    return given
+
+
+def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run, monkeypatch):
+    config = tiny_run.config(*TRAIN, MODELS)
+    given = fake_training(monkeypatch)
     models = {m.name: m for m in trained_models(config)}
     runner = Run(config)
     fingerprints = {}
@@ -91,40 +91,49 @@ def test_each_model_trains_with_its_own_settings_on_its_method_targets(tiny_run,
         fingerprints[name] = parts_hash(Train(model).parts(Inputs(runner.config, runner.layout, {})))
         done = json.loads((config.path / "models" / name / DONE).read_text())
         assert (done["name"], done["method"]) == (name, model.method.name)
+    seen = {output: (train, models, rows) for train, models, rows, output in given}
     assert seen["lora-b"] == (models["lora-b"].train_settings(config), None, "sft.jsonl") and seen["lora-b"][0].seed == 1
     assert seen["mine"][0].full and seen["mine"][2] == "ssr.jsonl"
     assert len(set(fingerprints.values())) == 3  # a seed of its own is a model of its own
     assert sorted(p.name for p in (config.path / "train").glob("*.jsonl")) == ["sft.jsonl", "ssr.jsonl"]
     # a changed override refuses (or with --fresh redoes) that model only
-    changed = tiny_run(MODELS.replace("{seed: 1}", "{seed: 2}"))
+    changed = tiny_run.config(*TRAIN, MODELS.replace("{seed: 1}", "{seed: 2}"))
     again = Run(changed)
     inputs = Inputs(again.config, again.layout, {})
     assert parts_hash(Train(trained_models(changed)[0]).parts(inputs)) == fingerprints["lora-a"]
     assert parts_hash(Train(trained_models(changed)[1]).parts(inputs)) != fingerprints["lora-b"]
 
 
-def test_the_short_form_keeps_the_fingerprint_of_the_run_train_section(tiny_run):
-    """The training's fingerprint, from its named inputs, is the one earlier versions computed from the same parts
-    (their trained models stay current)."""
-    from ssrtune.storage.fingerprints import file_digest, fingerprint
-    from ssrtune.models.loading import model_fingerprint
-    from ssrtune.models.placement import training_placement
-
-    config = tiny_run("methods=[sft]")
-    run_stage(config, Select(METHODS["sft"]))
+def test_a_changed_train_setting_retrains_naming_it_and_a_change_of_how_it_runs_does_not(tiny_run, monkeypatch):
+    """The run's train section decides a short-form model's weights: a setting of what it learns refuses the trained
+    model, naming the setting (`ssrtune run` trains it again, with that setting); one of how the training runs
+    (`TrainConfig.EXECUTION_ONLY`) keeps it, as does the same model in the `models:` form."""
+    given = fake_training(monkeypatch)
+    config = tiny_run.config(*TRAIN, "methods=[sft]")
     [sft] = trained_models(config)
-    assert parts_hash(Train(sft).parts(Inputs(config, RunLayout(config.path), {}))) == fingerprint(
-        model_fingerprint(config.model), config.train.fingerprint_settings(),
-        training_placement(config.model, config.train).precision, file_digest(config.path / "train" / "sft.jsonl"))
+    run_stage(config, Train(sft))
+    for same in (["train.micro_batch_size=1"], ["train.save_every=1 steps"], ["train.keep_checkpoints=true"],
+                 ["train.num_processes=3", "train.batch_size=3"], ["methods=null", "models=[{name: sft, method: sft}]"]):
+        run_stage(tiny_run.config(*TRAIN, "methods=[sft]", *same), Train(sft))
+    assert len(given) == 1, given  # trained once: each of those kept the model
+
+    changed = tiny_run.config(*TRAIN, "methods=[sft]", "train.learning_rate=0.1")
+    with pytest.raises(StaleArtifactError, match=r"models/sft is out of date: train\.learning_rate changed "
+                                                 r"\(0\.001 -> 0\.1\)\. `ssrtune run`"):
+        run_stage(changed, Train(sft))
+    assert len(given) == 1  # refused before any training
+    Run(changed, redo_stale=True)(Train(sft))
+    assert [train.learning_rate for train, *_ in given] == [1e-3, 0.1]
 
 
 def test_train_and_export_take_a_model_name(tiny_run, tmp_path, monkeypatch, capsys):
-    from tests.test_rundir import cli
+    from tests.commands import cli
 
     config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump(tiny_run(MODELS).model_dump(mode="json", exclude={"methods"})))
-    status, err = cli(monkeypatch, capsys, "train", config_file, "--model", "nope")
-    assert status == 2 and "--model nope: no such model in the configuration; one of: lora-a, lora-b, mine" in err
+    config_file.write_text(yaml.safe_dump(tiny_run.config(*TRAIN, MODELS).model_dump(mode="json", exclude={"methods"})))
+    result = cli(monkeypatch, capsys, "train", config_file, "--model", "nope")
+    assert result.returncode == 2
+    assert "--model nope: no such model in the configuration; one of: lora-a, lora-b, mine" in result.stderr
     monkeypatch.setattr("sys.argv", ["ssrtune", "train", str(config_file), "--model", "lora-b", "-m", "lora-a"])
     from ssrtune.cli import entry
 

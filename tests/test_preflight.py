@@ -112,7 +112,7 @@ def test_training_runs_in_a_child_process_when_a_later_vllm_engine_needs_the_gpu
 def test_a_one_process_training_in_a_child_process_trains_there(tiny_model, tmp_path, monkeypatch):
     from ssrtune.training import distributed
     from ssrtune.storage.artifacts import write_jsonl
-    from tests.test_train import rows
+    from tests.training_rows import rows
 
     write_jsonl(tmp_path / "sft.jsonl", [{**row, "source": "gold"} for row in rows()])
     run = config("model.dtype=float32", "train.batch_size=3", "train.epochs=1", model=tiny_model)
@@ -124,14 +124,12 @@ def test_a_one_process_training_in_a_child_process_trains_there(tiny_model, tmp_
     assert result["steps"] == 2 and (tmp_path / "sft" / "adapter_model.safetensors").exists()
 
 
-def test_the_training_stage_checks_before_it_trains(tiny_model, records_file, tmp_path):
+def test_the_training_stage_checks_before_it_trains(tiny_run, tmp_path):
     from ssrtune.stages.base import trained_models
     from ssrtune.stages.train import Train
-    from tests.conftest import run_stage
+    from tests.tiny_run import run_stage
 
-    run = config(f"run_dir={tmp_path / 'run'}", "data.recipe=null", f"data.train_file={records_file}",
-                 f"data.test_file={records_file}", "methods=[sft]", "train.accelerate_config=fsdp.yaml",
-                 model=tiny_model)
+    run = tiny_run.config("methods=[sft]", "train.accelerate_config=fsdp.yaml")
     with on(CPU_ONLY), pytest.raises(ConfigError, match="accelerate_config 'fsdp.yaml' is read by multi-process"):
         run_stage(run, Train(trained_models(run)[0]))
     assert not (tmp_path / "run" / "models" / "sft").exists()  # nothing trained, nothing written

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 from ssrtune.config.run import load_config
 from ssrtune.stages.base import trained_models
-from tests.conftest import build_tiny_model, record_dicts
-from tests.test_chain_faults import records_by_id, run_harness
+from tests.tiny_run import TinyRun, build_tiny_model, many_records
+from tests.chain_runs import records_by_id, run_harness
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = str(Path(__file__).with_name("resume_kill.py"))
@@ -63,16 +63,13 @@ def test_make_reproduce_keeps_a_timestamped_console_log_and_the_exit_status(tmp_
 def resume_config(folder: Path) -> dict:
     # Untied embeddings, so that the tiny model's answers differ from prompt to prompt (see test_chain_faults).
     model = build_tiny_model(folder / "model", seed=3, tie_word_embeddings=False)
-    train, test = folder / "train.jsonl", folder / "test.jsonl"
-    train.write_text("".join(json.dumps({**r, "id": f"{r['id']}-{k}"}) + "\n" for k in range(2) for r in record_dicts()))
-    test.write_text("".join(json.dumps({**r, "id": f"{r['id']}-{k}"}) + "\n" for k in range(3) for r in record_dicts()))
-    return {"name": "resume", "model": {"name": str(model), "dtype": "float32"},
-            "models": [{"name": "sft-s0", "method": "sft"}, {"name": "sft-s1", "method": "sft", "train": {"seed": 1}},
-                       {"name": "sft-full", "method": "sft", "train": {"full": True}}],
-            "data": {"recipe": None, "train_file": str(train), "test_file": str(test)},
-            "train": {"epochs": 1, "batch_size": 3, "save_every": "1 steps",
-                      "learning_rate": LEARNING_RATE},
-            "evaluate": {"batch_size": 2, "max_new_tokens": 4}}
+    tiny = TinyRun(folder, model, many_records(folder / "train.jsonl", 2), many_records(folder / "test.jsonl", 3))
+    # each run of the harness in a run_dir of its own (chain_kill.write_config)
+    return tiny.tree(name="resume", models=[
+        {"name": "sft-s0", "method": "sft"}, {"name": "sft-s1", "method": "sft", "train": {"seed": 1}},
+        {"name": "sft-full", "method": "sft", "train": {"full": True}}],
+        train={"epochs": 1, "batch_size": 3, "save_every": "1 steps", "learning_rate": LEARNING_RATE},
+        evaluate={"batch_size": 2, "max_new_tokens": 4})
 
 
 MODELS = ("sft-s0", "sft-s1", "sft-full")

@@ -86,7 +86,7 @@ def test_the_kl_reference_scores_the_tokens_the_chat_template_and_the_answer_mak
 
 
 def test_kl_from_the_reference_equals_the_exact_kl_with_the_whole_vocabulary(tiny, tiny_model, tmp_path):
-    from conftest import build_tiny_model
+    from tests.tiny_run import build_tiny_model
 
     model, tok = tiny
     vocab = model.config.vocab_size

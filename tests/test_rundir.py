@@ -13,32 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from ssrtune.cli import entry
 from ssrtune.storage.rundir import LOCK_NAME, DiskFaultError, RunDirInUseError, claim, disk_fault, run_dir_lock, run_guard
 from ssrtune.storage.artifacts import StaleArtifactError
-from tests.test_crash import env, make_config, many_records
-
-HOLDER = textwrap.dedent("""
-    import sys
-    from ssrtune.storage.rundir import run_dir_lock
-    with run_dir_lock(sys.argv[1]):
-        print("held", flush=True)
-        sys.stdin.read()
-""")
+from tests.commands import HOLDER, cli, env
 IN_USE = re.compile(r"^error: (?P<dir>\S+) is in use by process (?P<pid>\d+) on (?P<host>\S+) since \d\d:\d\d "
                     r"\((?P<command>[^)]*)\); wait for it or pass run_dir=<another folder>$")
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """`ssrtune ARGS` in this process, as the console script runs it: its exit status and stderr."""
-    monkeypatch.setattr(sys, "argv", ["ssrtune", *map(str, args)])
-    with pytest.raises(SystemExit) as done:
-        entry()
-    return done.value.code, capsys.readouterr().err
 
 
 @pytest.fixture()
@@ -52,18 +34,18 @@ def holder(tmp_path):
     process.wait()
 
 
-def test_every_stage_command_stops_at_once_on_a_run_held_by_another_process(tiny_model, tmp_path, holder,
+def test_every_stage_command_stops_at_once_on_a_run_held_by_another_process(tiny_run, tmp_path, holder,
                                                                              monkeypatch, capsys):
-    config = make_config(tmp_path, tiny_model, many_records(tmp_path / "records.jsonl"))
+    config = tiny_run.file(methods=["sft"])
     for command in ["run", "data", "generate", "judge", "select", "train", "evaluate", "judge-audit"]:
-        code, err = cli(monkeypatch, capsys, command, config)
-        line = err.strip()
+        result = cli(monkeypatch, capsys, command, config)
+        line = result.stderr.strip()
         match = IN_USE.match(line)
-        assert code == 2 and match and "\n" not in line, (command, err)
+        assert result.returncode == 2 and match and "\n" not in line, (command, result.stderr)
         assert match["dir"] == str(tmp_path / "run") and int(match["pid"]) == holder.pid
         assert match["host"] == socket.gethostname() and match["command"] == "python -c"
-    code, err = cli(monkeypatch, capsys, "report", tmp_path / "run")
-    assert code == 2 and IN_USE.match(err.strip())
+    result = cli(monkeypatch, capsys, "report", tmp_path / "run")
+    assert result.returncode == 2 and IN_USE.match(result.stderr.strip())
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_NAME]  # nothing was written
 
 

@@ -4,21 +4,16 @@ runs code on load, and a run writes only inside its own directory."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ssrtune.config.run import ConfigError, ModelConfig, TrainConfig, load_config
-from tests.conftest import record_dicts
+from tests.commands import env, ssrtune
+from tests.tiny_run import TinyRun, record_dicts, write_records
 
-SSRTUNE = str(Path(sys.executable).parent / "ssrtune")
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 SECRET = "sk-ssrtune-test-5f0c1d2e9a8b7c6d"
 
 
@@ -37,24 +32,17 @@ def test_full_run_keeps_the_api_key_out_and_cuts_long_documents(tiny_model, tmp_
     long_doc = " ".join(["The bridge was built of stone by the old town."] * 60) + " The sky is blue."
     rows.append({"id": "long", "messages": [{"role": "user", "content": "What colour is the sky?"}],
                  "context": long_doc, "response": "blue", "meta": {"answerable": True, "answers": ["blue"]}})
-    records = tmp_path / "records.jsonl"
-    records.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "secret", "run_dir": str(tmp_path / "run"), "methods": ["ssr"],
-        "model": {"name": str(tiny_model), "max_context": 400, "dtype": "float32"},
-        "data": {"recipe": None, "train_file": str(records), "test_file": str(records)},
-        "generate": {"batch_size": 4, "max_new_tokens": 8},
-        "train": {"epochs": 1, "batch_size": 4, "max_length": 300},
-        "evaluate": {"batch_size": 4, "max_new_tokens": 8},
-    }))
+    config = TinyRun(tmp_path, tiny_model, write_records(tmp_path / "records.jsonl", rows)).file(
+        name="secret", methods=["ssr"], model={"name": str(tiny_model), "max_context": 400, "dtype": "float32"},
+        generate={"batch_size": 4, "max_new_tokens": 8}, train={"epochs": 1, "batch_size": 4, "max_length": 300},
+        evaluate={"batch_size": 4, "max_new_tokens": 8})
     before = set(tmp_path.rglob("*"))
-    env = {**os.environ, "OPENAI_API_KEY": SECRET, "HF_TOKEN": SECRET,
-           "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    run = subprocess.run([SSRTUNE, "-v", "run", str(config)], env=env, capture_output=True, text=True, timeout=600)
+    # processes of their own: the keys are in their environment, and everything they print (-v: the libraries' logs
+    # too) is checked
+    secrets = env(OPENAI_API_KEY=SECRET, HF_TOKEN=SECRET)
+    run = ssrtune("-v", "run", config, environment=secrets)
     assert run.returncode == 0, run.stderr[-3000:]
-    failed = subprocess.run([SSRTUNE, "run", str(config), "name=../../x", "model.name=/no/such/model"], env=env,
-                            capture_output=True, text=True, timeout=600)
+    failed = ssrtune("run", config, "name=../../x", "model.name=/no/such/model", environment=secrets)
     assert failed.returncode == 2 and "name" in failed.stderr
 
     # Nothing written outside the run directory (the model cache lives outside tmp_path).

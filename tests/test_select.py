@@ -1,6 +1,6 @@
 from ssrtune.data.schema import Record
 from ssrtune.methods import METHODS, OWN_ANSWERS, source_shares
-from tests.conftest import record_dicts
+from tests.tiny_run import record_dicts
 
 
 def select_targets(method: str, records, generations=None, judgments=None, restated=None, restated_judgments=None):

@@ -13,9 +13,8 @@ from ssrtune.judges.factory import judge_fingerprint
 from ssrtune.stages.base import Run
 from ssrtune.stages.judge import Judge
 from ssrtune.storage.artifacts import StaleArtifactError, recorded_fingerprint
-from tests.test_cli import write_config
-from tests.test_methods import tiny_config
-from tests.test_rundir import cli
+from tests.commands import cli
+from tests.tiny_run import QUICK_RUN, SHORT_ANSWERS
 
 # accepts every own answer; `contains` then accepts only where the gold is a refusal (skip_refusals) or is inside
 ACCEPT_ALL = {"kind": "token_f1", "threshold": 0.0}
@@ -31,11 +30,10 @@ def with_judge(config, judge):
     config.write_text(yaml.safe_dump({**tree, "judge": judge}))
 
 
-def test_a_changed_judge_redoes_what_depends_on_it_and_nothing_else(tiny_model, records_file, tmp_path, monkeypatch,
-                                                                    capsys):
+def test_a_changed_judge_redoes_what_depends_on_it_and_nothing_else(tiny_run, tmp_path, monkeypatch, capsys):
     # the task is scored by a judge of its own, so that the run's judge decides the training targets only
-    config = write_config(tmp_path, tiny_model, records_file, judge=ACCEPT_ALL,
-                          evaluate={"batch_size": 4, "max_new_tokens": 6, "judge": {"kind": "token_f1"}})
+    config = tiny_run.file(**(QUICK_RUN | dict(judge=ACCEPT_ALL,
+                          evaluate={"batch_size": 4, "max_new_tokens": 6, "judge": {"kind": "token_f1"}})))
     run = tmp_path / "run"
     assert cli(monkeypatch, capsys, "run", config)[0] == 0
     kept = ["generations.jsonl", "models/sft/adapter_model.safetensors", "eval/base/predictions.jsonl",
@@ -44,14 +42,14 @@ def test_a_changed_judge_redoes_what_depends_on_it_and_nothing_else(tiny_model, 
     before = stamps(run, *kept, *redone)
 
     with_judge(config, {"kind": "contains"})
-    status, err = cli(monkeypatch, capsys, "judge", config)  # a stage command refuses, saying why and what to run
+    status, _, err = cli(monkeypatch, capsys, "judge", config)  # a stage command refuses, saying why and what to run
     assert status == 2 and "Traceback" not in err
     assert "judge.kind changed (token_f1 -> contains); judge.threshold changed (0.0 -> unset)" in err
     assert f"`ssrtune run {config}` redoes it and every stage that depends on it" in err
     assert f"`ssrtune judge {config} --fresh` redoes it alone" in err
     assert stamps(run, *kept, *redone) == before  # refused before any work
 
-    status, err = cli(monkeypatch, capsys, "run", config)
+    status, _, err = cli(monkeypatch, capsys, "run", config)
     assert status == 0, err
     told = [line for line in err.splitlines() if " redone" in line]
     assert told == ["[judge] redone: judge.kind changed (token_f1 -> contains); judge.threshold changed (0.0 -> unset)",
@@ -72,19 +70,18 @@ def test_a_changed_judge_redoes_what_depends_on_it_and_nothing_else(tiny_model, 
     assert after["eval/ssr/predictions.jsonl"] != before["eval/ssr/predictions.jsonl"]
 
 
-def test_a_stage_command_refused_downstream_names_its_own_command(tiny_model, records_file, tmp_path, monkeypatch,
-                                                                  capsys):
-    config = write_config(tmp_path, tiny_model, records_file, judge=ACCEPT_ALL, methods=["ssr"])
+def test_a_stage_command_refused_downstream_names_its_own_command(tiny_run, tmp_path, monkeypatch, capsys):
+    config = tiny_run.file(**(QUICK_RUN | dict(judge=ACCEPT_ALL, methods=["ssr"])))
     assert cli(monkeypatch, capsys, "train", config)[0] == 0
     with_judge(config, {"kind": "contains"})
     assert cli(monkeypatch, capsys, "judge", config, "--fresh")[0] == 0  # the judge alone; training is now stale
-    status, err = cli(monkeypatch, capsys, "train", config, "train.seed=0")
+    status, _, err = cli(monkeypatch, capsys, "train", config, "train.seed=0")
     assert status == 2 and "models/ssr is out of date: train/ssr.jsonl changed" in err
     assert f"`ssrtune train {config} train.seed=0 --model ssr --fresh` redoes it alone" in err
 
 
-def test_sidecars_of_earlier_versions_are_read(tiny_model, records_file, tmp_path):
-    config = tiny_config(tmp_path, tiny_model, records_file, "judge={kind: token_f1}")
+def test_sidecars_of_earlier_versions_are_read(tiny_run, tmp_path):
+    config = tiny_run.config(*SHORT_ANSWERS, "judge={kind: token_f1}")
     Run(config)(Judge())
     sidecar = config.path / "judgments.jsonl.meta.json"
     recorded = json.loads(sidecar.read_text())

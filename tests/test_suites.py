@@ -2,21 +2,20 @@
 
 import json
 
-from test_cli import ssrtune, write_config
-
-from conftest import record_dicts
+from tests.commands import cli
+from tests.tiny_run import QUICK_RUN, record_dicts
 
 RETENTION = {"benchmarks": ["arc_easy", "winogrande", "gsm8k"], "limit": 4, "batch_size": 4, "gsm8k_shots": 1,
              "gsm8k_max_new_tokens": 4, "kl_prompts": 2, "kl_max_new_tokens": 4, "kl_top_k": 8}
 
 
-def test_evaluate_every_suite_and_report(tiny_model, records_file, tmp_path):
+def test_evaluate_every_suite_and_report(tiny_run, tmp_path, monkeypatch, capsys):
     extra = tmp_path / "extra.jsonl"
     extra.write_text("".join(json.dumps(r) + "\n" for r in record_dicts()[:3]))
-    config = write_config(tmp_path, tiny_model, records_file, methods=["ssr"], evaluate={
+    config = tiny_run.file(**(QUICK_RUN | dict(methods=["ssr"], evaluate={
         "batch_size": 4, "max_new_tokens": 4, "retention": RETENTION, "ood": {"n": 4},
-        "datasets": [{"name": "extra", "file": str(extra), "judge": {"kind": "contains"}}]})
-    result = ssrtune("run", config)
+        "datasets": [{"name": "extra", "file": str(extra), "judge": {"kind": "contains"}}]})))
+    result = cli(monkeypatch, capsys, "run", config)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     for name in ("base", "ssr"):
@@ -44,6 +43,6 @@ def test_evaluate_every_suite_and_report(tiny_model, records_file, tmp_path):
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "Δ ssr" in html
     # a second evaluation reuses every suite: nothing is loaded or generated again
-    again = ssrtune("evaluate", config)
+    again = cli(monkeypatch, capsys, "evaluate", config)
     assert again.returncode == 0, again.stderr
     assert "evaluate ssr" not in again.stdout and "arc_easy acc_norm" in again.stdout

@@ -17,7 +17,7 @@ from ssrtune.stages.evaluate import Evaluate
 from ssrtune.storage.artifacts import iter_jsonl, read_json
 from tests import fake_openai as fake
 
-from conftest import run_stage
+from tests.tiny_run import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TEST, N_TRAIN = 6, 4  # the example holds out GSM8K's first problems and trains on the ones after them
@@ -102,7 +102,7 @@ def test_a_gsm8k_style_task_is_scored_by_its_judge(answering_model, tmp_path, ca
         "equals no gold answer"}
 
 
-def test_an_llm_judge_scores_the_task_once_and_resumes(tiny_model, records_file, tmp_path, fake_openai):
+def test_an_llm_judge_scores_the_task_once_and_resumes(tiny_run, tmp_path, fake_openai):
     verdicts = {"What colour is the sky?": "Yes", "Who wrote the letter?": "yes.", "How many cats": "Maybe so"}
 
     def handler(request):
@@ -111,12 +111,8 @@ def test_an_llm_judge_scores_the_task_once_and_resumes(tiny_model, records_file,
 
     fake_openai.handler = handler
     endpoint = {"base_url": fake_openai.url, "model": "judge-model", "api_key_env": None, "max_retries": 0}
-    config = ssrtune.load_config(None, {
-        "run_dir": str(tmp_path / "run"), "model.name": str(tiny_model),
-        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-        "model.dtype": "float32",
-        "evaluate": {"batch_size": 4, "max_new_tokens": 4,
-                     "judge": {"kind": "llm", "engine": "openai", "endpoint": endpoint}}})
+    config = tiny_run.config(evaluate={"batch_size": 4, "max_new_tokens": 4,
+                                       "judge": {"kind": "llm", "engine": "openai", "endpoint": endpoint}})
     task = run_stage(config, Evaluate())["task"]
     assert task["verdicts"] == {"accept": 2, "reject": 3, "failed": 1}  # "Maybe so" is no verdict: failed, counted
     assert task["accuracy"] == pytest.approx(2 / 6) and task["judge"] == "llm(openai: judge-model)"
@@ -128,7 +124,7 @@ def test_an_llm_judge_scores_the_task_once_and_resumes(tiny_model, records_file,
     assert run_stage(config, Evaluate())["task"] == task and len(fake_openai.requests) == 8  # the 2 missing ones
 
 
-def test_one_judge_deciding_several_suites_loads_its_model_once(tiny_model, records_file, tmp_path, monkeypatch):
+def test_one_judge_deciding_several_suites_loads_its_model_once(tiny_run, tmp_path, monkeypatch):
     import ssrtune.judges.llm as llm
 
     built, real_build_lm = [], llm.build_lm
@@ -138,12 +134,9 @@ def test_one_judge_deciding_several_suites_loads_its_model_once(tiny_model, reco
         return real_build_lm(*args, **kwargs)
 
     monkeypatch.setattr(llm, "build_lm", counting_build_lm)
-    judge = {"kind": "llm", "model": {"name": str(tiny_model), "dtype": "float32"}, "batch_size": 4}
-    config = ssrtune.load_config(None, {
-        "run_dir": str(tmp_path / "run"), "model.name": str(tiny_model), "model.dtype": "float32",
-        "data": {"recipe": None, "train_file": str(records_file), "test_file": str(records_file)},
-        "evaluate": {"batch_size": 4, "max_new_tokens": 4, "judge": judge,
-                     "datasets": [{"name": "mine", "file": str(records_file)}]}})
+    judge = {"kind": "llm", "model": {"name": str(tiny_run.model), "dtype": "float32"}, "batch_size": 4}
+    config = tiny_run.config(evaluate={"batch_size": 4, "max_new_tokens": 4, "judge": judge,
+                                       "datasets": [{"name": "mine", "file": str(tiny_run.records)}]})
     results = run_stage(config, Evaluate())
     assert results["task"]["n"] == results["mine"]["n"] == 6
     assert sum(results["mine"]["verdicts"].values()) == 6

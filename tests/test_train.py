@@ -1,25 +1,10 @@
 import pytest
 import torch
 
-from ssrtune.config.run import ModelConfig, TrainConfig
-from ssrtune.data.prompts import prompt_messages
-from ssrtune.data.schema import Record
+from ssrtune.config.run import ModelConfig
 from ssrtune.models.loading import load_model, load_tokenizer
-from ssrtune.training.trainer import NoTrainableTokensError, left_pad_collator, to_dataset, train
-from tests.conftest import record_dicts
-
-
-def rows():
-    return [{"id": r["id"], "messages": prompt_messages(Record.model_validate(r)), "target": r["response"]}
-            for r in record_dicts()]
-
-
-def fit(tiny_model, tmp_path, run_name=None, **overrides):
-    config = TrainConfig(**{"epochs": 3, "batch_size": 3, "learning_rate": 3e-3,
-                            "warmup_ratio": 0.0, **overrides})
-    model_config = ModelConfig(name=str(tiny_model))
-    out = tmp_path / "model"
-    return train(load_model(model_config), load_tokenizer(model_config), rows(), config, out, run_name), out
+from ssrtune.training.trainer import NoTrainableTokensError, left_pad_collator, to_dataset
+from tests.training_rows import fit, rows
 
 
 def test_lora_training_learns_and_saves_an_adapter(tiny_model, tmp_path):
@@ -106,17 +91,13 @@ def test_tensorboard_receives_the_loss_of_every_logging_step(tiny_model, tmp_pat
     assert result["run_name"] == "tiny-ssr"
 
 
-def test_a_finished_model_keeps_no_checkpoints_unless_asked(tiny_model, records_file, tmp_path):
-    from ssrtune.config.run import load_config
+def test_a_finished_model_keeps_no_checkpoints_unless_asked(tiny_run):
     from ssrtune.stages.base import trained_models
     from ssrtune.stages.train import Train
-    from tests.conftest import run_stage
+    from tests.tiny_run import run_stage
 
     def trained(*overrides):
-        config = load_config(None, [f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "model.dtype=float32",
-                                    "data.recipe=null", f"data.train_file={records_file}",
-                                    f"data.test_file={records_file}", "methods=[sft]", "train.batch_size=3",
-                                    "train.save_every=1 steps", *overrides])
+        config = tiny_run.config("methods=[sft]", "train.batch_size=3", "train.save_every=1 steps", *overrides)
         return run_stage(config, Train(trained_models(config)[0]), fresh=True)
 
     out = trained()

@@ -15,7 +15,7 @@ from ssrtune.models.loading import load_model
 from ssrtune.models.placement import Hardware, Placement, process_count
 from ssrtune.storage.artifacts import write_jsonl
 from ssrtune.training.trainer import OneDeviceSFTConfig, load_for_training, sft_config
-from tests.test_train import fit, rows
+from tests.training_rows import fit, rows
 
 
 @pytest.mark.parametrize("batch, micro, processes, plan", [

@@ -122,12 +122,9 @@ def test_loglikelihoods_come_from_the_prompt_logprobs(vllm_calls, tiny_model):
     assert {greedy for _, greedy in got} == {True, False}  # both cases met
 
 
-def test_stages_run_vllm_in_a_child_process_that_ends_with_the_stage(vllm_calls, tiny_model, records_file, tmp_path):
-    config = load_config(None, [
-        f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "model.dtype=float32", "data.recipe=null",
-        f"data.train_file={records_file}", f"data.test_file={records_file}", "generate.engine=vllm",
-        "generate.max_new_tokens=5", "evaluate.engine=vllm", "evaluate.max_new_tokens=6",
-        "vllm.gpu_memory_utilization=0.6"])
+def test_stages_run_vllm_in_a_child_process_that_ends_with_the_stage(vllm_calls, tiny_run, tmp_path):
+    config = tiny_run.config("generate.engine=vllm", "generate.max_new_tokens=5", "evaluate.engine=vllm",
+                             "evaluate.max_new_tokens=6", "vllm.gpu_memory_utilization=0.6")
     runner = Run(config)
     generations = runner(Generate())
     results = runner(Evaluate())
@@ -156,9 +153,8 @@ def test_an_llm_judge_can_run_on_vllm(vllm_calls):
         assert judge.lm.pid is None  # nothing started until the first verdict
 
 
-def test_an_llm_judge_on_vllm_starts_only_once_the_evaluated_models_engine_is_gone(vllm_calls, tiny_model,
-                                                                                    records_file, tmp_path,
-                                                                                    monkeypatch):
+def test_an_llm_judge_on_vllm_starts_only_once_the_evaluated_models_engine_is_gone(vllm_calls, tiny_run, tmp_path,
+                                                                                   monkeypatch):
     """vLLM takes most of the GPU's memory: the judge's engine would not start beside the evaluated model's. The
     model answers every suite, its child process ends, then the judge decides them all."""
     from ssrtune.inference.child import ChildProcessLM
@@ -172,11 +168,10 @@ def test_an_llm_judge_on_vllm_starts_only_once_the_evaluated_models_engine_is_go
         start(lm)
 
     monkeypatch.setattr(ChildProcessLM, "_start", alone)
-    config = load_config(None, [
-        f"run_dir={tmp_path / 'run'}", f"model.name={tiny_model}", "model.dtype=float32", "data.recipe=null",
-        f"data.train_file={records_file}", f"data.test_file={records_file}", "evaluate.engine=vllm",
-        "evaluate.max_new_tokens=4", f"evaluate.judge={{kind: llm, engine: vllm, model: {{name: {tiny_model}}}}}",
-        f"evaluate.datasets=[{{name: mine, file: {records_file}}}]"])
+    config = tiny_run.config(
+        "evaluate.engine=vllm", "evaluate.max_new_tokens=4",
+        f"evaluate.judge={{kind: llm, engine: vllm, model: {{name: {tiny_run.model}}}}}",
+        f"evaluate.datasets=[{{name: mine, file: {tiny_run.records}}}]")
     results = Run(config)(Evaluate())
     assert results["task"]["n"] == 6 and results["mine"]["n"] == 6
     assert len(started) == 2  # the evaluated model once for both suites, then the judge once for both
