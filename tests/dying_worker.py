@@ -4,7 +4,7 @@ exit race of issue 21 did) right after the worker returned (`after`), or before 
 Once the worker has returned, each rank writes the names of its threads still alive to OUTPUT_DIR/threads-<rank>.txt:
 the gloo threads (`gloo_tcp_loop`, `pt_gloo_runloop`) must be gone by then, or they race the interpreter's exit.
 
-Run by tests/test_distributed.py in place of `-m ssrtune.training.distributed` under `accelerate launch`:
+Run by tests/stages/test_distributed.py in place of `-m ssrtune.training.distributed` under `accelerate launch`:
     dying_worker.py before|after CONFIG_JSON ROWS_FILE OUTPUT_DIR RESULT_FILE
 """
 

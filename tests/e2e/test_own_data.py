@@ -2,13 +2,13 @@
 common dataset shapes by name, and the shipped own-data example run end to end."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from ssrtune.config.run import load_config
 from ssrtune.data.loaders import load_records
 from ssrtune.data.schema import DataError
+from tests.paths import ROOT
 
 
 def test_data_paths_in_a_config_file_are_relative_to_its_folder(tmp_path, monkeypatch):
@@ -112,7 +112,7 @@ def test_the_shipped_own_data_example_runs_end_to_end(tiny_model, tmp_path, monk
 
     from ssrtune.cli import app
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     shipped = root / "configs" / "own-data.yaml"
     # the README's second section shows this very file, whole
     sections = (root / "README.md").read_text(encoding="utf-8").split("\n## ")

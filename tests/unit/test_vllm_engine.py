@@ -25,8 +25,9 @@ from ssrtune.config.fields import ModelConfig, VllmConfig
 from ssrtune.stages.base import Run
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
+from tests.paths import TESTS
 
-FAKE = Path(__file__).parent / "fake_vllm"
+FAKE = TESTS / "fake_vllm"
 ONE_A100 = Hardware(False, (Gpu(0, "A100", (8, 0), 80.0),))
 
 

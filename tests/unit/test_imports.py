@@ -4,11 +4,11 @@ nothing heavy (a leaf), and a command line that starts without torch or the stag
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from tests.paths import ROOT
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = ROOT / "src"
 
 
 # What the configuration may import, anywhere in config/ (functions included): besides the standard library,

@@ -18,8 +18,8 @@ from ssrtune.storage.artifacts import iter_jsonl, read_json
 from tests import fake_openai as fake
 
 from tests.tiny_run import run_stage
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 N_TEST, N_TRAIN = 6, 4  # the example holds out GSM8K's first problems and trains on the ones after them
 ANSWER = "18"  # the answer of the first held-out problem only
 

@@ -1,10 +1,10 @@
 import importlib
 import pkgutil
-from pathlib import Path
 
 import pytest
 
 from ssrtune.config.run import ConfigError, load_config, load_judge_config
+from tests.paths import ROOT
 
 
 def test_defaults_are_the_quickstart_task():
@@ -178,7 +178,7 @@ def test_the_resolved_config_written_to_disk_loads_again(tmp_path):
 
 
 def test_every_shipped_config_loads_and_tuning_never_sees_the_test_split():
-    folder = Path(__file__).resolve().parent.parent / "configs"
+    folder = ROOT / "configs"
     configs = {path.name: load_config(path) for path in folder.glob("*.yaml")}
     assert {"quickstart.yaml", "reproduce.yaml", "tuning.yaml"} <= configs.keys()
     assert configs["tuning.yaml"].data.holdout == "dev" and configs["quickstart.yaml"].data.holdout == "test"

@@ -1,7 +1,6 @@
 """Two CPU processes (gloo) launched through accelerate train disjoint shards to the single-process weights."""
 
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from ssrtune.models.loading import load_model, load_tokenizer
 from ssrtune.storage.artifacts import write_jsonl
 from ssrtune.training.trainer import train
 from tests.training_rows import rows
+from tests.paths import TESTS
 
 
 def test_two_processes_train_disjoint_shards_to_the_single_process_weights(tiny_model, tmp_path):
@@ -55,7 +55,7 @@ def dying_launch(monkeypatch, when: str) -> None:
     def command(*args):
         command = launch_command(*args)
         start = command.index("ssrtune.training.distributed") - 1  # ["-m", "ssrtune.training.distributed", arguments...]
-        return [*command[:start], str(Path(__file__).with_name("dying_worker.py")), when, *command[start + 2:]]
+        return [*command[:start], str(TESTS / "dying_worker.py"), when, *command[start + 2:]]
 
     monkeypatch.setattr(distributed, "launch_command", command)
 

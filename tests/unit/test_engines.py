@@ -1,5 +1,5 @@
 """The openai and vllm generation engines, their configuration, and how the pipeline handles failed requests (the
-vllm engine's calls themselves: tests/test_vllm_engine.py)."""
+vllm engine's calls themselves: tests/unit/test_vllm_engine.py)."""
 
 import json
 import sys

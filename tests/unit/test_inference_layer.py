@@ -3,7 +3,6 @@ can't serve a suite; the evaluation's engine is chosen like generation's; `ssrtu
 use."""
 
 import ast
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -18,8 +17,9 @@ from ssrtune.config.fields import EndpointConfig
 from ssrtune.stages.base import Run
 from ssrtune.stages.evaluate import Evaluate
 from tests import fake_openai as fake
+from tests.paths import ROOT
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ssrtune"
+PACKAGE = ROOT / "src" / "ssrtune"
 # The one exception: train.py's trainer computes its loss from the model's own forward pass (`model(**inputs)` and
 # its `.logits`, on the answer positions only). That is training, which the Trainer drives, not a model call of a stage.
 ALLOWED = {"training/trainer.py": {"model(", ".logits"}}

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
-from pathlib import Path
 
 from tests.chain_runs import chain_config, compare_with_reference, records_by_id, run_harness
+from tests.paths import TESTS
 
-HARNESS = str(Path(__file__).with_name("chain_kill.py"))
+HARNESS = str(TESTS / "chain_kill.py")
 N_SEEDS = 20
 
 

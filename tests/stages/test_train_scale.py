@@ -65,7 +65,7 @@ def test_micro_batches_and_gradient_checkpointing_train_the_same_adapter(tiny_mo
     assert recomputed["gradient_checkpointing"] and not whole["gradient_checkpointing"]
     assert whole["steps"] == micro["steps"] == recomputed["steps"] == 3
     reference = load_file(whole_out / "adapter_model.safetensors")
-    # Float32 sums in another order (1e-6 seen): the bound of tests/test_distributed.py, 1e-3 of steps x lr.
+    # Float32 sums in another order (1e-6 seen): the bound of tests/stages/test_distributed.py, 1e-3 of steps x lr.
     tolerance = 1e-3 * 3 * 3e-3
     for out in (micro_out, recomputed_out):
         adapter = load_file(out / "adapter_model.safetensors")

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
@@ -19,8 +18,8 @@ from transformers import PreTrainedModel
 
 from ssrtune.config.run import ModelConfig
 from ssrtune.models.loading import load_model, load_tokenizer
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 # loaded from its file: bench/ on sys.path would shadow top-level modules with its train.py and generate.py
 _spec = importlib.util.spec_from_file_location("gpu", ROOT / "bench" / "gpu.py")
 gpu = importlib.util.module_from_spec(_spec)

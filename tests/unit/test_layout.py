@@ -2,8 +2,9 @@
 
 import ast
 from pathlib import Path
+from tests.paths import ROOT
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ssrtune"
+PACKAGE = ROOT / "src" / "ssrtune"
 LIMIT = 300  # lines
 
 

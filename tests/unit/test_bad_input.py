@@ -1,6 +1,6 @@
 """Bad input files: every problem names file, line and field, or is skipped and counted under `data.on_error: skip`.
 
-Complements tests/test_data.py (which covers malformed JSON, missing and blank responses, bad roles, duplicate
+Complements tests/unit/test_data.py (which covers malformed JSON, missing and blank responses, bad roles, duplicate
 ids, an empty file, non-UTF-8 bytes, a ragged CSV row and an unknown format).
 """
 

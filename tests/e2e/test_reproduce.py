@@ -20,9 +20,9 @@ from ssrtune.config.run import load_config
 from ssrtune.stages.base import trained_models
 from tests.tiny_run import TinyRun, build_tiny_model, many_records
 from tests.chain_runs import records_by_id, run_harness
+from tests.paths import ROOT, TESTS
 
-ROOT = Path(__file__).resolve().parents[1]
-HARNESS = str(Path(__file__).with_name("resume_kill.py"))
+HARNESS = str(TESTS / "resume_kill.py")
 LEARNING_RATE = 1e-3
 
 

