@@ -16,7 +16,7 @@ from ssrtune.inference.lm import LM, GenerationFailed, Prompt
 from ssrtune.models.placement import place
 from ssrtune.stages.base import Run
 from ssrtune.stages.generate import Generate
-from tests.conftest import record_dicts
+from tests.tiny_run import record_dicts
 
 
 class EchoLM(LM):
