@@ -197,9 +197,10 @@ def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> 
     shutil.rmtree(config.path, ignore_errors=True)
     check_run(config)
     runner, rows = Run(config), []
-    for stage in [s for top in plan(config) for s in [*runner.upstream(top), top]]:
-        if stage.key in {r["stage"] for r in rows}:
-            continue
+    tops = plan(config)
+    for stage in [s for top in tops for s in [*runner.upstream(top), top]]:
+        if any(stage.under(r["stage"]) for r in rows) or any(stage.under(top.key) for top in tops if top != stage):
+            continue  # done, or a part of a stage of the plan (a model's suites), measured with it
         torch.cuda.reset_peak_memory_stats()
         probe.LAST_LOGGED.clear()  # each stage logs its own models' first call
         offset, start, error = probe_log.stat().st_size if probe_log.exists() else 0, time.time(), None

@@ -78,7 +78,7 @@ def _stages(runner: Run, stages: list[Stage], fresh: bool = False, asked: list[S
     asked for (by default `stages`), never the ones they need."""
     runner.fresh_stages = {stage.key for stage in (stages if asked is None else asked)} if fresh else False
     upstream = [s.key for s in dict.fromkeys(u for stage in stages for u in runner.upstream(stage))
-                if s not in stages]
+                if not any(s.under(stage.key) for stage in stages)]  # a stage's own parts (its suites) unsaid
     if upstream:
         typer.echo(f"needs {', '.join(upstream)} (reused where done, run where not)", err=True)
     return [runner(stage) for stage in stages]
