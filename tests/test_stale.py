@@ -56,7 +56,8 @@ def test_a_changed_judge_redoes_what_depends_on_it_and_nothing_else(tiny_model, 
     told = [line for line in err.splitlines() if " redone" in line]
     assert told == ["[judge] redone: judge.kind changed (token_f1 -> contains); judge.threshold changed (0.0 -> unset)",
                     "[train/ssr] redone: train/ssr.jsonl changed",
-                    "[evaluate/ssr] redone predictions.jsonl: models/ssr changed"], err
+                    "[evaluate/ssr/task] redone: models/ssr changed",
+                    "[evaluate/ssr/task/verdicts] redone: predictions.jsonl changed"], err
     after = stamps(run, *kept, *redone)
     assert {path: after[path] for path in kept} == {path: before[path] for path in kept}
     assert all(after[path] != before[path] for path in redone)
