@@ -125,9 +125,10 @@ class KlReference(EvaluationStage):
                 "n_prompts": len(general_prompts(inputs.config))}
 
     def make(self, inputs: Inputs) -> dict:
-        settings = inputs.config.evaluate.retention
+        settings, path = inputs.config.evaluate.retention, self.artifact(inputs.layout)
+        path.parent.mkdir(parents=True, exist_ok=True)  # made first when a trained model's evaluation needs it
         save_file(retention.kl_reference(self.lm(inputs), general_prompts(inputs.config), settings.kl_max_new_tokens,
-                                         settings.kl_top_k, settings.batch_size), self.artifact(inputs.layout))
+                                         settings.kl_top_k, settings.batch_size), path)
         return self.load(inputs)
 
     def describe(self, result: dict) -> str:
