@@ -190,7 +190,7 @@ def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> 
     from ssrtune.config.run import load_config
     from ssrtune.pipeline import plan
     from ssrtune.preflight import check_run
-    from ssrtune.stages.base import Run
+    from ssrtune.stages.base import Run, without_parts
 
     config = load_config(ROOT / "configs" / "quickstart.yaml",
                          [f"name=gpu-{name}", f"run_dir={work / 'runs' / name}", *overrides])
@@ -198,9 +198,9 @@ def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> 
     check_run(config)
     runner, rows = Run(config), []
     tops = plan(config)
-    for stage in [s for top in tops for s in [*runner.upstream(top), top]]:
-        if any(stage.under(r["stage"]) for r in rows) or any(stage.under(top.key) for top in tops if top != stage):
-            continue  # done, or a part of a stage of the plan (a model's suites), measured with it
+    for stage in without_parts([s for top in tops for s in [*runner.upstream(top), top]], tops):
+        if stage.key in {r["stage"] for r in rows}:
+            continue
         torch.cuda.reset_peak_memory_stats()
         probe.LAST_LOGGED.clear()  # each stage logs its own models' first call
         offset, start, error = probe_log.stat().st_size if probe_log.exists() else 0, time.time(), None

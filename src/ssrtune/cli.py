@@ -23,7 +23,7 @@ from ssrtune.export import ExportError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import UnsupportedRequest
 from ssrtune.report import ReportError
-from ssrtune.stages.base import BASE, Run, Stage, TrainedModel, trained_methods, trained_models
+from ssrtune.stages.base import BASE, Run, Stage, TrainedModel, trained_methods, trained_models, without_parts
 from ssrtune.stages.data import Data
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.generate import Generate
@@ -77,8 +77,8 @@ def _stages(runner: Run, stages: list[Stage], fresh: bool = False, asked: list[S
     """Run `stages` after the stages they need (saying which, on stderr); their results. `fresh` redoes the stages
     asked for (by default `stages`), never the ones they need."""
     runner.fresh_stages = {stage.key for stage in (stages if asked is None else asked)} if fresh else False
-    upstream = [s.key for s in dict.fromkeys(u for stage in stages for u in runner.upstream(stage))
-                if not any(s.under(stage.key) for stage in stages)]  # a stage's own parts (its suites) unsaid
+    upstream = [s.key for s in without_parts(dict.fromkeys(u for stage in stages for u in runner.upstream(stage)),
+                                             stages) if s not in stages]
     if upstream:
         typer.echo(f"needs {', '.join(upstream)} (reused where done, run where not)", err=True)
     return [runner(stage) for stage in stages]

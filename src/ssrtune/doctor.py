@@ -131,10 +131,10 @@ def stage_lines(config: RunConfig) -> list[str]:
     """Per stage of the run's plan, as `ssrtune run` would run them: the engine, the model, and the device and
     precision it would run in on this machine; each judge."""
     from ssrtune.pipeline import plan  # the stages: only when a configuration is described
-    from ssrtune.stages.base import plan_closure
+    from ssrtune.stages.base import plan_closure, without_parts
 
-    lines = []
-    for stage in plan_closure(plan(config), config):
+    lines, stages = [], plan(config)
+    for stage in without_parts(plan_closure(stages, config), stages):  # a model's evaluation, not each suite
         if stage.name in ("generate", "restate", "evaluate"):
             settings = config.evaluate if stage.name == "evaluate" else config.generate
             lines.append(f"{stage.key:<22}{_engine_line(settings.engine, config.model, settings.endpoint, config.vllm)}")

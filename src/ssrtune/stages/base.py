@@ -36,7 +36,8 @@ from ssrtune.storage.timings import Timings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BASE", "Inputs", "Run", "Stage", "TrainedModel", "plan_closure", "trained_methods", "trained_models"]
+__all__ = ["BASE", "Inputs", "Run", "Stage", "TrainedModel", "plan_closure", "trained_methods", "trained_models",
+           "without_parts"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +170,12 @@ def plan_closure(stages: Iterable[Stage], config: RunConfig) -> list[Stage]:
     for stage in stages:
         visit(stage)
     return order
+
+
+def without_parts(stages: Iterable[Stage], wholes: Iterable[Stage]) -> list[Stage]:
+    """`stages` less the parts of `wholes` (a model's suite stages, of its evaluation), which run within them."""
+    wholes = list(wholes)
+    return [stage for stage in stages if not any(stage.under(whole.key) and stage != whole for whole in wholes)]
 
 
 class Run:

@@ -33,7 +33,7 @@ class Evaluate(EvaluationStage):
                 **{suite: Scores(self.model, suite) for suite in suites}}
 
     def artifact(self, layout: RunLayout) -> Path:
-        return self.folder(layout)
+        return layout.evaluation(self.subject)
 
     def make(self, inputs: Inputs) -> dict:
         retention = ["retention"] if inputs.config.evaluate.retention else []

@@ -5,7 +5,6 @@ model itself behind `evaluate.engine`, built once for every stage of the evaluat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ssrtune.config.run import RunConfig
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
@@ -14,7 +13,6 @@ from ssrtune.models.loading import model_part
 from ssrtune.stages.base import BASE, Inputs, Stage, TrainedModel
 from ssrtune.stages.train import Train
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
-from ssrtune.storage.layout import RunLayout
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,9 +40,6 @@ class EvaluationStage(Stage):
     def needs(self, config: RunConfig) -> dict[str, Stage]:
         """The trained model, for the stages that run it."""
         return {} if self.model is None else {"model": Train(self.model)}
-
-    def folder(self, layout: RunLayout) -> Path:
-        return layout.evaluation(self.subject)
 
     def evaluated_model(self, inputs: Inputs) -> Parts:
         """The model under evaluation (the base model, or the trained one by its result file) and its engine."""

@@ -5,6 +5,7 @@ lm-evaluation-harness's run of them all; and retention.json, written from them f
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,17 @@ class RetentionPart(EvaluationStage):
 
     kind, on_change = "whole", "redo"
 
+    @property
+    @abstractmethod
+    def result(self) -> str:
+        """The result's name: a benchmark's, `lm-eval`, `kl`."""
+
+    @property
+    def part(self) -> str:
+        return f"retention/{self.result}"
+
     def artifact(self, layout: RunLayout) -> Path:
-        return self.folder(layout) / f"{self.part}.json"
+        return layout.retention_part(self.subject, self.result)
 
     def load(self, inputs: Inputs) -> dict:
         return read_json(self.artifact(inputs.layout))
@@ -50,8 +60,8 @@ class Benchmark(RetentionPart):
     benchmark: str = ""
 
     @property
-    def part(self) -> str:
-        return f"retention/{self.benchmark}"
+    def result(self) -> str:
+        return self.benchmark
 
     def parts(self, inputs: Inputs) -> Parts:
         settings = inputs.config.evaluate.retention
@@ -85,8 +95,8 @@ class Harness(RetentionPart):
     keeps them)."""
 
     @property
-    def part(self) -> str:
-        return "retention/lm-eval"
+    def result(self) -> str:
+        return "lm-eval"
 
     def parts(self, inputs: Inputs) -> Parts:
         return {**self.evaluated_model(inputs),
@@ -141,8 +151,8 @@ class Kl(RetentionPart):
     reference. Artifact: eval/<model>/retention/kl.json."""
 
     @property
-    def part(self) -> str:
-        return "retention/kl"
+    def result(self) -> str:
+        return "kl"
 
     def needs(self, config: RunConfig) -> dict[str, Stage]:
         return {**super().needs(config), "reference": KlReference()}
@@ -177,7 +187,7 @@ class Retention(EvaluationStage):
         return {**{name: Benchmark(self.model, name) for name in settings.benchmarks}, **kl}
 
     def artifact(self, layout: RunLayout) -> Path:
-        return self.folder(layout) / "retention.json"
+        return layout.retention(self.subject)
 
     def make(self, inputs: Inputs) -> dict:
         settings = inputs.config.evaluate.retention

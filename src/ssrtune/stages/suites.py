@@ -80,8 +80,6 @@ class SuiteStage(EvaluationStage):
     def suite_records(self, inputs: Inputs) -> list[Record]:
         return inputs["records"][1] if self.suite == "task" else inputs["records"]  # Data gives (train, test)
 
-    def answers_file(self, layout: RunLayout) -> Path:
-        return self.folder(layout) / ("predictions.jsonl" if self.suite == "task" else f"{self.suite}.predictions.jsonl")
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +100,7 @@ class Answers(SuiteStage):
         return {**super().needs(config), **self.records(config)}
 
     def artifact(self, layout: RunLayout) -> Path:
-        return self.answers_file(layout)
+        return layout.suite_answers(self.subject, self.suite)
 
     def parts(self, inputs: Inputs) -> Parts:
         config, records = inputs.config, self.suite_records(inputs)
@@ -147,10 +145,10 @@ class Verdicts(SuiteStage):
         return {**self.records(config), "answers": Answers(self.model, self.suite)}
 
     def artifact(self, layout: RunLayout) -> Path:
-        return self.folder(layout) / f"{self.suite}.judgments.jsonl"
+        return layout.suite_verdicts(self.subject, self.suite)
 
     def parts(self, inputs: Inputs) -> Parts:
-        answers = self.answers_file(inputs.layout)
+        answers = inputs.layout.suite_answers(self.subject, self.suite)
         return {"judge": judge_part(*suite_judge(inputs.config, self.suite)),
                 answers.name: Digest(recorded_fingerprint(answers))}
 
@@ -179,19 +177,19 @@ class Scores(SuiteStage):
                 "verdicts": Verdicts(self.model, self.suite)}
 
     def artifact(self, layout: RunLayout) -> Path:
-        return self.folder(layout) / f"{self.suite}.json"
+        return layout.suite_scores(self.subject, self.suite)
 
     def make(self, inputs: Inputs) -> dict:
-        records, folder = self.suite_records(inputs), self.folder(inputs.layout)
+        records, layout = self.suite_records(inputs), inputs.layout
         texts = {r.id: inputs["answers"][r.id]["response"] for r in records}
         grounded = has_unanswerable(records)
         rows = judged_rows(records, texts, inputs["verdicts"], grounded)
         metrics = {**task_metrics(rows, grounded), "judge": describe(suite_judge(inputs.config, self.suite)[0])}
         if self.suite == "task":  # the in-domain suite keeps its layout: task.json + scores.jsonl
-            write_jsonl(folder / "scores.jsonl", rows)
-            write_json(folder / "task.json", metrics)
+            write_jsonl(layout.task_rows(self.subject), rows)
+            write_json(self.artifact(layout), metrics)
         else:
-            write_json(folder / f"{self.suite}.json", {**metrics, "examples": rows})
+            write_json(self.artifact(layout), {**metrics, "examples": rows})
         return metrics
 
     def describe(self, result: dict) -> str:
