@@ -182,8 +182,8 @@ class Run:
     """One run directory and the results of the stages run so far in this process; the one place that caches.
 
     `fresh` discards and redoes stages: True for every stage, or a collection of stage names or keys, a key with
-    the stages under it (a stage command's `--fresh` names the stages it was asked for, never the ones they need:
-    `evaluate/ssr` redoes that model's suites, `evaluate/ssr/task`...). `redo_stale` redoes a stage
+    the stages under it (a stage command's `--fresh` names the stages it was asked for, never the ones they need;
+    `evaluate/ssr` is that model's evaluation with its suite stages). `redo_stale` redoes a stage
     whose artifact was made from other inputs, saying why in one line; without it such a stage is refused, naming
     the change and the commands that redo it (`command_args`: the configuration and overrides of the CLI command,
     for those commands to be exact).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -57,7 +57,7 @@ class Benchmark(RetentionPart):
     """One benchmark. Inputs: the evaluated model, the sample (`limit`, `seed`) and, for GSM8K, the shots and the
     answer length. Artifact: eval/<model>/retention/<benchmark>.json, with per-document `examples`."""
 
-    benchmark: str = ""
+    benchmark: str = field(kw_only=True)  # after `model`, which has a default
 
     @property
     def result(self) -> str:
@@ -184,7 +184,7 @@ class Retention(EvaluationStage):
         if settings.harness == "lm-eval":
             return {"lm-eval": Harness(self.model)}
         kl = {"kl": KlReference() if self.model is None else Kl(self.model)} if settings.kl_prompts else {}
-        return {**{name: Benchmark(self.model, name) for name in settings.benchmarks}, **kl}
+        return {**{name: Benchmark(self.model, benchmark=name) for name in settings.benchmarks}, **kl}
 
     def artifact(self, layout: RunLayout) -> Path:
         return layout.retention(self.subject)
