@@ -32,7 +32,7 @@ def run_variant(variant: str, steps: int, output: Path) -> None:
 
     config = quickstart(["train.save_every=1000000 steps"])
     train = config.train
-    rows = METHODS["sft"].select(train_records(config, steps * train.batch_size), {}, {})
+    rows = METHODS["sft"].select(train_records(config, steps * train.batch_size))
     model, placement = load_for_training(config.model, train)  # as ssrtune trains: the same weights for both
     tokenizer = load_tokenizer(config.model)
     with tempfile.TemporaryDirectory() as scratch:

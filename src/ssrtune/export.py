@@ -17,6 +17,8 @@ import yaml
 
 from ssrtune.config.run import ModelConfig, plain_name
 from ssrtune.models.loading import load_model, load_tokenizer, resolve
+from ssrtune.config.train import ModelEntry, TrainConfig
+from ssrtune.storage.layout import BASE, TRAINED_MARK, RunLayout
 from ssrtune.storage.rundir import run_guard
 from ssrtune.storage.permissions import widen_to_umask
 from ssrtune.storage.artifacts import read_json, write_text_atomic
@@ -43,9 +45,10 @@ def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
     if dtype != "auto" and dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
     with run_guard(run_dir):
-        trained = run_dir / "models" / name
-        if not (trained / "ssrtune_train.json").exists():
-            finished = sorted(done.parent.name for done in (run_dir / "models").glob("*/ssrtune_train.json"))
+        layout = RunLayout(run_dir)
+        trained = layout.model(name)
+        if not layout.trained(name).exists():
+            finished = sorted(done.parent.name for done in layout.models.glob(f"*/{TRAINED_MARK}"))
             raise ExportError(f"{trained}: no finished training of model {name!r} (run `ssrtune train` first); "
                               + (f"finished in this run: {', '.join(finished)}" if finished else "this run has none yet"))
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -96,15 +99,16 @@ def model_card(run_dir: Path, name: str, config: dict, lora: bool, dtype: str) -
     """README.md of the exported model: the method, its training targets, the judge, what the run measured, the
     configuration. Every number comes from a file of the run."""
     base = (config.get("model") or {}).get("name", ModelConfig().name)
-    training = read_json(run_dir / "models" / name / "ssrtune_train.json")
+    layout = RunLayout(run_dir)
+    training = read_json(layout.trained(name))
     method = training.get("method", name)  # recorded by the training; a model trained before was named after it
-    entry = next((m for m in config.get("models") or [] if m.get("name") == name), {})
-    train = {**(config.get("train") or {}), **entry.get("train", {})}
-    stats_path = run_dir / "train" / f"{method}.stats.json"
+    entry = next((m for m in config.get("models") or [] if m.get("name") == name), {"name": name, "method": method})
+    train = ModelEntry.model_validate(entry).resolve(TrainConfig.model_validate(config.get("train") or {}))
+    stats_path = layout.target_stats(method)
     stats = read_json(stats_path) if stats_path.exists() else {}
     front = {"library_name": "transformers", "tags": ["ssrtune", f"ssrtune-{method}", "selective-self-rehearsal"],
              **({"base_model": base} if _hub_id(base) else {})}
-    weights = (f"LoRA (r={train.get('lora_r')}, alpha={train.get('lora_alpha')}) merged into the base weights" if lora
+    weights = (f"LoRA (r={train.lora_r}, alpha={train.lora_alpha}) merged into the base weights" if lora
                else "full fine-tuning")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {config.get('name', run_dir.name)}: {name}", "",
@@ -155,7 +159,7 @@ def _measurements(run_dir: Path, name: str) -> list[str]:
         summaries = {}
     if name not in summaries:
         return ["The trained model was not evaluated (`ssrtune evaluate`)."]
-    base = summaries.get("base", {})
+    base = summaries.get(BASE, {})
     mine = summaries[name]
     rows = []
     for suite in ("task", "ood"):

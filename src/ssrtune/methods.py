@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 from ssrtune.data.prompts import prompt_messages
 from ssrtune.data.schema import Record
 from ssrtune.prompt_templates import template_text
+from ssrtune.storage import layout
 
 METHODS: dict[str, Method] = {}
 
@@ -34,7 +35,7 @@ class OwnAnswers(Source):
     """The base model's greedy answer to every training prompt."""
 
 
-OWN_ANSWERS = OwnAnswers("generations", "self")
+OWN_ANSWERS = OwnAnswers(layout.OWN_ANSWERS, "self")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ssrtune.report.results import GROUNDED, Model, ReportError, judge_verdicts
 from ssrtune.evaluation.stats import Z95, mean, mean_interval, paired, relative_change, wilson_interval
+from ssrtune.storage.layout import BASE
 
 # A retention accuracy change counts as resolved only when its 95% interval excludes 0 and is at most ±3 points
 # wide: what a few hundred documents per benchmark can show, and the size issue 10 asks the demo to resolve.
@@ -104,7 +105,7 @@ def kl_summary(model: Model) -> dict | None:
     kl = (model.retention or {}).get("kl")
     if not kl:
         return None
-    if model.name == "base":
+    if model.name == BASE:
         return {"mean": 0.0, "ci95": [0.0, 0.0], "n": kl.get("n_prompts"), "reference": True}
     if "per_prompt" not in kl:  # results written before per-prompt values were kept: no interval
         return {"mean": kl["mean_kl"], "ci95": None, "n": kl.get("n_prompts"), "token_mean": kl["mean_kl"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ssrtune.report.analysis import RESOLUTION
 from ssrtune.report.formats import change_cell, interval, kl_cell, share
 from ssrtune.report.tables import Table
+from ssrtune.storage.layout import BASE
 
 POOLING = ("Pooled over the replicates of each method and setting (training seeds, runs; listed in `models`): each "
            "document's value averaged over them first, then the 95% interval over documents (prompts for KL); a "
@@ -42,6 +43,6 @@ def retention_table(groups: list[dict], names: list[str]) -> Table | None:
 
 
 def group_tables(groups: list[dict], names: list[str]) -> list[Table]:
-    if not any(len(g["models"]) > 1 for g in groups if g["method"] != "base"):
+    if not any(len(g["models"]) > 1 for g in groups if g["method"] != BASE):
         return []  # every method and setting is one model: the model tables say it all
     return [t for t in (summary_table(groups), retention_table(groups, names)) if t is not None]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from ssrtune.stages.base import BASE
+from ssrtune.storage.layout import BASE, OWN_ANSWERS, RunLayout
 from ssrtune.storage.artifacts import iter_jsonl, read_json
 from ssrtune.config.train import setting_label
 
@@ -111,7 +111,7 @@ def _retention(path: Path) -> dict | None:
 
 def models_of(run_dir: Path) -> list[Model]:
     """The trained models of config.yaml (its `models`, or one per entry of `methods`), unloaded."""
-    path = run_dir / "config.yaml"
+    path = RunLayout(run_dir).config
     if not path.exists():
         raise ReportError(f"{path}: no such file (is {run_dir} a run directory?)")
     config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -127,13 +127,14 @@ def load_models(run_dirs: list[Path]) -> list[Model]:
     models = []
     for run_dir in run_dirs:
         base = None
+        layout = RunLayout(run_dir)
         for model in [Model(label=BASE, name=BASE, run=run_dir), *models_of(run_dir)]:
-            folder = run_dir / "eval" / model.name
+            folder = layout.evaluation(model.name)
             if not any((folder / f"{suite}.json").exists() for suite in SUITES):
                 continue
             model.task, model.task_rows = _task(folder, "task")
             model.ood, model.ood_rows = _task(folder, "ood")
-            stats = _json(run_dir / "train" / f"{model.method}.stats.json")
+            stats = _json(layout.target_stats(model.method))
             model.datasets = {p.stem: _json(p) for p in sorted(folder.glob("*.json")) if p.stem not in SUITES}
             model.retention = _retention(folder / "retention.json")
             model.shares = stats["shares"] if stats and model.name != BASE else None
@@ -146,5 +147,5 @@ def load_models(run_dirs: list[Path]) -> list[Model]:
 
 def judge_verdicts(run_dir: Path) -> list[str] | None:
     """The judge's verdicts on the base model's own answers to the training prompts, if the run has them."""
-    path = run_dir / "judgments.jsonl"
+    path = RunLayout(run_dir).verdicts(OWN_ANSWERS)
     return [row["verdict"] for row in _rows(path, _jsonl(path), "verdict")] if path.exists() else None

@@ -6,6 +6,7 @@ from ssrtune.report.analysis import RESOLUTION
 from ssrtune.report.formats import change_cell, interval, kl_cell, num, points, share
 from ssrtune.report.group_tables import group_tables
 from ssrtune.report.tables import Table
+from ssrtune.storage.layout import BASE
 
 GROUNDED_COLUMNS = [("answerable_recall", "ans. recall"), ("answerable_accuracy", "ans. acc"),
                     ("unanswerable_precision", "unans. P"), ("unanswerable_recall", "unans. R"),
@@ -28,11 +29,11 @@ def identity_cells(model: dict, shown: bool) -> list[str]:
     """Method, setting and seed of a model, where some model of the report is not named after its method."""
     if not shown:
         return []
-    return ["-", "-", "-"] if model["method"] == "base" else [model["method"], model["setting"], str(model["seed"])]
+    return ["-", "-", "-"] if model["method"] == BASE else [model["method"], model["setting"], str(model["seed"])]
 
 
 def named_models(models: list[dict]) -> bool:
-    return any(m["name"] != m["method"] for m in models if m["method"] != "base")
+    return any(m["name"] != m["method"] for m in models if m["method"] != BASE)
 
 
 def task_table(models: list[dict], suite: str, title: str, about: str) -> Table | None:
@@ -102,7 +103,7 @@ def drift_table(models: list[dict]) -> Table | None:
 def retention_table(models: list[dict], names: list[str]) -> Table | None:
     if not names:
         return None
-    with_base = [m["name"] != "base" and any("relative_change" in b for b in m["retention"].values()) for m in models]
+    with_base = [m["name"] != BASE and any("relative_change" in b for b in m["retention"].values()) for m in models]
     header = ["benchmark", "metric", "n"]
     for m, delta in zip(models, with_base):
         header += [m["label"]] + ([f"Δ {m['label']}"] if delta else [])

@@ -15,9 +15,8 @@ from ssrtune.models.loading import context_length, load_tokenizer
 from ssrtune.stages.base import Inputs, Stage
 from ssrtune.stages.candidates import candidate_stage
 from ssrtune.stages.data import Data
-from ssrtune.stages.generate import Generate  # noqa: F401  (registers the own answers' stage)
+from ssrtune.stages import generate, restate  # noqa: F401  (their stages make the candidate sources)
 from ssrtune.stages.judge import Judge
-from ssrtune.stages.restate import Restate  # noqa: F401  (registers the restatements' stage)
 from ssrtune.storage.artifacts import write_json, write_jsonl
 from ssrtune.storage.layout import RunLayout
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE = "base"  # the name of the model before fine-tuning, in eval/<name>/ and in the report
+OWN_ANSWERS = "generations"  # the own answers' candidate source, whose verdicts are judgments.jsonl
 TRAINED_MARK = "ssrtune_train.json"  # written in models/<name>/ after the weights: the training's result and end
 
 
@@ -51,7 +52,7 @@ class RunLayout:
 
     def verdicts(self, source: str) -> Path:
         """The judge's verdicts on a candidate source's answers (judgments.jsonl for the own answers)."""
-        return self.root / ("judgments.jsonl" if source == "generations" else f"{source}.judgments.jsonl")
+        return self.root / ("judgments.jsonl" if source == OWN_ANSWERS else f"{source}.judgments.jsonl")
 
     def targets(self, method: str) -> Path:
         return self.root / "train" / f"{method}.jsonl"
