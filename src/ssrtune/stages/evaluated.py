@@ -52,5 +52,5 @@ class EvaluationStage(Stage):
     def lm(self, inputs: Inputs) -> LM:
         """The model under evaluation, built once for the stages of its evaluation (`Inputs.held`)."""
         config = inputs.config
-        adapter = None if self.model is None else inputs.layout.model(self.model.name)
+        adapter = None if self.model is None else Train(self.model).artifact(inputs.layout)
         return inputs.held.model(self.subject, lambda: stage_lm(config, config.evaluate, adapter))
