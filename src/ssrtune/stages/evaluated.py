@@ -53,4 +53,4 @@ class EvaluationStage(Stage):
         """The model under evaluation, built once for the stages of its evaluation (`Inputs.held`)."""
         config = inputs.config
         adapter = None if self.model is None else Train(self.model).artifact(inputs.layout)
-        return inputs.held.model(self.subject, lambda: stage_lm(config, config.evaluate, adapter))
+        return inputs.held.lm(self.subject, lambda: stage_lm(config, config.evaluate, adapter))

@@ -23,7 +23,7 @@ class Held:
         self._model: tuple[str, LM] | None = None
         self._judges: dict[str, Judge] = {}
 
-    def model(self, name: str, build: Callable[[], LM]) -> LM:
+    def lm(self, name: str, build: Callable[[], LM]) -> LM:
         """The evaluated model `name`, built on first use; whatever else is held is released first."""
         if self._model is None or self._model[0] != name:
             self.release()
