@@ -190,14 +190,15 @@ def run_stages(name: str, overrides: list[str], work: Path, probe_log: Path) -> 
     from ssrtune.config.run import load_config
     from ssrtune.pipeline import plan
     from ssrtune.preflight import check_run
-    from ssrtune.stages.base import Run
+    from ssrtune.stages.base import Run, without_parts
 
     config = load_config(ROOT / "configs" / "quickstart.yaml",
                          [f"name=gpu-{name}", f"run_dir={work / 'runs' / name}", *overrides])
     shutil.rmtree(config.path, ignore_errors=True)
     check_run(config)
     runner, rows = Run(config), []
-    for stage in [s for top in plan(config) for s in [*runner.upstream(top), top]]:
+    tops = plan(config)
+    for stage in without_parts([s for top in tops for s in [*runner.upstream(top), top]], tops):
         if stage.key in {r["stage"] for r in rows}:
             continue
         torch.cuda.reset_peak_memory_stats()

@@ -140,3 +140,8 @@ def run_stage(config, stage, fresh: bool = False):
     from ssrtune.stages.base import Run
 
     return Run(config, {stage.key} if fresh else False)(stage)
+
+
+def stamps(run: Path, *paths: str) -> dict[str, int]:
+    """When each file of a run directory was last written: a file a stage did not redo keeps its stamp."""
+    return {path: (run / path).stat().st_mtime_ns for path in paths}

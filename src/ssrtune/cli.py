@@ -76,9 +76,11 @@ def _named(config: RunConfig, names: list[str] | None) -> list[TrainedModel]:
 def _stages(runner: Run, stages: list[Stage], fresh: bool = False, asked: list[Stage] | None = None) -> list:
     """Run `stages` after the stages they need (saying which, on stderr); their results. `fresh` redoes the stages
     asked for (by default `stages`), never the ones they need."""
+    from ssrtune.stages.base import without_parts
+
     runner.fresh_stages = {stage.key for stage in (stages if asked is None else asked)} if fresh else False
-    upstream = [s.key for s in dict.fromkeys(u for stage in stages for u in runner.upstream(stage))
-                if s not in stages]
+    upstream = [s.key for s in without_parts(dict.fromkeys(u for stage in stages for u in runner.upstream(stage)),
+                                             stages) if s not in stages]
     if upstream:
         typer.echo(f"needs {', '.join(upstream)} (reused where done, run where not)", err=True)
     return [runner(stage) for stage in stages]

@@ -101,9 +101,15 @@ def _engine_line(engine: str, model, endpoint=None, vllm=None) -> str:
         return f"error: {err}"
 
 
+def row(name: str, text: str) -> str:
+    """One line of the stage table: the name in a column of its own, at least two spaces before the text (a model
+    named `self_only-s0` makes a long stage name)."""
+    return f"{name:<20}  {text}"
+
+
 def _judge_lines(stage: str, judge: JudgeConfig) -> list[str]:
     """The judge's summary, then the engine line of every llm judge in it."""
-    lines = [f"{stage:<22}{describe(judge)}"]
+    lines = [row(stage, describe(judge))]
     for leaf in judge.judges if isinstance(judge, CombinedJudgeConfig) else [judge]:
         if isinstance(leaf, CombinedJudgeConfig):
             lines += _judge_lines(stage, leaf)[1:]
@@ -122,7 +128,7 @@ def model_lines(config: RunConfig) -> list[str]:
             source = model_source(model)
         except ModelUnavailable as err:
             source = f"error: {err}"
-        lines.append(f"{where:<22}{model.name}: {source}")
+        lines.append(row(where, f"{model.name}: {source}"))
     return lines
 
 
@@ -130,13 +136,13 @@ def stage_lines(config: RunConfig) -> list[str]:
     """Per stage of the run's plan, as `ssrtune run` would run them: the engine, the model, and the device and
     precision it would run in on this machine; each judge."""
     from ssrtune.pipeline import plan  # the stages: only when a configuration is described
-    from ssrtune.stages.base import plan_closure
+    from ssrtune.stages.base import plan_closure, without_parts
 
-    lines = []
-    for stage in plan_closure(plan(config), config):
+    lines, stages = [], plan(config)
+    for stage in without_parts(plan_closure(stages, config), stages):  # a model's evaluation, not each suite
         if stage.name in ("generate", "restate", "evaluate"):
             settings = config.evaluate if stage.name == "evaluate" else config.generate
-            lines.append(f"{stage.key:<22}{_engine_line(settings.engine, config.model, settings.endpoint, config.vllm)}")
+            lines.append(row(stage.key, _engine_line(settings.engine, config.model, settings.endpoint, config.vllm)))
         elif stage.name == "judge":
             lines += _judge_lines(stage.key, config.judge)
         elif stage.name == "train":
@@ -146,7 +152,7 @@ def stage_lines(config: RunConfig) -> list[str]:
                 placement = training_placement(config.model, train).describe()
             except PlacementError as err:
                 placement = f"error: {err}"
-            lines.append(f"{stage.key:<22}{kind}, {placement}, {process_count(train)} process(es)")
+            lines.append(row(stage.key, f"{kind}, {placement}, {process_count(train)} process(es)"))
         if stage.key == "evaluate/base":  # the evaluation's judges, the same for every model
             ood = config.evaluate.ood
             judges = [("task", config.task_judge), *([("ood", ood.judge or config.task_judge)] if ood else []),

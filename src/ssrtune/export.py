@@ -43,7 +43,7 @@ def export(run_dir: Path, name: str, out: Path, dtype: str = "auto") -> Path:
         raise ExportError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
     with run_guard(run_dir):
         layout = RunLayout(run_dir)
-        trained = layout.model(name)
+        trained = layout.model_folder(name)
         if not layout.trained(name).exists():
             finished = sorted(done.parent.name for done in layout.models.glob(f"*/{TRAINED_MARK}"))
             raise ExportError(f"{trained}: no finished training of model {name!r} (run `ssrtune train` first); "

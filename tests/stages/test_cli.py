@@ -41,7 +41,8 @@ def test_run_produces_every_artifact_and_the_table(tiny_run, tmp_path, monkeypat
     lines = result.stderr.splitlines()
     assert [line.split("]")[0] + "]" for line in lines] == [
         "[data]", "[select/sft]", "[generate]", "[judge]", "[select/ssr]", "[train/sft]", "[train/ssr]",
-        "[evaluate/base]", "[evaluate/sft]", "[evaluate/ssr]", "[report]"], result.stderr
+        *(f"[evaluate/{model}{part}]" for model in ("base", "sft", "ssr")
+          for part in ("/task", "/task/verdicts", "/task/scores", "")), "[report]"], result.stderr
     assert all(re.search(r" in \d+(\.\d s| min \d\d s)$", line) for line in lines)
     assert "[generate] 6 own answers in " in result.stderr and "[train/ssr] LoRA, 2 steps, loss " in result.stderr
     for noise in ("Warning", "Loading weights", "it/s", "train_runtime", "{'"):

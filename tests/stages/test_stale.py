@@ -14,15 +14,10 @@ from ssrtune.stages.base import Run
 from ssrtune.stages.judge import Judge
 from ssrtune.storage.artifacts import StaleArtifactError, recorded_fingerprint
 from tests.commands import cli
-from tests.tiny_run import QUICK_RUN, SHORT_ANSWERS
+from tests.tiny_run import QUICK_RUN, SHORT_ANSWERS, stamps
 
 # accepts every own answer; `contains` then accepts only where the gold is a refusal (skip_refusals) or is inside
 ACCEPT_ALL = {"kind": "token_f1", "threshold": 0.0}
-
-
-def stamps(run, *paths) -> dict[str, int]:
-    """When each file was last written: a file a stage did not redo keeps its stamp."""
-    return {path: (run / path).stat().st_mtime_ns for path in paths}
 
 
 def with_judge(config, judge):
@@ -54,7 +49,8 @@ def test_a_changed_judge_redoes_what_depends_on_it_and_nothing_else(tiny_run, tm
     told = [line for line in err.splitlines() if " redone" in line]
     assert told == ["[judge] redone: judge.kind changed (token_f1 -> contains); judge.threshold changed (0.0 -> unset)",
                     "[train/ssr] redone: train/ssr.jsonl changed",
-                    "[evaluate/ssr] redone predictions.jsonl: models/ssr changed"], err
+                    "[evaluate/ssr/task] redone: models/ssr changed",
+                    "[evaluate/ssr/task/verdicts] redone: predictions.jsonl changed"], err
     after = stamps(run, *kept, *redone)
     assert {path: after[path] for path in kept} == {path: before[path] for path in kept}
     assert all(after[path] != before[path] for path in redone)

@@ -114,10 +114,32 @@ def test_doctor_prints_the_machine_and_each_stages_engine_and_precision(tmp_path
     assert "gpu 1       Tesla V100, 31.7 GiB, compute capability 7.0, bf16 not native" in out
     assert "cpu bf16" in out and "cache       " in out and "extra       vllm: vllm" in out
     lines = {line.split("  ")[0]: line for line in out.splitlines()}
-    assert "vllm: smollm2-135m-instruct, float16, tensor parallel 1" in lines["generate + restate"]  # every GPU counts
+    for stage in ("generate", "restate/paraphrases"):  # every stage of the plan, each once; every GPU counts
+        assert "vllm: smollm2-135m-instruct, float16, tensor parallel 1" in lines[stage]
+    assert lines["judge"] == lines["judge/paraphrases"].replace("judge/paraphrases", "judge".ljust(17))
     assert "transformers: smollm2-135m-instruct, cuda:0, float32" in out  # the judge model's own dtype
-    assert "full fine-tuning, cuda:0, float32 weights under bfloat16 autocast, 1 process(es)" in lines["train"]
-    assert lines["evaluate"].endswith("transformers: smollm2-135m-instruct, cuda:0, bfloat16")
+    for model in ("ssr", "s3ft"):
+        assert "full fine-tuning, cuda:0, float32 weights under bfloat16 autocast, 1 process(es)" in lines[f"train/{model}"]
+        assert lines[f"evaluate/{model}"].endswith("transformers: smollm2-135m-instruct, cuda:0, bfloat16")
+    assert lines["evaluate/base"].endswith("transformers: smollm2-135m-instruct, cuda:0, bfloat16")
     with mock.patch("ssrtune.models.placement.hardware", return_value=Hardware(False, ())):
         result = CliRunner().invoke(app, ["doctor", str(config), "model.dtype=float16"])
     assert "error: model.dtype float16 needs a GPU" in result.output
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_doctor_describes_every_shipped_configuration_stage_by_stage(config):
+    """Every stage of the run's plan gets its line (a configuration with `models:`, an eval set without a judge of
+    its own), and nothing is worked out apart from the plan."""
+    from ssrtune.config.run import load_config
+    from ssrtune.pipeline import plan
+    from ssrtune.stages.base import plan_closure, without_parts
+
+    result = CliRunner().invoke(app, ["doctor", str(config)])
+    assert result.exit_code == 0, result.output
+    described = {line.split("  ")[0] for line in result.output.splitlines()}
+    loaded = load_config(config)
+    stages = plan(loaded)
+    expected = {s.key for s in without_parts(plan_closure(stages, loaded), stages)
+                if s.name in ("generate", "restate", "judge", "train", "evaluate")}
+    assert expected and expected <= described, expected - described

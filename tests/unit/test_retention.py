@@ -150,7 +150,7 @@ def test_lm_eval_backend_plumbing(tiny, monkeypatch):
 
     from ssrtune.extras import MissingExtraError
     from ssrtune.inference.harness import harness_results
-    from ssrtune.stages.evaluate import from_lm_eval
+    from ssrtune.stages.retention_stages import from_lm_eval
     from ssrtune.evaluation.stats import Z95
 
     model, tok = tiny

@@ -28,6 +28,7 @@ from ssrtune.config.train import TrainConfig
 from ssrtune.console import redone_line, stage_line
 from ssrtune.methods import METHODS, Method
 from ssrtune.preflight import check_not_launched
+from ssrtune.stages.held import Held
 from ssrtune.storage.artifacts import Artifact, CacheRule, RecordFile
 from ssrtune.storage.fingerprints import Parts
 from ssrtune.storage.layout import BASE, RunLayout
@@ -35,7 +36,8 @@ from ssrtune.storage.timings import Timings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BASE", "Inputs", "Run", "Stage", "TrainedModel", "plan_closure", "trained_methods", "trained_models"]
+__all__ = ["BASE", "Inputs", "Run", "Stage", "TrainedModel", "plan_closure", "trained_methods", "trained_models",
+           "without_parts"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,14 +71,15 @@ def trained_methods(config: RunConfig) -> list[Method]:
 class Inputs:
     """What a stage is made from: the configuration, the run's layout, the results of the stages it needs (by the
     names its `needs` gives them: `inputs["verdicts"]`); for a `records` stage, its open record file `out`; for a
-    `whole` one, the `summary` its sidecar records beside the fingerprint (counts), which `make` may fill."""
+    `whole` one, the `summary` its sidecar records beside the fingerprint (counts), which `make` may fill; and the
+    models the run's stages share (`held`: the evaluated model, the judges of its answers)."""
 
     config: RunConfig
     layout: RunLayout
     results: dict[str, Any]
     out: RecordFile | None = None
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
-    rule: CacheRule = dataclasses.field(default_factory=CacheRule)  # for the evaluation's suites, cached inside it
+    held: Held = dataclasses.field(default_factory=Held)
 
     def __getitem__(self, name: str) -> Any:
         return self.results[name]
@@ -148,6 +151,10 @@ class Stage(ABC):
     def __repr__(self) -> str:
         return f"<stage {self.key}>"
 
+    def under(self, key: str) -> bool:
+        """Whether this stage is the one keyed `key` or a part of it (`evaluate/ssr/task` of `evaluate/ssr`)."""
+        return self.key == key or self.key.startswith(key + "/")
+
 
 def plan_closure(stages: Iterable[Stage], config: RunConfig) -> list[Stage]:
     """`stages` with every stage they need, directly or not, each once, in the order they run."""
@@ -165,11 +172,18 @@ def plan_closure(stages: Iterable[Stage], config: RunConfig) -> list[Stage]:
     return order
 
 
+def without_parts(stages: Iterable[Stage], wholes: Iterable[Stage]) -> list[Stage]:
+    """`stages` less the parts of `wholes` (a model's suite stages, of its evaluation), which run within them."""
+    wholes = list(wholes)
+    return [stage for stage in stages if not any(stage.under(whole.key) and stage != whole for whole in wholes)]
+
+
 class Run:
     """One run directory and the results of the stages run so far in this process; the one place that caches.
 
-    `fresh` discards and redoes stages: True for every stage, or a collection of stage names or keys (a stage
-    command's `--fresh` names the stages it was asked for, never the ones they need). `redo_stale` redoes a stage
+    `fresh` discards and redoes stages: True for every stage, or a collection of stage names or keys, a key with
+    the stages under it (a stage command's `--fresh` names the stages it was asked for, never the ones they need;
+    `evaluate/ssr` is that model's evaluation with its suite stages). `redo_stale` redoes a stage
     whose artifact was made from other inputs, saying why in one line; without it such a stage is refused, naming
     the change and the commands that redo it (`command_args`: the configuration and overrides of the CLI command,
     for those commands to be exact).
@@ -182,13 +196,14 @@ class Run:
         self.fresh_stages, self.redo_stale, self.command_args = fresh, redo_stale, command_args
         self._results: dict[str, Any] = {}
         self._redone: set[str] = set()  # the stages whose "redone" line is told
+        self.held, self._asked = Held(), 0  # the models stages share, released once the stage asked for is done
         self.path.mkdir(parents=True, exist_ok=True)
         dump_config(config, self.layout.config)
         self.timings = Timings(self.path)
 
     def fresh(self, stage: Stage) -> bool:
         fresh = self.fresh_stages
-        return fresh is True or (not isinstance(fresh, bool) and (stage.name in fresh or stage.key in fresh))
+        return fresh is True or (not isinstance(fresh, bool) and (stage.name in fresh or any(map(stage.under, fresh))))
 
     def rule(self, stage: Stage) -> CacheRule:
         """What `stage` does with its artifacts made before (see the class)."""
@@ -217,19 +232,30 @@ class Run:
 
     def reusing(self, earlier: Run, stage: Stage) -> Run:
         """This run, holding `earlier`'s results of the stages `stage` needs (made in this process, under the same
-        configuration), so that they are neither made nor told again; returns itself."""
-        self._results.update({s.key: earlier._results[s.key] for s in self.upstream(stage) if s.key in earlier._results})
+        configuration), so that they are neither made nor told again, but for those this run makes fresh (the parts
+        of a stage redone: a model's suites); returns itself."""
+        self._results.update({s.key: earlier._results[s.key] for s in self.upstream(stage)
+                              if s.key in earlier._results and not self.fresh(s)})
         return self
 
     def __call__(self, stage: Stage) -> Any:
         """The stage's result, after the stages it needs; each stage runs once per process, timed (timings.json)
-        and told on the console in one line."""
+        and told on the console in one line. The models they shared (`held`) are released once it is done."""
+        self._asked += 1
+        try:
+            return self._result(stage)
+        finally:
+            self._asked -= 1
+            if not self._asked:
+                self.held.release()
+
+    def _result(self, stage: Stage) -> Any:
         if stage.key not in self._results:
             results = {name: self(need) for name, need in stage.needs(self.config).items()}
             log.info("stage %s", stage.key)
             self.timings.start(stage.key, stage.artifact(self.layout))
             try:
-                result = self._made(stage, Inputs(self.config, self.layout, results, rule=self.rule(stage)))
+                result = self._made(stage, Inputs(self.config, self.layout, results, held=self.held))
             except BaseException as err:
                 with contextlib.suppress(OSError):  # the stage's own error is the one to report
                     self.timings.end(stage.key, interrupted=isinstance(err, KeyboardInterrupt))
@@ -241,7 +267,7 @@ class Run:
 
     def _made(self, stage: Stage, inputs: Inputs) -> Any:
         """The stage's result by its kind's cache rule (see the module docstring)."""
-        layout, rule = self.layout, inputs.rule
+        layout, rule = self.layout, self.rule(stage)
         if stage.kind == "remade":
             return stage.make(inputs)
         parts = stage.parts(inputs)

@@ -38,7 +38,7 @@ class Train(Stage):
         return {"targets": Select(self.model.method)}
 
     def artifact(self, layout: RunLayout) -> Path:
-        return layout.model(self.model.name)
+        return layout.model_folder(self.model.name)
 
     def sidecar(self, layout: RunLayout) -> Path:
         return self.artifact(layout) / "ssrtune_fingerprint.json"

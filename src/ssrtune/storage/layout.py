@@ -8,7 +8,8 @@ export and doctor all ask a `RunLayout`, so a path is written once.
     <restatements>.jsonl          a restating method's candidates; <restatements>.judgments.jsonl their verdicts
     train/<method>.jsonl          a method's targets (+ <method>.stats.json)
     models/<name>/                a trained model (finished when ssrtune_train.json exists)
-    eval/<model>/                 a model's evaluation (eval/base/: the model before fine-tuning)
+    eval/<model>/                 a model's evaluation (eval/base/: the model before fine-tuning): per judged suite
+                                  its answers, verdicts and scores; retention.json, from retention/<part>.json
     truncation.json               what the truncation rule cut from the prompts, per stage
     report.md, timings.json       the report; every stage's wall time
 """
@@ -70,15 +71,37 @@ class RunLayout:
     def models(self) -> Path:
         return self.root / "models"
 
-    def model(self, name: str) -> Path:
+    def model_folder(self, name: str) -> Path:
         return self.models / name
 
     def trained(self, name: str) -> Path:
         """A trained model's result file, present once its training finished."""
-        return self.model(name) / TRAINED_MARK
+        return self.model_folder(name) / TRAINED_MARK
 
     def evaluation(self, model: str) -> Path:
         return self.root / "eval" / model
+
+    def suite_answers(self, model: str, suite: str) -> Path:
+        """A model's answers to a judged suite: predictions.jsonl for the task, <suite>.predictions.jsonl otherwise."""
+        return self.evaluation(model) / ("predictions.jsonl" if suite == "task" else f"{suite}.predictions.jsonl")
+
+    def suite_verdicts(self, model: str, suite: str) -> Path:
+        return self.evaluation(model) / f"{suite}.judgments.jsonl"
+
+    def suite_scores(self, model: str, suite: str) -> Path:
+        """A judged suite's metrics; the task's per-example rows are beside them (`task_rows`), another suite's in
+        them."""
+        return self.evaluation(model) / f"{suite}.json"
+
+    def task_rows(self, model: str) -> Path:
+        return self.evaluation(model) / "scores.jsonl"
+
+    def retention(self, model: str) -> Path:
+        return self.evaluation(model) / "retention.json"
+
+    def retention_part(self, model: str, part: str) -> Path:
+        """One result retention.json gathers: a benchmark's, the harness's (`lm-eval`), a trained model's KL."""
+        return self.evaluation(model) / "retention" / f"{part}.json"
 
     @property
     def kl_reference(self) -> Path:
