@@ -113,8 +113,9 @@ def test_a_run_of_several_models_per_method_resumes_after_a_kill_in_training_and
         assert result["in_time"] and result["killed_status"] == -signal.SIGKILL, log[-3000:]
         assert result["rerun_status"] == 0, log[-3000:]
         assert_same_artifacts(tmp_path / scenario, reference)
-        # the interrupted stage's time is its two sessions added up; the stages done before the kill are reused
-        stage = f"{path.split('/')[0].replace('models', 'train').replace('eval', 'evaluate')}/sft-s1"
+        # the interrupted stage's time is its two sessions added up (in evaluation, the task suite's answers); the
+        # stages done before the kill are reused
+        stage = {"train": "train/sft-s1", "evaluate": "evaluate/sft-s1/task"}[scenario]
         timings = json.loads((tmp_path / scenario / "timings.json").read_text())
         assert (timings[stage]["sessions"], timings[stage]["interrupted"]) == (2, 1) and timings[stage]["seconds"] > 0
         assert timings["train/sft-s0"]["interrupted"] == 0 and set(timings) == set(

@@ -114,20 +114,16 @@ def run_audit(run: Run, judge: JudgeConfig, reference: JudgeConfig | Path, name:
     (the run's `judge` stage fresh) judges again. `name` names the report files audit/<name>.json and .md.
     """
     from ssrtune.config.run import plain_name
-    from ssrtune.judges.factory import judge_fingerprint
     from ssrtune.stages.data import Data
     from ssrtune.stages.generate import Generate
-    from ssrtune.stages.judge import Judge, judge_candidates
+    from ssrtune.stages.judge import Judge
 
     plain_name(name, "judge audit name")  # before any work: audit/<name> must stay inside the run directory
     records, _ = run(Data())
     generations = run(Generate())
 
     def verdicts(j: JudgeConfig) -> dict[str, dict]:
-        if j == run.config.judge:
-            return run(Judge())
-        out = run.path / "audit" / "judgments" / f"{judge_fingerprint(j)}.jsonl"
-        return judge_candidates(run, j, Generate().artifact(run.config), out, run.rule(Judge()))
+        return run(Judge() if j == run.config.judge else Judge(Generate(), j))
 
     audited = verdicts(judge)
     if isinstance(reference, Path):
@@ -138,5 +134,5 @@ def run_audit(run: Run, judge: JudgeConfig, reference: JudgeConfig | Path, name:
     else:
         expected, reference_name = verdicts(reference), describe(reference)
     result = compare(audited, expected, records, generations)
-    json_path, md_path = write_audit(run.path / "audit", name, describe(judge), reference_name, result)
+    json_path, md_path = write_audit(run.layout.audit, name, describe(judge), reference_name, result)
     return json_path, md_path, result

@@ -134,6 +134,10 @@ class Stage(ABC):
         """A current, finished `whole` artifact, read back."""
         return self.artifact(inputs.layout)
 
+    def check(self, inputs: Inputs) -> None:
+        """Refuse what the stage can't make, before anything of a `whole` artifact is written or resumed (a training
+        this machine can't serve, or with nothing to train on)."""
+
     @abstractmethod
     def make(self, inputs: Inputs) -> Any:
         """The stage's result, made (or, for `records` and resumable stages, completed) from `inputs`."""
@@ -278,6 +282,7 @@ class Run:
         cache.check()
         if cache.current and stage.finished(layout):
             return stage.load(inputs)
+        stage.check(inputs)
         if stage.resumable:
             cache.record()
         result = stage.make(inputs)

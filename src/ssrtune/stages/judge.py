@@ -10,7 +10,7 @@ from pathlib import Path
 from ssrtune.config.run import RunConfig
 from ssrtune.judges.base import Judge as AnyJudge
 from ssrtune.judges.base import JudgeInput, verdict_counts
-from ssrtune.judges.factory import build_judge, judge_part
+from ssrtune.judges.factory import build_judge, judge_fingerprint, judge_part
 from ssrtune.config.judges import JudgeConfig
 from ssrtune.progress import progress_bar
 from ssrtune.stages.base import Inputs, Stage
@@ -60,7 +60,8 @@ def verdicts_inputs(config: RunConfig, judge: JudgeConfig, candidates_file: Path
 
 @dataclass(frozen=True, eq=False)
 class Judge(Stage):
-    """The run's judge on the answers of a candidate stage (by default the own answers), against the gold answers.
+    """A judge on the answers of a candidate stage (by default the own answers), against the gold answers: the run's
+    judge, or another one (`judge`: a judge audit's), whose verdicts are kept apart under audit/judgments/.
 
     Inputs: `verdicts_inputs`. Artifact: judgments.jsonl for the own answers, <source>.judgments.jsonl for another
     source; records {id, verdict, rationale, score, candidate_fp}, keyed like the candidates (a candidate answers
@@ -68,28 +69,37 @@ class Judge(Stage):
     judged; another judge or other answers are refused (`--fresh` judges again)."""
 
     candidates: Stage = Generate()
+    judge: JudgeConfig | None = None  # None: the run's judge
     name = "judge"
     kind = "records"
 
     @property
     def subject(self) -> str | None:
-        return None if self.candidates == Generate() else self.candidates.source.name
+        source = None if self.candidates == Generate() else self.candidates.source.name
+        if self.judge is None:
+            return source
+        return "/".join(filter(None, [source, f"audit-{judge_fingerprint(self.judge)}"]))
+
+    def spec(self, config: RunConfig) -> JudgeConfig:
+        return config.judge if self.judge is None else self.judge
 
     def needs(self, config: RunConfig) -> dict[str, Stage]:
         return {"data": Data(), "candidates": self.candidates}
 
     def artifact(self, layout: RunLayout) -> Path:
-        return layout.verdicts(self.candidates.source.name)
+        if self.judge is None:
+            return layout.verdicts(self.candidates.source.name)
+        return layout.audit_verdicts(self.candidates.source.name, judge_fingerprint(self.judge))
 
     def parts(self, inputs: Inputs) -> Parts:
-        return verdicts_inputs(inputs.config, inputs.config.judge, self.candidates.artifact(inputs.layout))
+        return verdicts_inputs(inputs.config, self.spec(inputs.config), self.candidates.artifact(inputs.layout))
 
     def make(self, inputs: Inputs) -> dict[str, dict]:
         records, _ = inputs["data"]
         by_id = {r.id: r for r in records}
         items = [JudgeInput.of(by_id[answer.get("example", key)], answer["response"], key)
                  for key, answer in inputs["candidates"].items() if answer.get("example", key) in by_id]
-        with build_judge(inputs.config.judge) as built:
+        with build_judge(self.spec(inputs.config)) as built:
             judgments = judge_all(built, items, inputs.out)
         log.info("%s: %s", inputs.out.path.name, verdict_counts(judgments))
         return judgments

@@ -54,16 +54,20 @@ class Train(Stage):
                 "precision": training_placement(config.model, settings).precision,
                 rows.relative_to(inputs.layout.root).as_posix(): Digest(file_digest(rows))}
 
-    def make(self, inputs: Inputs) -> Path:
-        config, layout, output_dir = inputs.config, inputs.layout, self.artifact(inputs.layout)
-        rows_file = layout.targets(self.model.method.name)
-        # the training processes read this model's train settings from the configuration they are given
-        own = config.model_copy(update={"train": self.model.train_settings(config), "models": None,
-                                        "methods": [self.model.method.name]})
-        check_training(own)
+    def own_config(self, config: RunConfig) -> RunConfig:
+        """The configuration the training processes read: this model's train settings as the run's `train`."""
+        return config.model_copy(update={"train": self.model.train_settings(config), "models": None,
+                                         "methods": [self.model.method.name]})
+
+    def check(self, inputs: Inputs) -> None:
+        check_training(self.own_config(inputs.config))
         if not trained_rows(inputs["targets"]):
-            raise DataError(rows_file, None, None,
+            raise DataError(inputs.layout.targets(self.model.method.name), None, None,
                             "every example was dropped (the judge accepted no own answer): nothing to train on")
+
+    def make(self, inputs: Inputs) -> Path:
+        layout, output_dir = inputs.layout, self.artifact(inputs.layout)
+        rows_file, own = layout.targets(self.model.method.name), self.own_config(inputs.config)
         result = train_method(own, rows_file, output_dir)
         widen_to_umask(output_dir)
         write_json(layout.trained(self.model.name), {"name": self.model.name, "method": self.model.method.name,

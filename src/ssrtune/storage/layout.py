@@ -61,6 +61,15 @@ class RunLayout:
         """The judge's verdicts on a candidate source's answers (judgments.jsonl for the own answers)."""
         return self.root / ("judgments.jsonl" if source == OWN_ANSWERS else f"{source}.judgments.jsonl")
 
+    @property
+    def audit(self) -> Path:
+        """Judge audits: audit/<name>.json and .md, and the verdicts of the judges audited (audit/judgments/)."""
+        return self.root / "audit"
+
+    def audit_verdicts(self, source: str, judge: str) -> Path:
+        """The verdicts of an audited judge (by its fingerprint) on a candidate source's answers."""
+        return self.audit / "judgments" / (f"{judge}.jsonl" if source == OWN_ANSWERS else f"{source}.{judge}.jsonl")
+
     def targets(self, method: str) -> Path:
         return self.root / "train" / f"{method}.jsonl"
 
