@@ -3,7 +3,8 @@ import torch
 
 from ssrtune.config.run import ModelConfig
 from ssrtune.models.loading import load_model, load_tokenizer
-from ssrtune.training.trainer import NoTrainableTokensError, left_pad_collator, to_dataset
+from ssrtune.config.train import TrainConfig
+from ssrtune.training.trainer import NoTrainableTokensError, build_trainer, left_pad_collator, to_dataset
 from tests.training_rows import fit, rows
 
 
@@ -105,3 +106,35 @@ def test_a_finished_model_keeps_no_checkpoints_unless_asked(tiny_run):
     assert not list(out.glob("checkpoint-*"))
     assert sorted(p.name for p in trained("train.keep_checkpoints=true").glob("checkpoint-*")) == [
         "checkpoint-1", "checkpoint-2"]
+
+
+def test_dft_optimises_each_answer_tokens_nll_weighted_by_its_detached_probability(tiny_model, tmp_path):
+    """train.loss_type reaches the loss the trainer optimises: with dft (TRL's loss), each answer token's NLL times
+    its probability under the model, with no gradient through that weight, summed and divided by the answer tokens;
+    with nll, the plain token mean. Checked by value and by the gradient of the LoRA weights."""
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model)))
+    losses = {}
+    for loss_type in ("nll", "dft"):
+        config = TrainConfig(loss_type=loss_type, batch_size=6, warmup_ratio=0.0)
+        trainer = build_trainer(load_model(ModelConfig(name=str(tiny_model))), tokenizer, rows(), config,
+                                tmp_path / loss_type)
+        model = trainer.model
+        batch = left_pad_collator(tokenizer.pad_token_id)(list(trainer.train_dataset))
+        loss = trainer.compute_loss(model, dict(batch))
+        trained = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, trained)
+
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       position_ids=batch["position_ids"]).logits[:, :-1].float()
+        targets = batch["labels"][:, 1:]
+        answer = targets != -100
+        log_p = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)[answer]
+        weight = log_p.exp().detach() if loss_type == "dft" else torch.ones_like(log_p)
+        expected = (-log_p * weight).sum() / answer.sum()
+        expected_grads = torch.autograd.grad(expected, trained)
+
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        for ours, theirs in zip(grads, expected_grads):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
+        losses[loss_type] = loss.item()
+    assert losses["dft"] < losses["nll"]  # the same batch and model: only the weighting differs

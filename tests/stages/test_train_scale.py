@@ -14,6 +14,7 @@ from ssrtune.training.distributed import train_method
 from ssrtune.models.loading import load_model
 from ssrtune.models.placement import Hardware, Placement, process_count
 from ssrtune.storage.artifacts import write_jsonl
+from ssrtune.storage.fingerprints import fingerprint
 from ssrtune.training.trainer import OneDeviceSFTConfig, load_for_training, sft_config
 from tests.training_rows import fit, rows
 
@@ -176,8 +177,16 @@ def test_how_the_training_runs_is_not_in_its_fingerprint():
                    {"report_to": "tensorboard"}, {"num_processes": 2}, {"num_processes": "auto"},
                    {"accelerate_config": "fsdp.yaml"}, {"keep_checkpoints": True}]:
         assert TrainConfig(**change).fingerprint_settings() == base, change
-    for change in [{"learning_rate": 1e-4}, {"batch_size": 4}, {"quantization": "4bit"}, {"full": True}]:
+    for change in [{"learning_rate": 1e-4}, {"batch_size": 4}, {"quantization": "4bit"}, {"full": True},
+                   {"loss_type": "dft"}]:
         assert TrainConfig(**change).fingerprint_settings() != base, change
+
+
+def test_a_setting_added_later_leaves_the_models_trained_before_it_current():
+    # The hashes the code before train.loss_type computed: a model it trained keeps its fingerprint.
+    assert fingerprint(TrainConfig().fingerprint_settings()) == "5f10067d1d228651"
+    assert fingerprint(TrainConfig(full=True, learning_rate=2e-5, seed=1).fingerprint_settings()) == "cc21e07830e232e9"
+    assert fingerprint(TrainConfig(loss_type="dft").fingerprint_settings()) != "5f10067d1d228651"
 
 
 def test_training_in_this_process_reads_the_method_rows(tiny_model, tmp_path):

@@ -54,6 +54,10 @@ class TrainConfig(Strict):
         "(batch_size / (micro_batch_size x processes), which must be a whole number). null = the whole per-process "
         "share of the batch at once."))
     max_length: int = Field(512, gt=16, description="Longest training sequence (prompt + target), in tokens; longer documents are cut.")
+    loss_type: Literal["nll", "dft"] = Field("nll", description=(
+        "The token loss, passed to TRL (SFTConfig.loss_type): nll, the mean negative log-likelihood of the answer "
+        "tokens; dft, Dynamic Fine-Tuning (arXiv 2508.05629), each token's NLL weighted by its "
+        "probability under the model, not differentiated."))
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of the steps spent warming the learning rate up.")
     seed: int = Field(0, description="Seed of the adapter initialisation and the data order.")
     gradient_checkpointing: bool | None = Field(None, description=(
@@ -81,6 +85,8 @@ class TrainConfig(Strict):
     EXECUTION_ONLY: ClassVar[frozenset[str]] = frozenset({
         "micro_batch_size", "gradient_checkpointing", "save_every", "keep_checkpoints", "report_to", "num_processes",
         "accelerate_config"})
+    # Settings added after models were trained: their default is what those models were trained with.
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"loss_type"})
     REMOVED: ClassVar[dict[str, str]] = {
         "save_steps": "train.save_every (e.g. '200 steps', '0.25 epoch', '30m')",
         "gradient_accumulation_steps": "train.micro_batch_size (accumulation = batch_size / (micro_batch_size x "
@@ -118,8 +124,13 @@ class TrainConfig(Strict):
         return parse_save_every(self.save_every)
 
     def fingerprint_settings(self) -> dict[str, Any]:
-        """The settings that decide the trained weights: the training stage's fingerprint holds these only."""
-        return self.model_dump(mode="json", exclude=set(self.EXECUTION_ONLY))
+        """The settings that decide the trained weights: the training stage's fingerprint holds these only.
+
+        A setting added later (ADDED_LATER) is left out at its default, which is what earlier versions trained with:
+        the models they trained stay current."""
+        fields = type(self).model_fields
+        added_at_default = {name for name in self.ADDED_LATER if getattr(self, name) == fields[name].default}
+        return self.model_dump(mode="json", exclude=set(self.EXECUTION_ONLY) | added_at_default)
 
 
 # Shared by every model of a method: train/<method>.jsonl is cut to it (stages.select), so a model cannot change it.

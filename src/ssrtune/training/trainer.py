@@ -65,7 +65,7 @@ class AnswerOnlySFTTrainer(SFTTrainer):
     Off Triton devices (CPU among them) TRL's chunked LM head still projects every position through the
     vocabulary; in grounded QA the document is most of each sequence, so that is mostly wasted. With left
     padding the answers end every row, and `logits_to_keep` asks the model for just those positions. The loss is
-    TRL's token-mean NLL over the same labels.
+    TRL's token-mean NLL over the same labels. Any other `loss_type` (dft) is TRL's own loss, computed by TRL.
     """
 
     def _set_signature_columns_if_needed(self):
@@ -73,6 +73,8 @@ class AnswerOnlySFTTrainer(SFTTrainer):
         self._signature_columns = [*self._signature_columns, "id"]  # the collator records which examples it saw
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.args.loss_type != "nll":
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         labelled = labels != -100
         first = int(labelled.float().argmax(dim=1)[labelled.any(dim=1)].min()) if labelled.any() else labels.size(1)
@@ -181,6 +183,7 @@ def sft_config(config: TrainConfig, output_dir: Path, n_parameters: int, run_nam
         lr_scheduler_type="linear",
         max_length=config.max_length,
         completion_only_loss=True,
+        loss_type=config.loss_type,
         bf16=placement.compute == torch.bfloat16,  # TRL defaults to True, which fails on hardware without bf16
         fp16=placement.compute == torch.float16,
         use_cpu=placement.device_type == "cpu",  # bf16 on CPU is refused unless the Trainer is told it runs there
