@@ -131,6 +131,20 @@ class SelfOnly(Method):
     fallback = "drop"
 
 
+class SFTRejected(Method):
+    """The dose-matched control of ssr: sft on the examples whose own answer the judge rejected, the accepted ones
+    dropped. It trains on exactly ssr's gold targets without ssr's own ones, so a smaller drift of ssr than of this
+    control is not explained by ssr simply learning fewer new targets."""
+
+    name = "sft_rejected"
+    candidates = (OWN_ANSWERS,)
+
+    def select(self, records: list[Record], candidates: Candidates | None = None) -> list[dict]:
+        rows = super().select(records, candidates)
+        return [{**row, "target": None, "source": "dropped"} if row["source"] == OWN_ANSWERS.label else row
+                for row in rows]
+
+
 def accepted_answers(answers: dict[str, dict], verdicts: dict[str, dict]) -> dict[str, dict]:
     """Example id -> the first of its answers the judge accepted. An answer answers the example its record names
     (`example`, by default its own id)."""

@@ -7,10 +7,12 @@ import pytest
 
 from ssrtune.config.run import ConfigError, load_config
 from ssrtune.methods import METHODS, OWN_ANSWERS, Method
-from ssrtune.stages.base import Run
+from ssrtune.data.schema import DataError
+from ssrtune.stages.base import Run, trained_models
 from ssrtune.stages.data import Data
 from ssrtune.stages.judge import Judge
 from ssrtune.stages.select import Select
+from ssrtune.stages.train import Train
 from ssrtune.storage.artifacts import StaleArtifactError, iter_jsonl, read_json
 from tests.tiny_run import SHORT_ANSWERS, run_stage
 
@@ -69,6 +71,15 @@ def best_effort(monkeypatch):
         candidates = (OWN_ANSWERS,)
 
     return METHODS["best_effort"]
+
+
+def test_the_dose_matched_control_with_every_answer_accepted_has_nothing_to_train_on(tiny_run):
+    config = tiny_run.config(*SHORT_ANSWERS, "judge={kind: token_f1, threshold: 0.0}", "methods=[sft_rejected]")
+    runner = Run(config)
+    assert {r["source"] for r in runner(Select(METHODS["sft_rejected"]))} == {"dropped"}
+    with pytest.raises(DataError, match=r"every example was dropped \(sft_rejected keeps none of them"):
+        runner(Train(trained_models(config)[0]))
+    assert not (config.path / "models" / "sft_rejected").exists()  # refused before anything was written
 
 
 def test_a_new_method_is_one_class(best_effort, tiny_run, tmp_path):

@@ -76,3 +76,15 @@ def test_an_example_with_several_answers_trains_on_its_first_accepted_one():
     rows = select_targets("ssr", records, answers, verdicts)
     assert [(r["id"], r["target"], r["source"]) for r in rows] == [
         ("q1", "Blue.", "self"), ("q2", "Anna", "gold"), ("q3", "Three", "gold")]
+
+
+def test_the_dose_matched_control_trains_on_ssrs_gold_part_alone():
+    records = three_records()
+    generations = {"q1": {"response": "Blue, clearly."}, "q2": {"response": "Bob"}, "q3": {"response": "3"}}
+    judgments = {"q1": {"verdict": "accept"}, "q2": {"verdict": "reject"}, "q3": {"verdict": "failed"}}
+    control = select_targets("sft_rejected", records, generations, judgments)
+    ssr = select_targets("ssr", records, generations, judgments)
+    assert [(r["target"], r["source"]) for r in control] == [(None, "dropped"), ("Anna", "gold"), ("Three", "gold")]
+    # exactly ssr's gold rows, and as many of them: the same dose of gold targets without ssr's own answers
+    assert [r for r in control if r["source"] == "gold"] == [r for r in ssr if r["source"] == "gold"]
+    assert source_shares(control) == {"dropped": 1 / 3, "gold": 2 / 3}

@@ -10,7 +10,7 @@ from pathlib import Path
 from ssrtune.config.run import RunConfig
 from ssrtune.data.prompts import fitted_prompts, prompt_format
 from ssrtune.judges.base import verdict_counts
-from ssrtune.methods import OWN_ANSWERS, Method, source_shares, trained_rows
+from ssrtune.methods import OWN_ANSWERS, Method, accepted_answers, source_shares, trained_rows
 from ssrtune.models.loading import context_length, load_tokenizer
 from ssrtune.stages.base import Inputs, Stage
 from ssrtune.stages.candidates import candidate_stage
@@ -59,7 +59,7 @@ class Select(Stage):
                                  tokenizer, limit, targets={row["id"]: row["target"] for row in kept})
         for row in kept:
             row["messages"] = prompts[row["id"]]
-        if method.candidates and kept and all(row["source"] == "gold" for row in kept):
+        if method.candidates and kept and not any(accepted_answers(*pair) for pair in candidates.values()):
             log.warning("select/%s: the judge accepted no candidate answer, so %s trains on the gold answers "
                         "only, exactly as sft would; check the judge on a few answers (`ssrtune judge-audit`)",
                         method.name, method.name)

@@ -63,7 +63,8 @@ class Train(Stage):
         check_training(self.own_config(inputs.config))
         if not trained_rows(inputs["targets"]):
             raise DataError(inputs.layout.targets(self.model.method.name), None, None,
-                            "every example was dropped (the judge accepted no own answer): nothing to train on")
+                            f"every example was dropped ({self.model.method.name} keeps none of them given the "
+                            "judge's verdicts): nothing to train on")
 
     def make(self, inputs: Inputs) -> Path:
         layout, output_dir = inputs.layout, self.artifact(inputs.layout)
