@@ -15,7 +15,8 @@ SRC = ROOT / "src"
 # pydantic and yaml, itself, the registries it checks names against, and small helpers that import nothing heavy.
 # The engine registry declares each engine's capabilities and imports no back-end until an engine is built.
 CONFIG_MAY_IMPORT = ("pydantic", "pydantic_core", "yaml", "ssrtune.config", "ssrtune.registry", "ssrtune.data.formats",
-                     "ssrtune.data.hub", "ssrtune.data.schema", "ssrtune.storage.artifacts", "ssrtune.inference.engine")
+                     "ssrtune.data.hub", "ssrtune.data.schema", "ssrtune.storage.artifacts", "ssrtune.storage.layout",
+                     "ssrtune.inference.engine")
 
 
 def test_the_configuration_imports_only_leaves():

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 from ssrtune.config.errors import did_you_mean
 from ssrtune.config.fields import PLAIN_NAME, Strict
 from ssrtune.registry import METHODS
+from ssrtune.storage.layout import BASE
 
 # Gradient checkpointing by default above this many parameters: a 7B LoRA run at batch 8 x 512 needs more than
 # 80 GB without it (16 GB with it, issue 9); below 1B the activations fit and recomputing them costs a third more time.
@@ -160,8 +161,8 @@ class ModelEntry(Strict):
     @field_validator("name")
     @classmethod
     def _not_base(cls, name: str) -> str:
-        if name == "base":
-            raise ValueError("`base` names the model before fine-tuning (eval/base/)")
+        if name == BASE:
+            raise ValueError(f"`{BASE}` names the model before fine-tuning (eval/{BASE}/)")
         return name
 
     @field_validator("train")
