@@ -73,10 +73,16 @@ def check_training(config: RunConfig) -> None:
                           "off its own device as model-parallel. Leave device_map null and choose the GPU with "
                           f"CUDA_VISIBLE_DEVICES={device_map.split(':')[1]} (or train on every GPU with "
                           "train.num_processes: auto)")
-    if machine.gpus and processes > len(machine.gpus):
-        raise ConfigError(f"train.num_processes {processes}: this machine has {len(machine.gpus)} visible GPU(s), "
-                          "and a process without one would train on the CPU beside NCCL ranks. Use one process per "
-                          f"GPU: train.num_processes: auto (or at most {len(machine.gpus)})")
+    if train.machine_rank > 0:
+        raise ConfigError(f"train.machine_rank {train.machine_rank}: ssrtune's commands run on machine 0 only (on "
+                          "another machine they would redo the earlier stages in the shared run directory); the "
+                          "other machines join the training through ssrtune.training.distributed.launch")
+    here = processes // train.num_machines  # accelerate starts num_processes / num_machines on each machine
+    if machine.gpus and here > len(machine.gpus):
+        raise ConfigError(f"train.num_processes {processes}: {here} process(es) on each of {train.num_machines} "
+                          f"machine(s), and this one has {len(machine.gpus)} visible GPU(s): a process without one "
+                          "would train on the CPU beside NCCL ranks. Use one process per GPU: train.num_processes: "
+                          f"auto (or at most {len(machine.gpus) * train.num_machines})")
     if train.full and placement.training_placement(config.model, train).device_type == "cuda":
         check_full_fine_tuning_fits(config.model, bool(train.accelerate_config))
 

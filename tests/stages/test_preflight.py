@@ -50,11 +50,27 @@ def test_training_on_another_gpu_than_its_own_is_refused():
 
 
 def test_more_processes_than_gpus_is_refused():
-    with on(TWO_GPUS), pytest.raises(ConfigError, match=r"train.num_processes 4: this machine has 2 visible GPU.*"
+    with on(TWO_GPUS), pytest.raises(ConfigError, match=r"train.num_processes 4: 4 process\(es\) on each of 1 "
+                                                        r"machine\(s\), and this one has 2 visible GPU.*"
                                                         r"train.num_processes: auto \(or at most 2\)"):
         preflight.check_training(config("train.num_processes=4"))
+    machines = ["train.num_machines=2", "train.main_process_ip=10.0.0.5", "train.main_process_port=29500"]
+    with on(TWO_GPUS):  # accelerate's num_processes counts every machine's: 2 here, 2 on the other
+        preflight.check_training(config("train.num_processes=4", *machines))
+        preflight.check_training(config("train.num_processes=auto", *machines))
+        assert preflight.placement.process_count(config("train.num_processes=auto", *machines).train) == 4
+    with on(TWO_GPUS), pytest.raises(ConfigError, match=r"at most 4\)"):
+        preflight.check_training(config("train.num_processes=6", "train.batch_size=6", *machines))
     with on(CPU_ONLY):  # without GPUs, gloo runs any number of CPU processes
         preflight.check_training(config("train.num_processes=4"))
+
+
+def test_a_stage_command_on_a_machine_other_than_machine_0_is_refused():
+    with on(CPU_ONLY), pytest.raises(ConfigError, match=r"train.machine_rank 1: ssrtune's commands run on machine 0 "
+                                                        r"only.*ssrtune.training.distributed.launch"):
+        preflight.check_training(config("train.num_machines=2", "train.machine_rank=1",
+                                        "train.main_process_ip=10.0.0.5", "train.main_process_port=29500",
+                                        "train.num_processes=2"))
 
 
 @pytest.mark.parametrize("environment", [{"WORLD_SIZE": "2", "LOCAL_RANK": "0"}, {"LOCAL_RANK": "1"}])

@@ -77,15 +77,28 @@ class TrainConfig(Strict):
         "Where the Trainer logs the loss besides models/<method>/ssrtune_train.json; each needs its extra, "
         "e.g. pip install 'ssrtune[tensorboard]'."))
     num_processes: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(1, description=(
-        "Data-parallel training processes launched through `accelerate` (DDP), one per GPU; auto = every visible "
-        "GPU (1 without GPUs). `batch_size` stays the global batch, so the result does not depend on this number."))
+        "Data-parallel training processes launched through `accelerate` (DDP), one per GPU, over all machines: "
+        "accelerate's --num_processes, of which each machine starts num_processes / num_machines; auto = every "
+        "visible GPU (1 without GPUs) times num_machines. `batch_size` stays the global batch, so the result does "
+        "not depend on this number."))
+    num_machines: int = Field(1, gt=0, description=(
+        "Machines the training spans (accelerate's --num_machines): each runs the same `ssrtune train` with its own "
+        "machine_rank, on a run directory on storage every machine shares."))
+    machine_rank: int = Field(0, ge=0, description=(
+        "This machine's rank among num_machines (accelerate's --machine_rank); machine 0 writes the results."))
+    main_process_ip: str | None = Field(None, description=(
+        "The address of machine 0, which every machine reaches (accelerate's --main_process_ip); required when "
+        "num_machines > 1. null = 127.0.0.1 on one machine."))
+    main_process_port: int | None = Field(None, gt=0, lt=65536, description=(
+        "The port on machine 0 where the processes meet (accelerate's --main_process_port); required when "
+        "num_machines > 1. null = a free port on one machine."))
     accelerate_config: str | None = Field(None, description=(
         "An `accelerate config` file for multi-process training (e.g. FSDP or DeepSpeed on GPUs)."))
 
     # How the training runs, not what it learns: a change of these resumes the same model (see fingerprint_settings).
     EXECUTION_ONLY: ClassVar[frozenset[str]] = frozenset({
         "micro_batch_size", "gradient_checkpointing", "save_every", "keep_checkpoints", "report_to", "num_processes",
-        "accelerate_config"})
+        "accelerate_config", "num_machines", "machine_rank", "main_process_ip", "main_process_port"})
     # Settings added after models were trained: their default is what those models were trained with.
     ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"loss_type"})
     REMOVED: ClassVar[dict[str, str]] = {
@@ -108,7 +121,22 @@ class TrainConfig(Strict):
             raise ValueError("quantization (QLoRA) trains LoRA adapters on a frozen quantized model: not with full")
         if self.num_processes != "auto":
             self.batch_plan(self.num_processes)
+        self._machines()
         return self
+
+    def _machines(self) -> None:
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} is not below num_machines {self.num_machines} "
+                             "(machines are numbered from 0)")
+        if self.num_machines == 1:
+            return
+        for name in ("main_process_ip", "main_process_port"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} is required when num_machines > 1: machine 0's "
+                                 f"{'address' if name.endswith('ip') else 'port'}, the same on every machine")
+        if self.num_processes != "auto" and self.num_processes % self.num_machines:
+            raise ValueError(f"num_processes {self.num_processes} counts the processes of all machines: a multiple "
+                             f"of num_machines {self.num_machines} (each machine starts the same number)")
 
     def batch_plan(self, processes: int) -> tuple[int, int]:
         """(examples per device per forward pass, gradient accumulation steps) for `processes` processes."""

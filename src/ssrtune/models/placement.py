@@ -143,10 +143,11 @@ def training_placement(model: ModelConfig, train: TrainConfig) -> Placement:
 
 
 def process_count(train: TrainConfig) -> int:
-    """`train.num_processes`, with `auto` = one process per visible GPU (1 without GPUs)."""
+    """`train.num_processes`, the processes of all machines, with `auto` = one process per visible GPU (1 without
+    GPUs) on each of `train.num_machines` machines (accelerate starts as many on each)."""
     if train.num_processes != "auto":
         return train.num_processes
-    return max(torch.cuda.device_count(), 1)
+    return max(torch.cuda.device_count(), 1) * train.num_machines
 
 
 def _compute_dtype(setting: str, gpus: list[Gpu], machine: Hardware) -> torch.dtype:

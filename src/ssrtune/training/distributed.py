@@ -47,8 +47,13 @@ def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_
     worker = ["-m", "ssrtune.training.distributed", config.model_dump_json(), str(rows_file), str(output_dir), str(result_file)]
     if process_count(train) == 1:  # one process: a plain child, whose end returns its GPU memory (preflight)
         return [sys.executable, *worker]
+    # --num_processes counts every machine's processes: accelerate starts num_processes // num_machines on each
+    # (nproc_per_node in accelerate/utils/launch.py, prepare_multi_gpu_env)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(process_count(train)),
-               "--num_machines", "1", "--main_process_port", str(free_port())]
+               "--num_machines", str(train.num_machines), "--machine_rank", str(train.machine_rank),
+               "--main_process_port", str(train.main_process_port or free_port())]
+    if train.main_process_ip is not None:
+        command += ["--main_process_ip", train.main_process_ip]
     if train.accelerate_config:
         command += ["--config_file", train.accelerate_config]
     else:
@@ -71,13 +76,15 @@ def train_method(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
     return launch(config, rows_file, output_dir)
 
 
-def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
-    """Train on `rows_file` with `config.train.num_processes` processes; the result of `train.train`.
+def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict | None:
+    """Train on `rows_file` with `config.train.num_processes` processes; the result of `train.train`, or None on a
+    machine other than machine 0 (`train.machine_rank`), whose processes train their shards and write nothing but
+    their part of each checkpoint in `output_dir` (which every machine shares).
 
-    Rank 0 writes the result only after every rank has trained and the weights are saved (`train.train` gathers the
-    ranks' example ids after `save_model`), so a launch that fails after that point has finished the training: a
-    process that died while exiting does not make it train again. The result then records the launcher's exit code.
-    """
+    Rank 0 (the global rank: process 0 of machine 0) writes the result only after every rank has trained and the
+    weights are saved (`train.train` gathers the ranks' example ids after `save_model`), so a launch that fails after
+    that point has finished the training: a process that died while exiting does not make it train again. The result
+    then records the launcher's exit code."""
     processes = process_count(config.train)
     with tempfile.TemporaryDirectory() as scratch:
         result_file = Path(scratch) / "result.json"
@@ -86,6 +93,10 @@ def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
     if code == 0:
         return result
     launcher = "the training process" if processes == 1 else "accelerate launch"  # one process: a plain child
+    if config.train.machine_rank > 0:
+        raise TrainingProcessError(
+            f"training {output_dir.name} on machine {config.train.machine_rank} failed (accelerate launch exited "
+            f"with code {code}; the log above names the rank and its error)")
     if result is None or not any((output_dir / name).exists() for name in WEIGHT_FILES):
         raise TrainingProcessError(
             f"training {output_dir.name} with {processes} processes failed ({launcher} exited with code "
@@ -127,7 +138,7 @@ def worker(config_json: str, rows_file: str, output_dir: str, result_file: str) 
     finished = False
     try:
         result = train_here(RunConfig.model_validate_json(config_json), Path(rows_file), Path(output_dir))
-        if result["rank"] == 0:
+        if result["rank"] == 0:  # the global rank (TrainingArguments.process_index): process 0 of machine 0
             write_json(Path(result_file), result)
         finished = True
     finally:
