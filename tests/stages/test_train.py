@@ -41,17 +41,18 @@ def test_labels_cover_exactly_the_answer_and_end_of_turn(tiny_model):
 
 def test_answer_only_loss_matches_the_full_logits_loss(tiny_model):
     """Our logits_to_keep loss on a left-padded batch equals the plain loss over all positions, right-padded."""
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from ssrtune.training.trainer import AnswerOnlySFTTrainer
 
     tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model)))
     model = load_model(ModelConfig(name=str(tiny_model)))
-    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=to_dataset(rows()),
-                         args=SFTConfig(output_dir="/tmp/unused", bf16=False, use_cpu=True, report_to="none"))
+    trainer = AnswerOnlySFTTrainer(model=model, processing_class=tokenizer, train_dataset=to_dataset(rows()),
+                                   args=SFTConfig(output_dir="/tmp/unused", bf16=False, use_cpu=True,
+                                                  report_to="none"))
     examples = list(trainer.train_dataset)
     batch = left_pad_collator(tokenizer.pad_token_id)(examples)
-    from ssrtune.training.trainer import AnswerOnlySFTTrainer
-
-    ours = AnswerOnlySFTTrainer.compute_loss(trainer, model, dict(batch))
+    ours = trainer.compute_loss(model, dict(batch))
     reference = 0.0
     count = 0
     for example in examples:

@@ -178,15 +178,26 @@ def test_how_the_training_runs_is_not_in_its_fingerprint():
                    {"accelerate_config": "fsdp.yaml"}, {"keep_checkpoints": True}]:
         assert TrainConfig(**change).fingerprint_settings() == base, change
     for change in [{"learning_rate": 1e-4}, {"batch_size": 4}, {"quantization": "4bit"}, {"full": True},
-                   {"loss_type": "dft"}]:
+                   {"loss_type": "dft"}, {"kl_beta": 0.1}]:
         assert TrainConfig(**change).fingerprint_settings() != base, change
 
 
 def test_a_setting_added_later_leaves_the_models_trained_before_it_current():
-    # The hashes the code before train.loss_type computed: a model it trained keeps its fingerprint.
+    # The hashes the code before train.loss_type and train.kl_beta computed: a model it trained keeps its fingerprint.
     assert fingerprint(TrainConfig().fingerprint_settings()) == "5f10067d1d228651"
+    assert fingerprint(TrainConfig(kl_beta=0).fingerprint_settings()) == "5f10067d1d228651"
     assert fingerprint(TrainConfig(full=True, learning_rate=2e-5, seed=1).fingerprint_settings()) == "cc21e07830e232e9"
     assert fingerprint(TrainConfig(loss_type="dft").fingerprint_settings()) != "5f10067d1d228651"
+    assert fingerprint(TrainConfig(kl_beta=0.1).fingerprint_settings()) != "5f10067d1d228651"
+
+
+def test_a_kl_penalty_is_refused_with_full_fine_tuning_and_with_trls_loss():
+    with pytest.raises(ConfigError, match=r"train: kl_beta > 0 needs LoRA .* with full: true"):
+        load_config(None, ["train.kl_beta=0.1", "train.full=true"])
+    with pytest.raises(ConfigError, match=r"train: kl_beta > 0 .* loss_type dft"):
+        load_config(None, ["train.kl_beta=0.1", "train.loss_type=dft"])
+    with pytest.raises(ConfigError, match=r"models.0.train: kl_beta > 0 needs LoRA"):
+        load_config(None, ["train.kl_beta=0.1", "models=[{name: m, method: sft, train: {full: true}}]"])
 
 
 def test_training_in_this_process_reads_the_method_rows(tiny_model, tmp_path):

@@ -59,6 +59,10 @@ class TrainConfig(Strict):
         "The token loss, passed to TRL (SFTConfig.loss_type): nll, the mean negative log-likelihood of the answer "
         "tokens; dft, Dynamic Fine-Tuning (arXiv 2508.05629), each token's NLL weighted by its "
         "probability under the model, not differentiated."))
+    kl_beta: float = Field(0.0, ge=0.0, description=(
+        "Weight of a KL penalty to the base model added to the loss: beta x the mean over the answer tokens of "
+        "KL(base || model) = sum_v p_base(v) (log p_base(v) - log p_model(v)), the base being the model with its "
+        "LoRA adapter disabled. 0 = no penalty. LoRA only, with loss_type nll."))
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of the steps spent warming the learning rate up.")
     seed: int = Field(0, description="Seed of the adapter initialisation and the data order.")
     gradient_checkpointing: bool | None = Field(None, description=(
@@ -100,7 +104,7 @@ class TrainConfig(Strict):
         "micro_batch_size", "gradient_checkpointing", "save_every", "keep_checkpoints", "report_to", "num_processes",
         "accelerate_config", "num_machines", "machine_rank", "main_process_ip", "main_process_port"})
     # Settings added after models were trained: their default is what those models were trained with.
-    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"loss_type"})
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"loss_type", "kl_beta"})
     REMOVED: ClassVar[dict[str, str]] = {
         "save_steps": "train.save_every (e.g. '200 steps', '0.25 epoch', '30m')",
         "gradient_accumulation_steps": "train.micro_batch_size (accumulation = batch_size / (micro_batch_size x "
@@ -119,6 +123,12 @@ class TrainConfig(Strict):
     def _consistent(self) -> TrainConfig:
         if self.quantization and self.full:
             raise ValueError("quantization (QLoRA) trains LoRA adapters on a frozen quantized model: not with full")
+        if self.kl_beta and self.full:
+            raise ValueError("kl_beta > 0 needs LoRA (the base is the model with its adapter disabled); with full: "
+                             "true it would need a frozen copy of the model, which ssrtune does not keep")
+        if self.kl_beta and self.loss_type != "nll":
+            raise ValueError(f"kl_beta > 0 adds to ssrtune's own nll loss; loss_type {self.loss_type} is TRL's loss, "
+                             "which it cannot add to: set loss_type: nll or kl_beta: 0")
         if self.num_processes != "auto":
             self.batch_plan(self.num_processes)
         self._machines()

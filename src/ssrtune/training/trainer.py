@@ -17,6 +17,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
 from ssrtune.training.checkpoints import checkpoint_callbacks, last_complete_checkpoint, save_arguments
+from ssrtune.training.kl_penalty import base_logits, kl_to_base_sum
 from ssrtune.config.errors import ConfigError
 from ssrtune.console import quiet
 from ssrtune.data.chat_format import ChatTemplateError, prompt_and_answer_ids, template_name
@@ -65,8 +66,13 @@ class AnswerOnlySFTTrainer(SFTTrainer):
     Off Triton devices (CPU among them) TRL's chunked LM head still projects every position through the
     vocabulary; in grounded QA the document is most of each sequence, so that is mostly wasted. With left
     padding the answers end every row, and `logits_to_keep` asks the model for just those positions. The loss is
-    TRL's token-mean NLL over the same labels. Any other `loss_type` (dft) is TRL's own loss, computed by TRL.
+    TRL's token-mean NLL over the same labels, plus `kl_beta` times the mean KL to the base model over those tokens
+    (`kl_penalty`). Any other `loss_type` (dft) is TRL's own loss, computed by TRL.
     """
+
+    def __init__(self, *args, kl_beta: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kl_beta = kl_beta
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -79,11 +85,15 @@ class AnswerOnlySFTTrainer(SFTTrainer):
         labelled = labels != -100
         first = int(labelled.float().argmax(dim=1)[labelled.any(dim=1)].min()) if labelled.any() else labels.size(1)
         keep = labels.size(1) - first + 1  # the logit at t predicts token t + 1
+        if self.kl_beta:
+            base = base_logits(model, self.accelerator.unwrap_model(model), inputs, keep)
         outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
         logits = outputs.logits[:, :-1].float()
         targets = labels[:, labels.size(1) - keep + 1:]
         loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                                    ignore_index=-100, reduction="sum")
+        if self.kl_beta:
+            loss_sum = loss_sum + self.kl_beta * kl_to_base_sum(logits, base, targets)
         n_tokens = targets.ne(-100).sum()
         loss = loss_sum / (n_tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -250,6 +260,7 @@ def build_trainer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ro
         peft_config=peft_config,
         data_collator=left_pad_collator(tokenizer.pad_token_id, seen_ids),
         callbacks=checkpoint_callbacks(config),
+        kl_beta=config.kl_beta,
     )
     check_trainable(rows, trainer.train_dataset, tokenizer)
     if quiet():
