@@ -20,9 +20,10 @@ from tests import fake_openai as fake
 from tests.paths import ROOT
 
 PACKAGE = ROOT / "src" / "ssrtune"
-# The one exception: train.py's trainer computes its loss from the model's own forward pass (`model(**inputs)` and
-# its `.logits`, on the answer positions only). That is training, which the Trainer drives, not a model call of a stage.
-ALLOWED = {"training/trainer.py": {"model(", ".logits"}}
+# The exceptions are training's loss: the trainer computes it from the model's own forward pass (`model(**inputs)` and
+# its `.logits`, on the answer positions only), and the KL penalty from the same model with its adapter disabled.
+# That is training, which the Trainer drives, not a model call of a stage.
+ALLOWED = {"training/trainer.py": {"model(", ".logits"}, "training/kl_penalty.py": {"model(", ".logits"}}
 
 
 def model_calls(source: str) -> set[str]:
