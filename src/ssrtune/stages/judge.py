@@ -3,6 +3,7 @@ resumable judging loop every verdict file (candidates, evaluations, audits) is w
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,12 +74,16 @@ class Judge(Stage):
     name = "judge"
     kind = "records"
 
+    @functools.cached_property
+    def audited(self) -> str | None:
+        """The audited judge's fingerprint (None: the run's judge); once per stage, as it reads the judge's
+        templates and the stage's key is asked for at every step of the run."""
+        return None if self.judge is None else judge_fingerprint(self.judge)
+
     @property
     def subject(self) -> str | None:
         source = None if self.candidates == Generate() else self.candidates.source.name
-        if self.judge is None:
-            return source
-        return "/".join(filter(None, [source, f"audit-{judge_fingerprint(self.judge)}"]))
+        return "/".join(filter(None, [source, self.audited and f"audit-{self.audited}"])) or None
 
     def spec(self, config: RunConfig) -> JudgeConfig:
         return config.judge if self.judge is None else self.judge
@@ -89,7 +94,7 @@ class Judge(Stage):
     def artifact(self, layout: RunLayout) -> Path:
         if self.judge is None:
             return layout.verdicts(self.candidates.source.name)
-        return layout.audit_verdicts(self.candidates.source.name, judge_fingerprint(self.judge))
+        return layout.audit_verdicts(self.candidates.source.name, self.audited)
 
     def parts(self, inputs: Inputs) -> Parts:
         return verdicts_inputs(inputs.config, self.spec(inputs.config), self.candidates.artifact(inputs.layout))
