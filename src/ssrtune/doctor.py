@@ -137,6 +137,7 @@ def stage_lines(config: RunConfig) -> list[str]:
     precision it would run in on this machine; each judge."""
     from ssrtune.pipeline import plan  # the stages: only when a configuration is described
     from ssrtune.stages.base import plan_closure, without_parts
+    from ssrtune.stages.suites import judged_suites, suite_judge
 
     lines, stages = [], plan(config)
     for stage in without_parts(plan_closure(stages, config), stages):  # a model's evaluation, not each suite
@@ -154,11 +155,8 @@ def stage_lines(config: RunConfig) -> list[str]:
                 placement = f"error: {err}"
             lines.append(row(stage.key, f"{kind}, {placement}, {process_count(train)} process(es)"))
         if stage.key == "evaluate/base":  # the evaluation's judges, the same for every model
-            ood = config.evaluate.ood
-            judges = [("task", config.task_judge), *([("ood", ood.judge or config.task_judge)] if ood else []),
-                      *((d.name, d.judge or config.task_judge) for d in config.evaluate.datasets)]
-            for suite, judge in judges:
-                lines += _judge_lines(f"evaluate ({suite})", judge)
+            for suite in judged_suites(config):
+                lines += _judge_lines(f"evaluate ({suite})", suite_judge(config, suite)[0])
     return lines
 
 

@@ -76,8 +76,8 @@ def _jsonl(path: Path) -> list[dict]:
         raise ReportError(f"{path}: a line is not valid JSON ({err.msg})") from None
 
 
-def _task(folder: Path, suite: str) -> tuple[dict | None, list[dict] | None]:
-    path = folder / f"{suite}.json"
+def _task(layout: RunLayout, model: str, suite: str) -> tuple[dict | None, list[dict] | None]:
+    path = layout.suite_scores(model, suite)
     result = _json(path)
     if result is None:
         return None, None
@@ -85,7 +85,7 @@ def _task(folder: Path, suite: str) -> tuple[dict | None, list[dict] | None]:
         if not isinstance(result.get(key), (int, float)):
             raise ReportError(f"{path}: field `{key}` is missing or not a number")
     if suite == "task":
-        scores = folder / "scores.jsonl"
+        scores = layout.task_rows(model)
         rows = _rows(scores, _jsonl(scores)) if scores.exists() else None
         source = scores
     else:
@@ -127,13 +127,13 @@ def load_models(run_dirs: list[Path]) -> list[Model]:
         layout = RunLayout(run_dir)
         for model in [Model(label=BASE, name=BASE, run=run_dir), *models_of(run_dir)]:
             folder = layout.evaluation(model.name)
-            if not any((folder / f"{suite}.json").exists() for suite in SUITES):
+            if not any(layout.suite_scores(model.name, suite).exists() for suite in SUITES):
                 continue
-            model.task, model.task_rows = _task(folder, "task")
-            model.ood, model.ood_rows = _task(folder, "ood")
+            model.task, model.task_rows = _task(layout, model.name, "task")
+            model.ood, model.ood_rows = _task(layout, model.name, "ood")
             stats = _json(layout.target_stats(model.method))
             model.datasets = {p.stem: _json(p) for p in sorted(folder.glob("*.json")) if p.stem not in SUITES}
-            model.retention = _retention(folder / "retention.json")
+            model.retention = _retention(layout.retention(model.name))
             model.shares = stats["shares"] if stats and model.name != BASE else None
             model.label = model.name if len(run_dirs) == 1 else f"{run_dir.name}/{model.name}"
             model.base = base
