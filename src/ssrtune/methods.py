@@ -66,6 +66,7 @@ class Method:
     name: ClassVar[str]
     candidates: ClassVar[tuple[Source, ...]] = ()  # tried in order; the first accepted one is the target
     fallback: ClassVar[Literal["gold", "drop"]] = "gold"  # an example without an accepted candidate
+    accepted: ClassVar[Literal["target", "drop"]] = "target"  # an example with one: trained on it, or left out
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -82,7 +83,8 @@ class Method:
             target, label = (record.response, "gold") if self.fallback == "gold" else (None, "dropped")
             for source, first in zip(self.candidates, accepted):
                 if record.id in first:
-                    target, label = first[record.id]["response"], source.label
+                    target, label = ((first[record.id]["response"], source.label) if self.accepted == "target"
+                                     else (None, "dropped"))
                     break
             rows.append({"id": record.id, "messages": prompt_messages(record), "target": target, "source": label})
         return rows
@@ -138,11 +140,7 @@ class SFTRejected(Method):
 
     name = "sft_rejected"
     candidates = (OWN_ANSWERS,)
-
-    def select(self, records: list[Record], candidates: Candidates | None = None) -> list[dict]:
-        rows = super().select(records, candidates)
-        return [{**row, "target": None, "source": "dropped"} if row["source"] == OWN_ANSWERS.label else row
-                for row in rows]
+    accepted = "drop"
 
 
 def accepted_answers(answers: dict[str, dict], verdicts: dict[str, dict]) -> dict[str, dict]:
