@@ -8,13 +8,19 @@ a user defined after the configuration module was imported.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from ssrtune.config.errors import did_you_mean
 
 T = TypeVar("T")
+
+
+def did_you_mean(given: str, known: list[str]) -> str:
+    """"; did you mean `x`?" for the known name closest to `given` (difflib's ratio 0.6 or more), else ""."""
+    close = difflib.get_close_matches(given, known, n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -44,14 +50,8 @@ class Registry(Generic[T]):
     def get(self, name: str, default: T | None = None) -> T | None:
         return self._filled().get(name, default)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._filled()
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._filled())
-
-    def __len__(self) -> int:
-        return len(self._filled())
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._filled().items())

@@ -4,7 +4,6 @@ key the known key it most resembles ("did you mean")."""
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, Tag, ValidationError
 
 from ssrtune.config.judges import KINDS, LLM_ENGINES, TAG_MARK
+from ssrtune.registry import did_you_mean
 
 KEYED = re.compile(r"^[A-Za-z_][\w.]*: ")
 
@@ -48,12 +48,6 @@ def validation_message(path: Path | str | None, err: ValidationError, schema: An
 def error_words(error: dict) -> str:
     """A validator's own words, without pydantic's "Value error, " before them."""
     return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
-
-
-def did_you_mean(given: str, known: list[str]) -> str:
-    """"; did you mean `x`?" for the known name closest to `given` (difflib's ratio 0.6 or more), else ""."""
-    close = difflib.get_close_matches(given, known, n=1)
-    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def _unknown_key(schema: Any, loc: tuple, tags: list[str]) -> str:

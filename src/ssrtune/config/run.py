@@ -16,7 +16,7 @@ import yaml
 from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from ssrtune.config.engine import EngineSettings
-from ssrtune.config.errors import ConfigError, did_you_mean, error_words, validation_message
+from ssrtune.config.errors import ConfigError, error_words, validation_message
 from ssrtune.config.evaluate import EvaluateConfig
 from ssrtune.config.fields import PLAIN_NAME, ModelConfig, Strict, VllmConfig
 from ssrtune.config.judges import TAG_MARK, JudgeConfig, grounded_qa_judge, leaf_judges, parse_judge
@@ -24,7 +24,7 @@ from ssrtune.config.train import MethodName, ModelEntry, TrainConfig, check_mode
 from ssrtune.data.formats import DataFormat, check_format_fields
 from ssrtune.data.hub import is_hub
 from ssrtune.data.schema import check_field_mapping
-from ssrtune.registry import METHODS
+from ssrtune.registry import METHODS, did_you_mean
 from ssrtune.storage.artifacts import write_text_atomic
 
 DEFAULT_METHODS = ("sft", "ssr")

@@ -9,9 +9,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from ssrtune.config.errors import did_you_mean
 from ssrtune.config.fields import PLAIN_NAME, Strict
-from ssrtune.registry import METHODS
+from ssrtune.registry import METHODS, did_you_mean
 from ssrtune.storage.layout import BASE
 
 # Gradient checkpointing by default above this many parameters: a 7B LoRA run at batch 8 x 512 needs more than
@@ -86,8 +85,9 @@ class TrainConfig(Strict):
         "visible GPU (1 without GPUs) times num_machines. `batch_size` stays the global batch, so the result does "
         "not depend on this number."))
     num_machines: int = Field(1, gt=0, description=(
-        "Machines the training spans (accelerate's --num_machines): each runs the same `ssrtune train` with its own "
-        "machine_rank, on a run directory on storage every machine shares."))
+        "Machines the training spans (accelerate's --num_machines), on a run directory on storage every machine "
+        "shares: machine 0 runs `ssrtune train`; the others join through `ssrtune.training.distributed.launch` "
+        "with their own machine_rank."))
     machine_rank: int = Field(0, ge=0, description=(
         "This machine's rank among num_machines (accelerate's --machine_rank); machine 0 writes the results."))
     main_process_ip: str | None = Field(None, description=(

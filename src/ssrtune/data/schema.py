@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticSerializationError, to_json
 
-from ssrtune.config.errors import did_you_mean
+from ssrtune.registry import did_you_mean
 
 
 class Message(BaseModel):

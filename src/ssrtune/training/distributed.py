@@ -65,7 +65,7 @@ def launch_command(config: RunConfig, rows_file: Path, output_dir: Path, result_
 def train_method(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
     """Train on `rows_file` (train/<method>.jsonl) into `output_dir`: in this process on one device (in a child process
     when a later vLLM engine needs its GPU memory: `preflight.train_in_child_process`), or with
-    `train.num_processes` accelerate processes; the result of `train.train`."""
+    `train.num_processes` accelerate processes; the result of `training.trainer.train`."""
     processes = process_count(config.train)
     try:
         config.train.batch_plan(processes)
@@ -77,12 +77,12 @@ def train_method(config: RunConfig, rows_file: Path, output_dir: Path) -> dict:
 
 
 def launch(config: RunConfig, rows_file: Path, output_dir: Path) -> dict | None:
-    """Train on `rows_file` with `config.train.num_processes` processes; the result of `train.train`, or None on a
+    """Train on `rows_file` with `config.train.num_processes` processes; the result of `training.trainer.train`, or None on a
     machine other than machine 0 (`train.machine_rank`), whose processes train their shards and write nothing but
     their part of each checkpoint in `output_dir` (which every machine shares).
 
     Rank 0 (the global rank: process 0 of machine 0) writes the result only after every rank has trained and the
-    weights are saved (`train.train` gathers the ranks' example ids after `save_model`), so a launch that fails after
+    weights are saved (`training.trainer.train` gathers the ranks' example ids after `save_model`), so a launch that fails after
     that point has finished the training: a process that died while exiting does not make it train again. The result
     then records the launcher's exit code."""
     processes = process_count(config.train)
