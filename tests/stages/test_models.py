@@ -11,13 +11,15 @@ import yaml
 from safetensors.torch import load_file
 
 from ssrtune.config.run import ConfigError, dump_config, load_config
-from ssrtune.storage.fingerprints import parts_hash
+from ssrtune.storage.fingerprints import file_digest, parts_hash
 from ssrtune.methods import METHODS
 from ssrtune.stages import train as train_stage
 from ssrtune.stages.base import Inputs, Run, trained_methods, trained_models
+from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
 from ssrtune.storage.artifacts import StaleArtifactError
 from ssrtune.storage.layout import TRAINED_MARK as DONE
+from ssrtune.storage.layout import RunLayout
 from tests.tiny_run import run_stage
 
 MODELS = "models=[{name: lora-a, method: sft}, {name: lora-b, method: sft, train: {seed: 1}}, " \
@@ -124,6 +126,19 @@ def test_a_changed_train_setting_retrains_naming_it_and_a_change_of_how_it_runs_
     assert len(given) == 1  # refused before any training
     Run(changed, redo_stale=True)(Train(sft))
     assert [train.learning_rate for train, *_ in given] == [1e-3, 0.1]
+
+
+def test_a_trained_models_fingerprint_hashes_the_parts_earlier_versions_hashed_in_their_order(tiny_run):
+    """A model trained by an earlier version stays current: its fingerprint is the hash of these values, in this
+    order (the settings' own hash is pinned in test_train_scale.py)."""
+    config = tiny_run.config(*TRAIN, "methods=[sft]")
+    [sft] = trained_models(config)
+    run_stage(config, Select(sft.method))
+    parts = Train(sft).parts(Inputs(config, RunLayout(config.path), {}))
+    assert list(parts) == ["model", "train", "precision", "train/sft.jsonl"]
+    assert parts["train"] == config.train.fingerprint_settings()
+    assert parts["precision"] == ("float32", "float32")  # the weights' dtype and the one computed in
+    assert parts["train/sft.jsonl"] == file_digest(config.path / "train" / "sft.jsonl")
 
 
 def test_train_and_export_take_a_model_name(tiny_run, tmp_path, monkeypatch, capsys):
