@@ -12,7 +12,7 @@ from ssrtune.cli import app
 from ssrtune.evaluation.stats import Z95
 from ssrtune.report.endpoints import Z_POWER80, non_inferior, resolved
 from ssrtune.report.results_doc import write_results
-from ssrtune.storage.artifacts import write_json
+from ssrtune.storage.artifacts import read_json, write_json
 from tests.synthetic_runs import ARC, benchmark, table, write_task
 
 DESIGN = "# Pre-registered design\n\nPrimary endpoints: KL, IFEval, retention, task (margin −0.05).\n\n| a | b |\n|---|---|\n"
@@ -129,6 +129,20 @@ def test_minimum_detectable_effects_by_hand(tmp_path):
     # KL: seed 0's per-prompt differences -.10 -.11 -.11 -.11: sample SD .005, over 4 prompts
     assert rows["KL from base (nats/token)"][2] == f"{z * .005 / 2:.4f}"
     assert rows["KL from base (nats/token)"][3].startswith("ssr − sft (LoRA, seed 0)")
+
+
+def test_no_minimum_detectable_effect_without_the_base_documents(tmp_path):
+    """Harness results without per-document rows, and an empty task: nothing to estimate from, said as pending."""
+    run = make_experiment(tmp_path)
+    base = run / "eval" / "base"
+    retention = read_json(base / "retention.json")
+    del retention["benchmarks"]["ifeval"]["examples"]
+    write_json(base / "retention.json", retention)
+    write_json(base / "task.json", {"n": 0, "accuracy": 0.0})
+    (base / "scores.jsonl").write_text("")
+    rows = {r.split(" | ")[0][2:]: r.split(" | ")[2] for r in table(results(tmp_path, run), "Minimum detectable "
+                                                                                          "effects")[2:]}
+    assert rows["instruction following: Δ ifeval"] == rows["task accuracy (in domain)"] == "pending"
 
 
 def test_figures_one_point_per_model_written_and_linked(tmp_path):

@@ -43,16 +43,16 @@ def minimum_effects(base: Model | None, comparisons: list[dict]) -> dict:
     """Per endpoint: the minimum detectable effect with what it was computed from (`basis`), or None where the data
     for it is not there yet. The KL's comes from the first comparison with a seed pair's per-prompt KLs."""
     out: dict[str, dict | None] = dict.fromkeys(ENDPOINTS)
-    if base is not None and base.task:
+    if base is not None and base.task and base.task["n"]:
         rate, n = base.task["accuracy"], base.task["n"]
         out["task"] = {"mde": detectable(bernoulli_se(rate, n)), "n": n,
                        "basis": f"base accuracy {rate:.3f} over {n} documents (Bernoulli)"}
     benchmarks = (base.retention or {}).get("benchmarks", {}) if base is not None else {}
-    if IFEVAL in benchmarks:
-        values = list(benchmark_values(base, IFEVAL, None).values())
-        rate = mean(values)
-        out["ifeval"] = {"mde": detectable(bernoulli_se(rate, len(values))), "n": len(values),
-                         "basis": f"base {benchmarks[IFEVAL]['primary']} {rate:.3f} over {len(values)} prompts "
+    passed = list(benchmark_values(base, IFEVAL, None).values()) if IFEVAL in benchmarks else []
+    if passed:  # harness results without per-document rows have nothing to estimate from
+        rate = mean(passed)
+        out["ifeval"] = {"mde": detectable(bernoulli_se(rate, len(passed))), "n": len(passed),
+                         "basis": f"base {benchmarks[IFEVAL]['primary']} {rate:.3f} over {len(passed)} prompts "
                                   "(Bernoulli)"}
     others = {name: list(benchmark_values(base, name, None).values()) for name in benchmarks if name != IFEVAL}
     others = {name: values for name, values in others.items() if len(values) > 1}
