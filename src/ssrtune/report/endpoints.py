@@ -61,7 +61,7 @@ def minimum_effects(base: Model | None, comparisons: list[dict]) -> dict:
         se = math.sqrt(sum(2 * stderr(values) ** 2 for values in others.values())) / len(others)
         out["retention"] = {"mde": detectable(se), "n": sum(len(v) for v in others.values()),
                             "basis": f"base per-document primary metric, sample SD per benchmark, "
-                                     f"{len(others)} benchmarks ({', '.join(others)})"}
+                                     f"benchmarks {', '.join(others)}"}
     for comparison in comparisons:
         first = ((comparison.get("kl") or {}).get("per_replicate") or [None])[0]
         if first and first["n"] > 1:

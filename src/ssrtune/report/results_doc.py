@@ -59,7 +59,7 @@ def model_statuses(run_dir: Path, loaded: list[Model]) -> list[dict]:
         found = by_name.get(model.name)
         missing = [s for s in expected if found is None or s not in suites_of(found)]
         status = "**pending**" if found is None else f"partial (no {', '.join(missing)})" if missing else "done"
-        out.append({"name": model.name, "method": model.method, "setting": model.setting if model.name != BASE else "",
+        out.append({"name": model.name, "method": model.method, "setting": model.setting,
                     "seed": model.seed, "status": status, "provenance": recorded.get(model.name, {})})
     return out
 

@@ -4,7 +4,7 @@ acceptance rates."""
 
 from __future__ import annotations
 
-from ssrtune.report.analysis import proportion
+from ssrtune.report.analysis import RESOLUTION, proportion
 from ssrtune.report.endpoints import IFEVAL
 from ssrtune.report.formats import interval, num, points
 from ssrtune.report.tables import Table
@@ -40,7 +40,7 @@ def mde_table(effects: dict) -> Table:
 
 
 def _difference(name: str, estimate: dict) -> str:
-    if name in ("kl",):
+    if name == "kl":
         return interval(estimate, "diff", 4, signed=True)
     return points(estimate)
 
@@ -65,7 +65,9 @@ def endpoints_table(primary: list[dict], margin: float) -> Table | None:
             "documents). Accuracy differences in points. A difference is resolved only if its pooled interval "
             "excludes 0 and every seed's own difference (`seeds`, in the order of the seeds) has its sign. Task "
             f"accuracy is non-inferior when the pooled interval's lower end and every seed's difference are above "
-            f"the margin {margin:+.2f}. The retention mean leaves out {IFEVAL}, an endpoint of its own.")
+            f"the margin {margin:+.2f}. The retention mean leaves out {IFEVAL}, an endpoint of its own. n: documents "
+            "(prompts for KL, benchmarks for the retention mean). The report's tables below read differences by the "
+            f"report's own rules (retention accuracy: an interval within ±{100 * RESOLUTION:.0f} points), not this one.")
     return Table(["a − b (setting)", "endpoint", "n", "a − b [95% CI]", "seeds", "reading"], rows,
                  "Primary endpoints", note) if rows else None
 
