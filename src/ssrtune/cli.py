@@ -22,6 +22,7 @@ from ssrtune.errors import ExportError, ReportError, TrainingProcessError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import GenerationFailed, UnsupportedRequest
 from ssrtune.net.endpoint import EndpointError
+from ssrtune.results_command import results
 from ssrtune.storage.artifacts import RecordFileError, StaleArtifactError, read_json
 from ssrtune.storage.nofollow import UnsafePathError
 from ssrtune.storage.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
@@ -242,8 +243,7 @@ def judge_audit(
 
 @app.command()
 def report(run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, help="Run directories.")],
-           out: Annotated[Optional[Path], typer.Option(help="Where the report goes (default: the one run).")] = None
-           ) -> None:
+           out: Annotated[Optional[Path], typer.Option(help="Where the report goes (default: the one run).")] = None) -> None:
     """Write report.md and report.html (with figures) for one or more runs and print the tables."""
     from ssrtune.report import write_report
 
@@ -275,6 +275,7 @@ def doctor(config: Annotated[Optional[Path], typer.Argument(help="A run configur
     typer.echo(report(load_config(config, overrides or []) if config else None, str(config) if config else None))
 
 
+app.command()(results)  # docs/RESULTS.md from a run directory (its own module: nothing heavy imported here)
 embedded_app = typer.Typer(no_args_is_help=True, help="The embedded default model and data (two PyPI packages).")
 app.add_typer(embedded_app, name="embedded")
 

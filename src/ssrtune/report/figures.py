@@ -6,11 +6,16 @@
 2. gold_ll_change.png: the change of the gold answers' log-likelihood against the base model per retention
    benchmark (95% paired intervals), per method and setting, pooled over seeds. Retention accuracy is never
    plotted: at demo sizes it does not resolve.
+docs/RESULTS.md (results_doc.py) draws one point per model, labelled, with intervals on both axes (`models_against`).
 """
 
 from __future__ import annotations
 
 import io
+
+from ssrtune.storage.layout import BASE
+
+MODEL_FIGURES = ("task_vs_kl.png", "task_vs_ifeval.png")  # docs/RESULTS.md's, by model_figures
 
 
 def _pyplot():
@@ -81,10 +86,45 @@ def gold_ll_change(plt, groups: list[dict], names: list[str]) -> bytes | None:
     return _png(fig)
 
 
+def models_against(plt, points: list[tuple[str, dict, dict]], xlabel: str, title: str) -> bytes | None:
+    """Task accuracy (y, `mean`) against another estimate (x, `mean` or `diff`) of each model: (label, x, y)."""
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for label, x, y in points:
+        key = "diff" if "diff" in x else "mean"
+        ax.errorbar(x[key], y["mean"], xerr=_error(x, key), yerr=_error(y, "mean"), fmt="o", ms=6, capsize=3)
+        ax.annotate(label, (x[key], y["mean"]), textcoords="offset points", xytext=(5, 5), fontsize="small")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("task accuracy (in domain, 95% CI)")
+    ax.margins(x=0.2, y=0.15)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def figures(analysis: dict) -> dict[str, bytes]:
     """PNG figures by file name (only those the results can draw)."""
     plt = _pyplot()
     drawn = {"task_vs_drift.png": task_vs_drift(plt, analysis["groups"]),
              "gold_ll_change.png": gold_ll_change(plt, analysis["groups"], analysis["benchmarks"])}
+    plt.close("all")
+    return {name: png for name, png in drawn.items() if png}
+
+
+def model_figures(analysis: dict, ifeval: str) -> dict[str, bytes]:
+    """docs/RESULTS.md's figures, one point per model with task accuracy: against its KL from the base, and against
+    its paired change of benchmark `ifeval`'s primary metric against the base (where that benchmark was evaluated)."""
+    plt = _pyplot()
+    scored = [m for m in analysis["models"] if m["task"]]
+    drift = [(m["label"], m["kl"], m["task"]["accuracy"]) for m in scored if m["kl"]]
+    reference = {"diff": 0.0, "ci95": [0.0, 0.0]}  # the base against itself, where it was evaluated on `ifeval`
+    change = [(m["label"], m["retention"][ifeval].get("change", reference), m["task"]["accuracy"]) for m in scored
+              if ifeval in m["retention"] and ("change" in m["retention"][ifeval] or m["method"] == BASE)]
+    kl_png, ifeval_png = MODEL_FIGURES
+    drawn = {kl_png: models_against(plt, drift, "KL(base || model) on general prompts (nats/token, 95% CI)",
+                                    "Task score against drift, one point per model"),
+             ifeval_png: models_against(plt, change, f"{ifeval}: change against the base (95% paired CI)",
+                                        "Task score against the change of instruction following")}
     plt.close("all")
     return {name: png for name, png in drawn.items() if png}

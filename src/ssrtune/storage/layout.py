@@ -37,6 +37,11 @@ class RunLayout:
         return self.root / "data"
 
     @property
+    def provenance(self) -> Path:
+        """Optional, written by whoever restores a run (the ledger): model name -> what produced it (commit, CPU, ...)."""
+        return self.root / "provenance.json"
+
+    @property
     def train_records(self) -> Path:
         return self.data / "train.jsonl"
 
