@@ -26,21 +26,24 @@ HARNESS = str(TESTS / "resume_kill.py")
 LEARNING_RATE = 1e-3
 
 
-def test_the_reproduce_config_is_the_experiment_of_the_issue():
+def test_the_reproduce_config_is_the_pre_registered_design():
     config = load_config(ROOT / "configs" / "reproduce.yaml")
     models = [(m.method.name, m.train_settings(config)) for m in trained_models(config)]
-    # (method, seed, learning rate as a share of the run's)
-    lora = {(method, train.seed, round(train.learning_rate / config.train.learning_rate, 9))
-            for method, train in models if not train.full}
-    assert lora == {(method, seed, 1) for method in ("sft", "ssr", "s3ft", "sdft", "self_only") for seed in (0, 1)} | {
-        ("sft", seed, 0.1) for seed in (0, 1)}  # low learning-rate sft (arXiv 2509.20758)
-    assert {(method, train.seed) for method, train in models if train.full} == {("sft", 0), ("ssr", 0)}
+    # (method, seed, learning rate as a share of the run's), LoRA only: full fine-tuning comes after the rest
+    assert not any(train.full for _, train in models)
+    lora = [(method, train.seed, round(train.learning_rate / config.train.learning_rate, 9)) for method, train in models]
+    design = [(method, seed, 1) for seed in range(5) for method in ("sft", "ssr", "sft_rejected")
+              if method != "sft_rejected" or seed < 3]
+    assert lora[:len(design)] == design  # seed by seed: a ledger stopped part way holds whole seeds first
+    assert set(lora[len(design):]) == {(m, 0, 1) for m in ("s3ft", "sdft", "self_only")} | {
+        ("sft", seed, 0.1) for seed in (0, 1)}  # low learning-rate sft (arXiv 2509.20758), issue 25
     assert config.model.name == "smollm2-135m-instruct" and config.data.recipe == "grounded-qa"
-    assert config.data.n_train >= 500 and config.data.n_test >= 200 and config.evaluate.ood.n >= 150
+    assert config.model.dtype == "float32" and config.data.seed != 0  # seed 0's test split informed the tuning
+    assert config.data.n_train >= 500 and config.data.n_test >= 200
     retention = config.evaluate.retention
-    assert retention.benchmarks == ["hellaswag", "piqa", "arc_easy", "winogrande"] and retention.limit >= 300
+    assert {"hellaswag", "piqa", "arc_easy"} <= set(retention.benchmarks) and retention.limit >= 300
     prompts = [line.strip() for line in (ROOT / retention.kl_prompts_file).read_text().splitlines() if line.strip()]
-    assert retention.kl_prompts >= 32 and len(set(prompts)) >= retention.kl_prompts
+    assert retention.kl_prompts >= 48 and len(set(prompts)) >= retention.kl_prompts
 
 
 def test_make_reproduce_keeps_a_timestamped_console_log_and_the_exit_status(tmp_path):
