@@ -41,13 +41,17 @@ def test_the_hard_set_is_a_judged_suite_of_its_own(tiny_run):
     assert [path for path in before if after[path] != before[path]] == ["eval/base/ood.predictions.jsonl"]
 
 
-def test_the_report_shows_the_hard_set_beside_the_task(tmp_path):
-    run = make_run(tmp_path)
+def with_hard_set(run):
     for model, correct in (("base", [0, 0, 1, 0]), ("sft", [1, 0, 0, 0]), ("ssr", [1, 1, 1, 0])):
         write_task(run / "eval" / model, "hard", correct, grounded=True)
         verdicts = {"accept": sum(correct), "reject": 4 - sum(correct), "failed": 0}
         write_json(run / "eval" / model / "hard.json", {**read_json(run / "eval" / model / "hard.json"),
                                                        "verdicts": verdicts})
+    return run
+
+
+def test_the_report_shows_the_hard_set_beside_the_task(tmp_path):
+    run = with_hard_set(make_run(tmp_path))
     write_report(run)
     md = (run / "report.md").read_text()
     lines = table(md, "Task: hard in domain (same-article unanswerables)")
@@ -59,3 +63,11 @@ def test_the_report_shows_the_hard_set_beside_the_task(tmp_path):
     comparison = report["comparisons"][0]
     assert (comparison["a"], comparison["b"]) == ("ssr", "sft") and comparison["hard"]["diff"] == 0.5
     assert "task accuracy (hard in domain)" in md and "| ssr: hard | 4 | 3 | 1 | 0 |" in md
+
+    # two runs: each method pooled over its replicates, the hard set in its own column
+    other = with_hard_set(make_run(tmp_path, name="other"))
+    write_report([run, other], out_dir=tmp_path / "both")
+    pooled = table((tmp_path / "both" / "report.md").read_text(), "Per method and setting, pooled over seeds")
+    assert "| hard in domain [95% CI] |" in pooled[0]
+    groups = {g["label"]: g for g in read_json(tmp_path / "both" / "report.json")["groups"]}
+    assert groups["ssr"]["hard"]["mean"] == 0.75 and groups["ssr"]["hard"]["models"] == 2

@@ -15,7 +15,7 @@ POOLING = ("Pooled over the replicates of each method and setting (training seed
 
 
 def summary_table(groups: list[dict]) -> Table:
-    hard = any(g.get("hard") for g in groups)  # the hard set's column where some run has one
+    hard = any(g["hard"] for g in groups)  # the hard set's column where some run has one
     rows = [[g["label"], ", ".join(g["models"]), interval(g["task"]), *([interval(g["hard"])] if hard else []),
              interval(g["ood"]), kl_cell(g["kl"]), interval(g["gold_ll_change"], "diff", signed=True),
              share(g["relative_change"], signed=True) if g["relative_change"] is not None else "-"] for g in groups]
