@@ -37,7 +37,7 @@ def write_task(folder, suite: str, correct: list[int], grounded: bool, ids=None)
         write_json(folder / "task.json", {**result, "judge": "contains"})
         write_jsonl(folder / "scores.jsonl", rows)
     else:
-        write_json(folder / "ood.json", {**result, "examples": rows})
+        write_json(folder / f"{suite}.json", {**result, "examples": rows})
 
 
 def make_run(root, name="run", grounded=True, task=TASK, kl=KL, arc=ARC, task_ids=None):

@@ -93,7 +93,7 @@ class Pipeline:
         return self.stage(Train(self.trained_model(model)), fresh)
 
     def evaluate(self, model: str = BASE, fresh: bool = False) -> dict[str, dict]:
-        """The base model's or a trained model's results, by suite (task, ood, user sets, retention)."""
+        """The base model's or a trained model's results, by suite (task, hard, ood, user sets, retention)."""
         return self.stage(Evaluate(None if model == BASE else self.trained_model(model)), fresh)
 
     def report(self) -> Path:

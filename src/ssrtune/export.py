@@ -159,7 +159,7 @@ def _measurements(run_dir: Path, name: str) -> list[str]:
     base = summaries.get(BASE, {})
     mine = summaries[name]
     rows = []
-    for suite in ("task", "ood"):
+    for suite in ("task", "hard", "ood"):
         if mine.get(suite):
             rows.append((f"{suite}: accuracy", _estimate((base.get(suite) or {}).get("accuracy")),
                          _estimate(mine[suite]["accuracy"])))

@@ -1,5 +1,5 @@
 """The evaluation settings: which engine answers the held-out prompts, the judge of the answers, and the suites
-(retention benchmarks, the out-of-domain task, the user's own eval sets)."""
+(retention benchmarks, the hard in-domain set, the out-of-domain task, the user's own eval sets)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,27 @@ class OodConfig(Strict):
     n: int = Field(80, gt=0, description="Examples.")
     unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of unanswerable examples.")
     seed: int = Field(0, description="Seed of the sampling and the unanswerable pairing.")
+    document_words: int | None = Field(None, gt=0, description=(
+        "Cut each story to a window of at most this many consecutive words, around the first place a gold answer "
+        "occurs for an answerable example (which are then drawn among those whose answer occurs in the story as "
+        "written: yes/no and reworded answers are left out), at a seeded place for an unanswerable one; null = "
+        "whole stories. Bounds the prompt: the 499 CoQA stories have a median of 261 words."))
+    history_turns: int | None = Field(None, ge=0, description=(
+        "Earlier turns of the conversation kept in the prompt, the latest ones (a turn: a question and its "
+        "answer); null = all; 0 = only the final question."))
+    judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
+                                                        "task's judge (`evaluate.judge`, else `judge`).")
+
+
+class HardConfig(Strict):
+    """The hard in-domain set: more held-out questions of the task's recipe (grounded-qa), whose unanswerable ones
+    are paired with another paragraph of their own article (same topic, the answer absent), whatever
+    `data.distractor` says. Its questions are none of the run's train or test questions, and its articles are the
+    held-out split's (data/test.jsonl's), which the training examples never use."""
+
+    n: int = Field(100, gt=0, description="Examples.")
+    unanswerable_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of unanswerable examples.")
+    seed: int = Field(0, description="Seed of the sampling and the unanswerable pairing.")
     judge: JudgeConfig | None = Field(None, description="Decides each answer against the gold answers; null = the "
                                                         "task's judge (`evaluate.judge`, else `judge`).")
 
@@ -75,13 +96,15 @@ class EvaluateConfig(EngineSettings):
     judge: JudgeConfig | None = Field(None, description="Decides each held-out answer against the gold answers (task "
                                                         "accuracy: the share it accepts); null = the run's `judge`.")
     retention: RetentionConfig | None = Field(None, description="Retention benchmarks; null = none.")
+    hard: HardConfig | None = Field(None, description="Hard in-domain set (same-article unanswerables), judged; "
+                                                      "needs a built-in recipe (`data.recipe`); null = none.")
     ood: OodConfig | None = Field(None, description="Out-of-domain task; null = none.")
     datasets: list[EvalDataset] = Field(default_factory=list, description="The user's own eval sets, each judged.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> EvaluateConfig:
         names = [d.name for d in self.datasets]
-        reserved = {"task", "retention", "ood", "kl"}
+        reserved = {"task", "hard", "retention", "ood", "kl"}
         if len(set(names)) != len(names) or reserved & set(names):
             raise ValueError(f"evaluate.datasets: names must be unique and not one of {sorted(reserved)}")
         return self

@@ -179,6 +179,13 @@ class RunConfig(Strict):
         check_models(self.models or [], self.train, error_words)
         return self
 
+    @model_validator(mode="after")
+    def _hard_set_from_recipe(self) -> RunConfig:
+        if self.evaluate.hard is not None and isinstance(self.data, FileDataConfig):
+            raise ValueError("evaluate.hard: the hard in-domain set is drawn from a built-in recipe's articles "
+                             "(data.recipe: grounded-qa); your own data files have none: set evaluate.hard: null")
+        return self
+
     def model_entries(self) -> list[ModelEntry]:
         """The trained models: `models`, or one per method named after it."""
         return self.models if self.models is not None else [ModelEntry(name=m, method=m) for m in self.methods]
@@ -194,10 +201,11 @@ class RunConfig(Strict):
 
     def leaf_judges(self) -> list[tuple[str, JudgeConfig]]:
         """(setting, judge) for every judge the run configures, the judges an `all` / `any` judge combines in its
-        place: the run's, the task's, the out-of-domain set's and each user eval set's."""
+        place: the run's, the task's, the hard set's, the out-of-domain set's and each user eval set's."""
         evaluate = self.evaluate
         judges = [("judge", self.judge), ("evaluate.judge", evaluate.judge),
-                  ("evaluate.ood.judge", evaluate.ood.judge if evaluate.ood else None),
+                  *((f"evaluate.{suite}.judge", getattr(evaluate, suite).judge) for suite in ("hard", "ood")
+                    if getattr(evaluate, suite)),
                   *((f"evaluate.datasets.{n}.judge", d.judge) for n, d in enumerate(evaluate.datasets))]
         return [leaf for where, judge in judges if judge is not None for leaf in leaf_judges(where, judge)]
 

@@ -125,14 +125,16 @@ def retention_average(retention: dict[str, dict]) -> dict | None:
 
 def model_summary(model: Model, names: list[str]) -> dict:
     task = model.task and task_summary(model.task, model.task_rows, f"{model.run}/eval/{model.name}/task.json")
-    ood = model.ood and task_summary(model.ood, model.ood_rows, f"{model.run}/eval/{model.name}/ood.json")
+    hard, ood = (getattr(model, suite) and task_summary(getattr(model, suite), getattr(model, f"{suite}_rows"),
+                                                        f"{model.run}/eval/{model.name}/{suite}.json")
+                 for suite in ("hard", "ood"))
     retention = {name: b for name in names if (b := benchmark_summary(model, name))}
     datasets = {name: {"n": r["n"], "accuracy": proportion(r["verdicts"]["accept"], r["n"]), "verdicts": r["verdicts"]}
                 for name, r in model.datasets.items() if "verdicts" in r}
     return {
         "label": model.label, "run": model.run.name, "name": model.name, "method": model.method,
         "setting": model.setting, "seed": model.seed,
-        "task": task, "ood": ood, "datasets": datasets, "targets": model.shares,
+        "task": task, "hard": hard, "ood": ood, "datasets": datasets, "targets": model.shares,
         "kl": kl_summary(model), "retention": retention, "retention_average": retention_average(retention),
         "gold_ll_change": pool_benchmarks([b["gold_ll_change"] for b in retention.values() if "gold_ll_change" in b]),
     }
@@ -140,7 +142,7 @@ def model_summary(model: Model, names: list[str]) -> dict:
 
 def judge_summary(models: list[Model], run_dirs: list[Path]) -> list[dict]:
     """Verdict counts: on the base model's own answers to the training prompts, and on each model's answers to the
-    task (held out, out of domain) and the user eval sets."""
+    task (held out, hard in domain, out of domain) and the user eval sets."""
     rows = []
     for run_dir in run_dirs:
         verdicts = judge_verdicts(run_dir)
@@ -148,7 +150,7 @@ def judge_summary(models: list[Model], run_dirs: list[Path]) -> list[dict]:
             label = "own answers (train)" if len(run_dirs) == 1 else f"{run_dir.name}: own answers (train)"
             rows.append({"judged": label, "n": len(verdicts), **{v: verdicts.count(v) for v in VERDICTS}})
     for m in models:
-        judged = {"task": m.task, "ood": m.ood, **m.datasets}
+        judged = {"task": m.task, "hard": m.hard, "ood": m.ood, **m.datasets}
         rows += [{"judged": f"{m.label}: {name}", "n": r["n"], **{v: r["verdicts"].get(v, 0) for v in VERDICTS}}
                  for name, r in judged.items() if r and "verdicts" in r]
     return rows

@@ -124,6 +124,7 @@ def compare_pairs(pairs: list[ModelPair], labels: list[str]) -> dict:
     return {
         "replicates": labels,
         "task": mark(pooled(both(lambda m: scores(m.task_rows)), labels)),
+        "hard": mark(pooled(both(lambda m: scores(m.hard_rows)), labels)),
         "ood": mark(pooled(both(lambda m: scores(m.ood_rows)), labels)),
         "kl": mark(pooled(both(kl_values), labels)),
         "retention": retention,

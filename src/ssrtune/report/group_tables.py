@@ -1,5 +1,6 @@
 """The tables of each method and setting pooled over its replicates (groups.py), shown where some method and
-setting has more than one model: task in and out of domain, drift, and retention per benchmark."""
+setting has more than one model: task in domain (and the hard set) and out of domain, drift, and retention per
+benchmark."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ POOLING = ("Pooled over the replicates of each method and setting (training seed
 
 
 def summary_table(groups: list[dict]) -> Table:
-    rows = [[g["label"], ", ".join(g["models"]), interval(g["task"]), interval(g["ood"]), kl_cell(g["kl"]),
-             interval(g["gold_ll_change"], "diff", signed=True),
+    hard = any(g["hard"] for g in groups)  # the hard set's column where some run has one
+    rows = [[g["label"], ", ".join(g["models"]), interval(g["task"]), *([interval(g["hard"])] if hard else []),
+             interval(g["ood"]), kl_cell(g["kl"]), interval(g["gold_ll_change"], "diff", signed=True),
              share(g["relative_change"], signed=True) if g["relative_change"] is not None else "-"] for g in groups]
-    header = ["method (setting)", "models", "task accuracy [95% CI]", "out of domain [95% CI]",
-              "KL from base [95% CI]", "Δ gold log-lik [95% CI]", "retention: mean relative change"]
+    header = ["method (setting)", "models", "task accuracy [95% CI]", *(["hard in domain [95% CI]"] if hard else []),
+              "out of domain [95% CI]", "KL from base [95% CI]", "Δ gold log-lik [95% CI]",
+              "retention: mean relative change"]
     note = (f"{POOLING} Δ gold log-lik: paired against each model's base on the retention documents, averaged over "
             "the benchmarks (each weighs the same); retention: the mean over benchmarks of the relative change of "
             "the primary metric against the base (the paper's drop when negative).")

@@ -75,7 +75,8 @@ def group_summary(models: list[Model], names: list[str], label_by_setting: bool)
     label = first.method + (f" ({first.setting})" if label_by_setting and first.setting else "")
     return {"label": label, "method": first.method, "setting": first.setting,
             "models": [m.label for m in models], "replicates": labels,
-            "task": _task(models, "task"), "ood": _task(models, "ood"), "kl": _kl(models),
+            "task": _task(models, "task"), "hard": _task(models, "hard"), "ood": _task(models, "ood"),
+            "kl": _kl(models),
             **_against_base(models, labels, names)}
 
 

@@ -2,10 +2,10 @@
 
 What the report reads, per run (`eval/<model>/` for `base` and each model of config.yaml's `models`, each with
 its method, its setting and its seed):
-- task.json, ood.json: always `n` and `accuracy`; the grounded-QA keys (GROUNDED) only when the data has
+- task.json, hard.json, ood.json: always `n` and `accuracy`; the grounded-QA keys (GROUNDED) only when the data has
   unanswerable examples; optionally `judge` (how it was scored) and `verdicts` (the judge's verdict counts,
   shown in the judge statistics). Per-example rows, where present, are
-  scores.jsonl (task) and ood.json's `examples`, each with `id` and `correct`.
+  scores.jsonl (task) and hard.json's and ood.json's `examples`, each with `id` and `correct`.
 - <dataset>.json of user eval sets (judged): `n`, `accuracy`, `verdicts`.
 - retention.json: `benchmarks` (per benchmark `primary`, the metric, and per-document `examples` with the
   metric and `gold_ll`), and `kl` (`per_prompt`, `mean_kl`, `n_prompts`, `n_tokens`).
@@ -25,7 +25,7 @@ from ssrtune.storage.artifacts import iter_jsonl, read_json
 from ssrtune.config.train import setting_label
 from ssrtune.errors import ReportError
 
-SUITES = ("task", "ood", "retention")
+SUITES = ("task", "hard", "ood", "retention")
 GROUNDED = ("n_answerable", "n_unanswerable", "answerable_recall", "answerable_accuracy", "unanswerable_precision",
             "unanswerable_recall", "unanswerable_f1")
 
@@ -43,6 +43,8 @@ class Model:
     seed: int | None = None
     task: dict | None = None
     task_rows: list[dict] | None = None
+    hard: dict | None = None
+    hard_rows: list[dict] | None = None
     ood: dict | None = None
     ood_rows: list[dict] | None = None
     retention: dict | None = None
@@ -130,6 +132,7 @@ def load_models(run_dirs: list[Path]) -> list[Model]:
             if not any(layout.suite_scores(model.name, suite).exists() for suite in SUITES):
                 continue
             model.task, model.task_rows = _task(layout, model.name, "task")
+            model.hard, model.hard_rows = _task(layout, model.name, "hard")
             model.ood, model.ood_rows = _task(layout, model.name, "ood")
             stats = _json(layout.target_stats(model.method))
             model.datasets = {p.stem: _json(p) for p in sorted(folder.glob("*.json")) if p.stem not in SUITES}

@@ -165,6 +165,7 @@ def _comparison_rows(quantity: str, estimate: dict | None, digits: int, accuracy
 def comparison_table(comparison: dict) -> Table:
     a, b, replicates = comparison["a"], comparison["b"], comparison["replicates"]
     specs = [("task accuracy (in domain)", comparison["task"], 3, True),
+             ("task accuracy (hard in domain)", comparison["hard"], 3, True),
              ("task accuracy (out of domain)", comparison["ood"], 3, True),
              ("KL from base (nats/token)", comparison["kl"], 4, False)]
     for name, r in comparison["retention"].items():
@@ -213,6 +214,9 @@ def build_tables(analysis: dict) -> list[Table]:
     models, names = analysis["models"], analysis["benchmarks"]
     tables = [
         task_table(models, "task", "Task: held-out split (in domain)", "The task's own test split."),
+        task_table(models, "hard", "Task: hard in domain (same-article unanswerables)",
+                   "More held-out questions of the task's recipe, the unanswerable ones paired with another paragraph "
+                   "of their own article: the topic does not give the refusal away."),
         task_table(models, "ood", "Task: out of domain (conversational QA from CoQA)",
                    "A grounded-QA set the models were not trained on."),
         datasets_table(models), drift_table(models),

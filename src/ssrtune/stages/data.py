@@ -1,17 +1,19 @@
-"""The task data: data/train.jsonl and data/test.jsonl from a built-in recipe or the user's files, and the
-out-of-domain set data/ood.jsonl."""
+"""The task data: data/train.jsonl and data/test.jsonl from a built-in recipe or the user's files, and the eval sets
+the run makes: the hard in-domain set data/hard.jsonl and the out-of-domain set data/ood.jsonl."""
 
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
-from ssrtune.config.run import DataConfig, FileDataConfig
+from ssrtune.config.run import DataConfig, FileDataConfig, RunConfig
 from ssrtune.data.hub import hub_fingerprint, is_hub
 from ssrtune.data.loaders import load_records, save_records
 from ssrtune.data.recipes.coqa import conversational_qa
 from ssrtune.data.recipes.grounded import GROUNDED_QA_SYSTEM
-from ssrtune.data.recipes.squad import grounded_qa
+from ssrtune.data.recipes.squad import grounded_qa, hard_grounded_qa
 from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.stages.base import Inputs, Stage
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
@@ -20,6 +22,7 @@ from ssrtune.storage.layout import RunLayout
 log = logging.getLogger(__name__)
 
 RECIPES = {"grounded-qa": grounded_qa}
+HARD_SETS = {"grounded-qa": hard_grounded_qa}  # each recipe's hard in-domain set (evaluate.hard)
 # The system prompt each built-in task brings in its records (part of its data's fingerprint: it is in the code).
 RECIPE_SYSTEM = {"grounded-qa": GROUNDED_QA_SYSTEM, "coqa": GROUNDED_QA_SYSTEM}
 
@@ -43,7 +46,7 @@ class Data(Stage):
         return layout.data / "data.meta.json"
 
     def discarded(self, layout: RunLayout) -> None:
-        return None  # the folder also holds the out-of-domain set; train.jsonl and test.jsonl are rewritten
+        return None  # the folder also holds the eval sets the run makes; train.jsonl and test.jsonl are rewritten
 
     def finished(self, layout: RunLayout) -> bool:
         return True  # the sidecar is written after the records
@@ -128,31 +131,60 @@ def with_system_prompt(records: list[Record], system: str | None) -> list[Record
             for r in records]
 
 
-class OodData(Stage):
-    """The out-of-domain set (`evaluate.ood`). Inputs: its settings and its recipe's system prompt. Resume:
-    remade when they changed."""
+class MadeSet(Stage):
+    """An eval set the run makes from a built-in recipe, data/<name>.jsonl (`name`: the suite). Inputs: `parts`.
+    Resume: remade when they changed (cheap)."""
 
-    name = "ood"
     kind, on_change = "whole", "redo"
+    what: ClassVar[str]  # the set, in the stage's console line
 
     def artifact(self, layout: RunLayout) -> Path:
-        return layout.ood_records
+        return layout.suite_records(self.name)
 
     def sidecar(self, layout: RunLayout) -> Path:
-        return layout.ood_records.with_name("ood.meta.json")
+        return layout.suite_records(self.name).with_suffix(".meta.json")
+
+    def load(self, inputs: Inputs) -> list[Record]:
+        return load_records(self.artifact(inputs.layout))
+
+    def make(self, inputs: Inputs) -> list[Record]:
+        records = self.records(inputs.config)
+        save_records(self.artifact(inputs.layout), records)
+        inputs.summary["n"] = len(records)
+        return records
+
+    @abstractmethod
+    def records(self, config: RunConfig) -> list[Record]:
+        ...
+
+    def describe(self, result: list[Record]) -> str:
+        return f"{len(result)} {self.what} examples"
+
+
+class OodData(MadeSet):
+    """The out-of-domain set (`evaluate.ood`). Inputs: its settings and its recipe's system prompt."""
+
+    name, what = "ood", "out-of-domain"
 
     def parts(self, inputs: Inputs) -> Parts:
         ood = inputs.config.evaluate.ood
         return {"evaluate.ood": ood.model_dump(mode="json"), "the recipe's system prompt": RECIPE_SYSTEM[ood.recipe]}
 
-    def load(self, inputs: Inputs) -> list[Record]:
-        return load_records(inputs.layout.ood_records)
+    def records(self, config: RunConfig) -> list[Record]:
+        return conversational_qa(config.evaluate.ood)
 
-    def make(self, inputs: Inputs) -> list[Record]:
-        records = conversational_qa(inputs.config.evaluate.ood)
-        save_records(inputs.layout.ood_records, records)
-        inputs.summary["n"] = len(records)
-        return records
 
-    def describe(self, result: list[Record]) -> str:
-        return f"{len(result)} out-of-domain examples"
+class HardData(MadeSet):
+    """The hard in-domain set (`evaluate.hard`), from the task's recipe. Inputs: its settings, the `data` section
+    (the splits it stays out of, the document window) and the recipe's system prompt."""
+
+    name, what = "hard", "hard in-domain"
+
+    def parts(self, inputs: Inputs) -> Parts:
+        config = inputs.config
+        return {"evaluate.hard": config.evaluate.hard.model_dump(mode="json"),
+                "data": config.data.model_dump(mode="json"), "the recipe's system prompt": RECIPE_SYSTEM[
+                    config.data.recipe]}
+
+    def records(self, config: RunConfig) -> list[Record]:
+        return HARD_SETS[config.data.recipe](config.data, config.evaluate.hard)

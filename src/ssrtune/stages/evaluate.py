@@ -1,5 +1,5 @@
 """A model's evaluation (the base model's or a fine-tuned one's), written to eval/<model>/: its judged suites
-(`stages.suites`: the held-out split, the out-of-domain set, the user's eval sets) and retention
+(`stages.suites`: the held-out split, the hard in-domain set, the out-of-domain set, the user's eval sets) and retention
 (`stages.retention_stages`: benchmarks and the KL from the base model), each a stage of its own that the run caches;
 this stage gathers their results."""
 

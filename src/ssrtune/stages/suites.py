@@ -1,6 +1,7 @@
-"""The judged suites of a model's evaluation: `task` (the held-out split), `ood` (the out-of-domain set) and one per
-user eval set (`evaluate.datasets`). Each is three stages: the model's answers, the judge's verdicts on them and the
-scores they give; a user set's records are read once per process by a stage of their own."""
+"""The judged suites of a model's evaluation: `task` (the held-out split), `hard` (the hard in-domain set), `ood` (the
+out-of-domain set) and one per user eval set (`evaluate.datasets`). Each is three stages: the model's answers, the
+judge's verdicts on them and the scores they give; a user set's records are read once per process by a stage of
+their own."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ssrtune.inference.lm import GenerationFailed
 from ssrtune.judges.base import JudgeInput
 from ssrtune.judges.factory import judge_part
 from ssrtune.stages.base import Inputs, Stage
-from ssrtune.stages.data import Data, OodData
+from ssrtune.stages.data import Data, HardData, OodData
 from ssrtune.stages.evaluated import EvaluationStage
 from ssrtune.stages.generate import task_prompts
 from ssrtune.stages.judge import described_verdicts, judge_all
@@ -28,10 +29,15 @@ from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
 from ssrtune.storage.layout import RunLayout
 
 
+# The eval sets the run makes, by suite (and by their setting in `evaluate`), in the order they are answered
+MADE_SETS = {"hard": HardData, "ood": OodData}
+
+
 def judged_suites(config: RunConfig) -> list[str]:
     """The judged suites' names, in the order they are answered and reported."""
     evaluate = config.evaluate
-    return ["task", *(["ood"] if evaluate.ood else []), *(dataset.name for dataset in evaluate.datasets)]
+    return ["task", *(suite for suite in MADE_SETS if getattr(evaluate, suite)),
+            *(dataset.name for dataset in evaluate.datasets)]
 
 
 def eval_set(config: RunConfig, name: str) -> EvalDataset:
@@ -40,8 +46,8 @@ def eval_set(config: RunConfig, name: str) -> EvalDataset:
 
 def suite_judge(config: RunConfig, suite: str) -> tuple[JudgeConfig, str]:
     """The judge of a suite's answers and where the configuration sets it: the suite's own, else the task's."""
-    own = (None, "") if suite == "task" else (config.evaluate.ood.judge, "evaluate.ood.judge") if suite == "ood" \
-        else (eval_set(config, suite).judge, f"evaluate.datasets.{suite}.judge")
+    own = (None, "") if suite == "task" else (getattr(config.evaluate, suite).judge, f"evaluate.{suite}.judge") \
+        if suite in MADE_SETS else (eval_set(config, suite).judge, f"evaluate.datasets.{suite}.judge")
     return own if own[0] else (config.task_judge, "evaluate.judge" if config.evaluate.judge else "judge")
 
 
@@ -73,7 +79,7 @@ class SuiteStage(EvaluationStage):
     suite: str = "task"
 
     def records(self, config: RunConfig) -> dict[str, Stage]:
-        source = Data() if self.suite == "task" else OodData() if self.suite == "ood" else EvalSet(
+        source = Data() if self.suite == "task" else MADE_SETS[self.suite]() if self.suite in MADE_SETS else EvalSet(
             eval_set(config, self.suite))
         return {"records": source}
 
@@ -105,7 +111,7 @@ class Answers(SuiteStage):
     def parts(self, inputs: Inputs) -> Parts:
         config, records = inputs.config, self.suite_records(inputs)
         data = ({"data/test.jsonl": Digest(file_digest(inputs.layout.test_records))} if self.suite == "task" else
-                {"data/ood.jsonl": Digest(records_fingerprint(records))} if self.suite == "ood" else
+                {f"data/{self.suite}.jsonl": Digest(records_fingerprint(records))} if self.suite in MADE_SETS else
                 {f"the records of {eval_set(config, self.suite).file}": Digest(records_fingerprint(records))})
         return {**self.evaluated_model(inputs), "prompt": prompt_part(config.model.max_context), **data,
                 "evaluate.max_new_tokens": config.evaluate.max_new_tokens}

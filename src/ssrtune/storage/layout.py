@@ -2,7 +2,8 @@
 export and doctor all ask a `RunLayout`, so a path is written once.
 
     config.yaml                   the configuration the run was started with
-    data/                         train.jsonl, test.jsonl (+ data.meta.json), ood.jsonl (+ ood.meta.json)
+    data/                         train.jsonl, test.jsonl (+ data.meta.json); the eval sets made for the run:
+                                  hard.jsonl, ood.jsonl (+ hard.meta.json, ood.meta.json)
     generations.jsonl             the base model's own answers (+ generations.failures.json); judgments.jsonl: the
                                   judge's verdicts on them
     <restatements>.jsonl          a restating method's candidates; <restatements>.judgments.jsonl their verdicts
@@ -49,9 +50,9 @@ class RunLayout:
     def test_records(self) -> Path:
         return self.data / "test.jsonl"
 
-    @property
-    def ood_records(self) -> Path:
-        return self.data / "ood.jsonl"
+    def suite_records(self, suite: str) -> Path:
+        """The records of an eval set the run makes (`hard`, `ood`)."""
+        return self.data / f"{suite}.jsonl"
 
     def candidates(self, source: str) -> Path:
         """A candidate source's answers (`generations` for the own answers, or a restatement's name)."""

