@@ -125,3 +125,32 @@ def test_each_prompt_is_the_user_turn_of_a_chat_answered_greedily_and_scored_as_
     rows = ifeval.ifeval(Answers([" " + LETTER, "a, b"]), [LOWERCASE, NO_COMMA], max_new_tokens=7, batch_size=2)
     assert [r["response"] for r in rows] == [" " + LETTER, "a, b"]
     assert [r["prompt_level_strict_acc"] for r in rows] == [True, False]
+
+
+def test_the_report_shows_ifeval_beside_the_other_benchmarks(tmp_path, capsys):
+    from ssrtune.report import write_report
+    from ssrtune.storage.artifacts import read_json, write_json
+    from tests.synthetic_runs import make_run, table
+
+    run = make_run(tmp_path)
+    answers = {"base": (LETTER, "no commas"), "sft": (LETTER.capitalize(), "a, b"), "ssr": (LETTER, "no commas")}
+    for model, (letter, reply) in answers.items():
+        path = run / "eval" / model / "retention.json"
+        result = read_json(path)
+        result["benchmarks"]["ifeval"] = _model(model, [ifeval.score(LOWERCASE, letter),
+                                                        ifeval.score(NO_COMMA, reply)]).retention["benchmarks"]["ifeval"]
+        write_json(path, result)
+    write_report(run)
+    md = (run / "report.md").read_text()
+    paired = "\n".join(table(md, "Paired comparison against the base model"))
+    # sft lost both prompts: -100 points over 2 prompts; no gold answers, so no gold log-likelihood change ("-")
+    assert "| sft | ifeval | -100.0 pts [-100.0, -100.0] | resolved | 0 | 2 | - |" in paired
+    assert "| ssr | ifeval | +0.0 pts [+0.0, +0.0] | unresolved | 0 | 0 | - |" in paired
+    retention = "\n".join(table(md, "Retention of general ability"))
+    assert "| ifeval | prompt_level_strict_acc | 2 | 1.000" in retention
+    report = read_json(run / "report.json")
+    assert report["models"][1]["retention"]["ifeval"]["change"]["diff"] == -1.0
+    assert "ifeval: gold log-lik" not in md and "ifeval: prompt_level_strict_acc" in md  # ssr against sft
+    # the mean change of the gold log-likelihood is over the benchmarks that have gold answers, and says so
+    assert report["models"][1]["gold_ll_change"]["benchmarks"] == 2
+    assert "mean over arc_easy, hellaswag." in capsys.readouterr().out.replace("\n", " ")
