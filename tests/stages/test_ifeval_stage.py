@@ -1,9 +1,15 @@
 """The ifeval retention benchmark in a tiny run: the model answers each sampled prompt through its chat template,
-the answers are kept with their verdicts, a second run reuses them, and what decides the result redoes it."""
+the answers are kept with their verdicts, a second run reuses them, and what decides the result redoes it; a run
+naming it without its extra is refused before any work."""
 
+import importlib.util
 import json
 
+import pytest
+
 from ssrtune.evaluation import ifeval
+from ssrtune.extras import MissingExtraError
+from ssrtune.preflight import check_benchmark_extras, check_run
 from ssrtune.stages.retention_stages import Benchmark, Retention
 from ssrtune.stages.base import Inputs
 from ssrtune.storage.layout import RunLayout
@@ -37,3 +43,16 @@ def test_ifeval_answers_are_scored_kept_and_reused(tiny_run):
     assert parts["evaluate.retention.ifeval_max_new_tokens"] == 5
     run_stage(longer, Retention())
     assert stamps(config.path, RESULT) != before
+
+
+def test_a_run_naming_ifeval_without_its_extra_is_refused_before_any_work(tiny_run, monkeypatch):
+    config = tiny_run.config(RETENTION)
+    check_benchmark_extras(config)  # installed here (make install installs the extra)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "if_verifiable" else find_spec(name, *args))
+    with pytest.raises(MissingExtraError, match=r"ifeval retention benchmark needs the `ifeval` extra: "
+                                                r"pip install 'ssrtune\[ifeval\]'"):
+        check_run(config)
+    assert not config.path.exists()  # nothing was made
+    check_benchmark_extras(tiny_run.config(RETENTION.replace("[ifeval]", "[arc_easy]")))  # not needed there

