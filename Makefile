@@ -12,7 +12,7 @@ install: $(STAMP)
 # The embedded default model and data come from the command pip users run (their versions: src/ssrtune/embedded.py).
 $(STAMP): pyproject.toml constraints.txt src/ssrtune/embedded.py Makefile
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,ifeval]'
 	$(VENV)/bin/ssrtune embedded install
 	touch $(STAMP)
 

@@ -11,6 +11,8 @@ import os
 from typing import TYPE_CHECKING
 
 from ssrtune.config.errors import ConfigError
+from ssrtune.evaluation.ifeval import IFEVAL_MODULES, PURPOSE
+from ssrtune.extras import check_extra
 from ssrtune.inference.engine import ENGINES
 from ssrtune.models import placement
 from ssrtune.models.source import check_models_available
@@ -46,16 +48,26 @@ def check_not_launched() -> None:
 
 def check_run(config: RunConfig) -> None:
     """Everything a whole run can be refused for before its first stage: the launcher, a model that can't be had
-    (`model_source`), each model's training settings on this machine, and the model's chat template
-    (`chat_format.check_chat_template`)."""
+    (`model_source`), a benchmark's missing extra, each model's training settings on this machine, and the model's
+    chat template (`chat_format.check_chat_template`)."""
     from ssrtune.data.chat_format import check_chat_template
     from ssrtune.models.loading import load_tokenizer
 
     check_not_launched()
     check_models_available(config)
+    check_benchmark_extras(config)
     for entry in config.model_entries():
         check_training(config.model_copy(update={"train": entry.resolve(config.train)}))
     check_chat_template(load_tokenizer(config.model), config.model.name)
+
+
+def check_benchmark_extras(config: RunConfig) -> None:
+    """A benchmark scored by an extra's packages (ifeval), refused before any work when they are not installed, rather
+    than after the model's answers."""
+    retention = config.evaluate.retention
+    if retention and retention.harness == "native" and "ifeval" in retention.benchmarks:
+        for module in IFEVAL_MODULES:
+            check_extra(module, "ifeval", PURPOSE)
 
 
 def check_training(config: RunConfig) -> None:

@@ -90,6 +90,9 @@ def test_the_wheel_keeps_the_users_torch_and_its_ssrtune_runs(dists, tmp_path):
         names = archive.namelist()
         metadata = archive.read(f"ssrtune-{ssrtune.__version__}.dist-info/METADATA").decode()
     assert any(re.fullmatch(r"ssrtune/templates/.+\.jinja", name) for name in names)
+    # the IFEval prompts with their source and licence, which the ifeval benchmark reads from the installed package
+    assert {"ssrtune/data/ifeval/input_data.jsonl", "ssrtune/data/ifeval/README.md",
+            "ssrtune/data/ifeval/LICENSE"} <= set(names)
     requires = [Requirement(line) for line in re.findall(r"(?m)^Requires-Dist: (.*)$", metadata)]
     assert "torch>=2.13.0" in map(str, requires)
     assert not [r for r in requires if any(s.operator == "==" for s in r.specifier)]  # ranges, never exact pins

@@ -27,6 +27,8 @@ class RetentionConfig(Strict):
     batch_size: int = Field(16, gt=0, description="Sequences per forward pass.")
     gsm8k_shots: int = Field(8, ge=0, le=8, description="Chain-of-thought exemplars before each GSM8K problem.")
     gsm8k_max_new_tokens: int = Field(256, gt=0, description="The longest GSM8K answer, in tokens.")
+    ifeval_max_new_tokens: int = Field(256, gt=0, description="The longest IFEval answer, in tokens "
+                                                                "(lm-evaluation-harness allows 1,280).")
     kl_prompts: int = Field(16, ge=0, description="General prompts for the KL from the base model; 0 = no KL.")
     kl_prompts_file: str | None = Field(None, description="A text file of general prompts, one per line.")
     kl_max_new_tokens: int = Field(64, gt=0, description="The longest base-model response to a general prompt.")

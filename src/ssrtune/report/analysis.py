@@ -94,7 +94,8 @@ def benchmark_summary(model: Model, name: str) -> dict | None:
     if values:
         change = paired(base_values, values)
         out["change"] = {**change, "resolved": resolved_change(change)}
-        out["gold_ll_change"] = paired(*matched(mine, theirs, "gold_ll"))
+        if "gold_ll" in mine and "gold_ll" in theirs:  # not for a benchmark without gold answers (IFEval)
+            out["gold_ll_change"] = paired(*matched(mine, theirs, "gold_ll"))
     return out
 
 

@@ -68,10 +68,11 @@ def scores(rows: list[dict] | None) -> Values:
 
 
 def benchmark_values(model: Model, name: str, key: str | None) -> Values:
-    """Per document of benchmark `name`: `key`, or the benchmark's primary metric."""
+    """Per document of benchmark `name`: `key`, or the benchmark's primary metric; none for a `key` the benchmark
+    does not record (gold_ll where there are no gold answers)."""
     result = (model.retention or {}).get("benchmarks", {}).get(name, {})
     key = key or result.get("primary")
-    return {r["id"]: float(r[key]) for r in result.get("examples", [])}
+    return {r["id"]: float(r[key]) for r in result.get("examples", []) if key in r}
 
 
 def kl_values(model: Model) -> Values:

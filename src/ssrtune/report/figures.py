@@ -64,6 +64,7 @@ def gold_ll_change(plt, groups: list[dict], names: list[str]) -> bytes | None:
     changed = [g for g in groups if any(b.get("gold_ll_change") for b in g["retention"].values())]
     if not changed:
         return None
+    names = [n for n in names if any(g["retention"].get(n, {}).get("gold_ll_change") for g in changed)]  # not IFEval
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.4))
     width = 0.8 / len(changed)
     for k, g in enumerate(changed):

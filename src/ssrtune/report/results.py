@@ -8,7 +8,8 @@ its method, its setting and its seed):
   scores.jsonl (task) and hard.json's and ood.json's `examples`, each with `id` and `correct`.
 - <dataset>.json of user eval sets (judged): `n`, `accuracy`, `verdicts`.
 - retention.json: `benchmarks` (per benchmark `primary`, the metric, and per-document `examples` with the
-  metric and `gold_ll`), and `kl` (`per_prompt`, `mean_kl`, `n_prompts`, `n_tokens`).
+  metric and, where the benchmark has gold answers, `gold_ll`), and `kl` (`per_prompt`, `mean_kl`, `n_prompts`,
+  `n_tokens`).
 - train/<method>.stats.json: `shares` of target sources; judgments.jsonl: the judge's verdicts.
 """
 
@@ -103,7 +104,8 @@ def _retention(path: Path) -> dict | None:
     for name, benchmark in (result or {}).get("benchmarks", {}).items():
         if "primary" not in benchmark or benchmark["primary"] not in benchmark:
             raise ReportError(f"{path}: benchmark {name} has no `primary` metric")
-        for key in (benchmark["primary"], "gold_ll"):
+        # a benchmark with no gold answer (IFEval) has no gold_ll, in its summary nor in its rows
+        for key in (benchmark["primary"], *(["gold_ll"] if "gold_ll" in benchmark else [])):
             _rows(path, benchmark.get("examples", []), key, f" (benchmark {name})")
     return result
 

@@ -133,7 +133,8 @@ def retention_table(models: list[dict], names: list[str]) -> Table | None:
 
 def paired_table(models: list[dict], names: list[str]) -> Table | None:
     rows = [[m["label"], name, points(b["change"]), "unresolved" if not b["change"]["resolved"] else "resolved",
-             str(b["change"]["gained"]), str(b["change"]["lost"]), interval(b["gold_ll_change"], "diff", signed=True)]
+             str(b["change"]["gained"]), str(b["change"]["lost"]),
+             interval(b.get("gold_ll_change"), "diff", signed=True)]  # none for IFEval: no gold answers
             for m in models for name in names if "change" in (b := m["retention"].get(name, {}))]
     note = ("Same documents as the base model of the run: the change of the primary metric with its 95% paired "
             "interval, how many documents flipped to correct (gained) or to wrong (lost), and the mean change of "

@@ -24,9 +24,10 @@ def summary_table(analysis: dict) -> Table:
              *([share(self_share(m))] if trained else []), *([kl_cell(m["kl"])] if kl else []),
              *([interval(m["gold_ll_change"], "diff", signed=True)] if gold else [])]
             for m in models]
-    note = ""
-    if analysis["benchmarks"]:
-        note = f"Δ gold log-lik: paired against the base, mean over {', '.join(analysis['benchmarks'])}."
+    # the benchmarks with gold answers (not IFEval), over which the change of their log-likelihood is averaged
+    pooled = [name for name in analysis["benchmarks"] if any(m["retention"].get(name, {}).get("gold_ll_change")
+                                                             for m in models)]
+    note = f"Δ gold log-lik: paired against the base, mean over {', '.join(pooled)}." if gold else ""
     return Table(header, rows, "Summary", note)
 
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from ssrtune.config.run import RunConfig
 from ssrtune.evaluation import benchmarks as bench
-from ssrtune.evaluation import retention
+from ssrtune.evaluation import ifeval, retention
 from ssrtune.evaluation.stats import Z95
 from ssrtune.inference.harness import harness_results
 from ssrtune.stages.base import Inputs, Stage
@@ -55,7 +55,8 @@ class RetentionPart(EvaluationStage):
 @dataclass(frozen=True, eq=False)
 class Benchmark(RetentionPart):
     """One benchmark. Inputs: the evaluated model, the sample (`limit`, `seed`) and, for GSM8K, the shots and the
-    answer length. Artifact: eval/<model>/retention/<benchmark>.json, with per-document `examples`."""
+    answer length; for IFEval, the answer length, the prompts' file and the scorer's versions. Artifact:
+    eval/<model>/retention/<benchmark>.json, with per-document `examples` (IFEval's keep the answers)."""
 
     benchmark: str = field(kw_only=True)  # after `model`, which has a default
 
@@ -65,24 +66,37 @@ class Benchmark(RetentionPart):
 
     def parts(self, inputs: Inputs) -> Parts:
         settings = inputs.config.evaluate.retention
-        generation = ({"evaluate.retention.gsm8k_shots": settings.gsm8k_shots,
-                       "evaluate.retention.gsm8k_max_new_tokens": settings.gsm8k_max_new_tokens}
-                      if bench.BENCHMARKS[self.benchmark].generative else {})
         return {**self.evaluated_model(inputs), "benchmark": self.benchmark,
-                "evaluate.retention.limit": settings.limit, "evaluate.retention.seed": settings.seed, **generation}
+                "evaluate.retention.limit": settings.limit, "evaluate.retention.seed": settings.seed,
+                **self.generation(settings)}
+
+    def generation(self, settings) -> Parts:
+        """What else decides a generative benchmark's result: its settings and, for IFEval, the prompts' file and
+        the versions of the packages that score the answers."""
+        if self.benchmark == "gsm8k":
+            return {"evaluate.retention.gsm8k_shots": settings.gsm8k_shots,
+                    "evaluate.retention.gsm8k_max_new_tokens": settings.gsm8k_max_new_tokens}
+        if self.benchmark == "ifeval":
+            return {"evaluate.retention.ifeval_max_new_tokens": settings.ifeval_max_new_tokens,
+                    "ifeval prompts (sha256)": ifeval.data_hash(), "ifeval scorer": ifeval.scorer_versions()}
+        return {}
 
     def make(self, inputs: Inputs) -> dict:
         settings, spec = inputs.config.evaluate.retention, bench.BENCHMARKS[self.benchmark]
         items = bench.stratified_sample(spec.load(), settings.limit, settings.seed)
         start = time.perf_counter()
-        if spec.generative:
+        if self.benchmark == "ifeval":
+            rows = ifeval.ifeval(self.lm(inputs), items, settings.ifeval_max_new_tokens, settings.batch_size)
+            scores = ifeval.summarise(rows)
+        elif spec.generative:
             rows = retention.gsm8k(self.lm(inputs), items, settings.gsm8k_shots, settings.gsm8k_max_new_tokens,
                                    settings.batch_size)
+            scores = retention.summarise(rows, spec.metrics)
         else:
             rows = retention.multiple_choice(self.lm(inputs), items, settings.batch_size, self.benchmark)
+            scores = retention.summarise(rows, spec.metrics)
         return self.written(inputs, {"n": len(rows), "split": spec.split, "primary": spec.primary,
-                                     "seconds": round(time.perf_counter() - start, 1),
-                                     **retention.summarise(rows, spec.metrics), "examples": rows})
+                                     "seconds": round(time.perf_counter() - start, 1), **scores, "examples": rows})
 
     def describe(self, result: dict) -> str:
         return f"{result['primary']} {result[result['primary']]['value']:.3f}"
