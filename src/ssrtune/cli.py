@@ -21,13 +21,13 @@ from ssrtune.data.schema import DataError
 from ssrtune.errors import ExportError, ReportError, TrainingProcessError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import GenerationFailed, UnsupportedRequest
+from ssrtune.ledger.command import reproduce
 from ssrtune.net.endpoint import EndpointError
 from ssrtune.storage.artifacts import RecordFileError, StaleArtifactError, read_json
 from ssrtune.storage.nofollow import UnsafePathError
 from ssrtune.storage.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
 
-# The stages (and torch behind them) are imported by the commands that run them: `ssrtune --help` and every
-# command's error handling start without them.
+# The stages (and torch) are imported by the commands that run them: `--help` and error handling start without them.
 if TYPE_CHECKING:
     from ssrtune.stages.base import Run, Stage, TrainedModel
 
@@ -109,8 +109,7 @@ def run(config: ConfigArg, overrides: Overrides = None, fresh: RunFresh = False)
     changed is redone, with the stages that depend on it (one line each, saying what changed)."""
     from ssrtune import pipeline
 
-    report = pipeline.run(load_config(config, overrides or []), fresh)
-    typer.echo(f"report: {report}")
+    typer.echo(f"report: {pipeline.run(load_config(config, overrides or []), fresh)}")
 
 
 @app.command()
@@ -275,6 +274,7 @@ def doctor(config: Annotated[Optional[Path], typer.Argument(help="A run configur
     typer.echo(report(load_config(config, overrides or []) if config else None, str(config) if config else None))
 
 
+app.command()(reproduce)  # the results ledger's driver: ssrtune.ledger.command
 embedded_app = typer.Typer(no_args_is_help=True, help="The embedded default model and data (two PyPI packages).")
 app.add_typer(embedded_app, name="embedded")
 

@@ -1,0 +1,66 @@
+"""A run directory made from the ledger: every current entry's files (of the shared entry and of one CPU kind's
+entries) checked and copied to their places in the run directory, and the task data made there and checked against
+the ledger's manifest. The ordinary `Run` then finds those stages current and reuses them; a trained model restored
+without weights is finished (its evaluation is reused), and a stage of its that has work left retrains it first
+(`driver`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ssrtune.config.run import RunConfig
+from ssrtune.ledger.entries import Entry, read_entry
+from ssrtune.ledger.units import SHARED, check_data, data_stages
+from ssrtune.stages.base import BASE, Run
+from ssrtune.storage.layout import RunLayout
+
+MANIFEST = "data.json"  # the task data's ids and content hashes, at the ledger's root
+CONFIG = "config.yaml"  # the configuration the ledger's results were made with, for people to read
+
+
+def entry_folder(ledger: Path, kind: str, name: str) -> Path:
+    """Where an entry lives: `shared/` (any CPU kind's models train on it), `<kind>/base/`, `<kind>/models/<name>/`."""
+    if name == SHARED:
+        return ledger / SHARED
+    return ledger / kind / (BASE if name == BASE else f"models/{name}")
+
+
+def ledger_entries(ledger: Path, kind: str) -> dict[str, Entry]:
+    """The entries that serve `kind`'s run directory (the shared one and that kind's), read and checked, by name."""
+    folders = [ledger / SHARED, ledger / kind / BASE, *sorted((ledger / kind / "models").glob("[!.]*"))]
+    entries = {}
+    for folder in folders:
+        entry = read_entry(folder)
+        if entry is not None:
+            entries[SHARED if folder == ledger / SHARED else entry.record["name"]] = entry
+    return entries
+
+
+def other_kinds(ledger: Path, kind: str) -> list[str]:
+    """The CPU kinds the ledger has a base entry of, but `kind`."""
+    return sorted(p.parent.parent.name for p in ledger.glob(f"*/{BASE}/entry.json") if p.parent.parent.name != kind)
+
+
+def restore_ledger(ledger: Path, config: RunConfig, kind: str) -> dict[str, Entry]:
+    """Restore the ledger's `kind` results into `config`'s run directory (weightless: a trained model is its result
+    and fingerprint files) and return the entries, by name. Files the run directory has are left as they are (its
+    own later work, which the Run's fingerprints judge); entries of another `RESULTS_VERSION` are not restored.
+    A damaged ledger file, or task data that differs from the manifest, is a `LedgerError` naming the file. The
+    report (`ssrtune report`) reads such a run directory once `ssrtune evaluate` has remade its scores."""
+    ledger, layout = Path(ledger), RunLayout(config.path)
+    entries = ledger_entries(ledger, kind)
+    for entry in entries.values():
+        if not entry.current:
+            continue
+        for name in entry.files:
+            target = layout.root / name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(entry.folder / name, target)
+    runner = Run(config, redo_stale=True)
+    for stage in data_stages(config):
+        runner(stage)
+    if (ledger / MANIFEST).exists():
+        check_data(config, ledger / MANIFEST)
+    return entries
