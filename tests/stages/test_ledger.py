@@ -6,9 +6,11 @@ another CPU kind records how many answers differ; and no ledger file holds the d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,20 +18,54 @@ from ssrtune.ledger import entries
 from ssrtune.ledger.entries import RESULTS_VERSION, cpu_kind, sha256
 from ssrtune.storage.artifacts import iter_jsonl
 from tests.commands import cli
-from tests.tiny_run import QUICK_RUN
+from tests.tiny_run import QUICK_RUN, TinyRun, write_records
 
 RETENTION = {"benchmarks": ["arc_easy"], "limit": 2, "batch_size": 4, "kl_prompts": 2, "kl_max_new_tokens": 4,
              "kl_top_k": 8}
 MODELS = [{"name": "sft-s0", "method": "sft"}, {"name": "ssr-s0", "method": "ssr"}]
 
 
+@dataclasses.dataclass
+class Experiment:
+    """The tiny experiment's configuration file, and its two sessions' messages and trainings (by model name)."""
+
+    folder: Path
+    config: Path
+    said: list[list[str]] = dataclasses.field(default_factory=lambda: [[], []])
+    trained: list[list[str]] = dataclasses.field(default_factory=lambda: [[], []])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_model) -> Experiment:
+    """A two-model tiny experiment recorded in `folder`/ledger by two sessions of `reproduce` in `folder`/runs: the
+    first under a budget of 0 minutes (the first model runs, as no wall time is known yet), the second to the end."""
+    from ssrtune.config.run import load_config
+    from ssrtune.ledger.driver import reproduce
+    from ssrtune.stages import train
+
+    folder = tmp_path_factory.mktemp("ledger")
+    tiny = TinyRun(folder, tiny_model, write_records(folder / "records.jsonl"))
+    done = Experiment(folder, tiny.file(**(QUICK_RUN | dict(
+        judge={"kind": "token_f1", "threshold": 0.5}, models=MODELS,
+        evaluate={"batch_size": 4, "max_new_tokens": 6, "ood": {"n": 3}, "retention": RETENTION}))))
+    config = load_config(done.config, [f"run_dir={folder / 'runs' / cpu_kind()}"])
+    real = train.train_method
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSRTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        for session, budget in enumerate((0, None)):
+            patch.setattr(train, "train_method", lambda own, rows, out, got=done.trained[session]:
+                          got.append(out.name) or real(own, rows, out))
+            assert reproduce(config, folder / "ledger", budget, done.said[session].append) == 0 or session == 0
+    return done
+
+
 @pytest.fixture()
-def experiment(tiny_run, tmp_path, monkeypatch, capsys):
-    """`reproduce(run_dir, *args)`: `ssrtune reproduce` of a two-model tiny experiment into tmp_path/ledger; and the
-    trainings it started, by model name."""
-    config = tiny_run.file(**(QUICK_RUN | dict(judge={"kind": "token_f1", "threshold": 0.5}, models=MODELS,
-                                               evaluate={"batch_size": 4, "max_new_tokens": 6, "ood": {"n": 3},
-                                                         "retention": RETENTION})))
+def experiment(finished, tmp_path, monkeypatch, capsys):
+    """`reproduce(run_dir, *args)`: `ssrtune reproduce` of the finished experiment, on a copy of its ledger in
+    tmp_path/ledger (and of its run directory, in tmp_path/runs), into tmp_path/`run_dir`; and the trainings it
+    started, by model name."""
+    shutil.copytree(finished.folder / "ledger", tmp_path / "ledger")
+    shutil.copytree(finished.folder / "runs", tmp_path / "runs")
     trained: list[str] = []
     from ssrtune.stages import train
 
@@ -37,7 +73,7 @@ def experiment(tiny_run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "train_method", lambda own, rows, out: trained.append(out.name) or real(own, rows, out))
 
     def reproduce(run_dir, *args):
-        return cli(monkeypatch, capsys, "reproduce", config, "--ledger", tmp_path / "ledger", "--run-dir",
+        return cli(monkeypatch, capsys, "reproduce", finished.config, "--ledger", tmp_path / "ledger", "--run-dir",
                    tmp_path / run_dir, *args)
 
     return reproduce, trained
@@ -54,18 +90,13 @@ def no_models(monkeypatch):
         monkeypatch.setattr(module, name, refused)
 
 
-def test_the_ledger_continues_under_a_budget_and_a_new_run_directory_reuses_it(experiment, tmp_path, monkeypatch):
-    reproduce, trained = experiment
-    ledger, kind = tmp_path / "ledger", cpu_kind()
-    first = reproduce("runs", "--budget", "0")  # the first model runs (no wall time known yet), then it stops
-    assert first.returncode == 0, first.stderr
-    assert trained == ["sft-s0"] and "1 of 3 rows left" in first.stdout
-    assert (ledger / kind / "models/sft-s0/entry.json").exists() and not (ledger / kind / "models/ssr-s0").exists()
-
-    second = reproduce("runs")
-    assert second.returncode == 0, second.stderr
-    assert trained == ["sft-s0", "ssr-s0"] and "sft-s0: current in the ledger, reused" in second.stdout
-    assert "complete" in second.stdout
+def test_the_ledger_continues_under_a_budget_and_a_new_run_directory_reuses_it(finished, experiment, tmp_path,
+                                                                                monkeypatch):
+    ledger, kind = finished.folder / "ledger", cpu_kind()
+    assert finished.trained == [["sft-s0"], ["ssr-s0"]]
+    assert finished.said[0][-1].startswith("[reproduce] stopped within the budget of 0 min")
+    assert finished.said[0][-1].endswith("1 rows left; `make reproduce` continues")
+    assert "[reproduce] sft-s0: current in the ledger, reused" in finished.said[1]
     entry = json.loads((ledger / kind / "models/ssr-s0/entry.json").read_text())
     assert entry["results_version"] == RESULTS_VERSION and entry["dtype"] == "float32" and entry["wall_seconds"] > 0
     assert entry["commit"] and entry["cpu"]["kind"] == kind
@@ -75,29 +106,28 @@ def test_the_ledger_continues_under_a_budget_and_a_new_run_directory_reuses_it(e
     assert "eval/base/kl_reference.safetensors" in json.loads((ledger / kind / "base/entry.json").read_text())["files"]
 
     # no dataset text: not a question or document of the task data or of the out-of-domain set
-    texts = [t for path in (tmp_path / "runs" / kind / "data").glob("*.jsonl") for r in iter_jsonl(path)
-             for t in (r["messages"][-1]["content"], r["context"]) if t]
-    assert texts and len(list((tmp_path / "runs" / kind / "data").glob("*.jsonl"))) == 3
+    data = list((finished.folder / "runs" / kind / "data").glob("*.jsonl"))
+    texts = [t for path in data for r in iter_jsonl(path) for t in (r["messages"][-1]["content"], r["context"]) if t]
+    assert len(data) == 3 and len(texts) == 2 * (6 + 6 + 3)
     for path in ledger.rglob("*"):
         if path.is_file() and path.suffix != ".safetensors":
             content = path.read_text(encoding="utf-8")
             assert not [t for t in texts if t in content], path
 
     # a brand-new run directory (a fresh clone) restores the ledger and finds nothing to do
+    reproduce, _ = experiment
     no_models(monkeypatch)
     start = time.monotonic()
     fresh = reproduce("clone")
     assert fresh.returncode == 0, fresh.stderr
     assert time.monotonic() - start < 60 and fresh.stdout.count("current in the ledger, reused") == 3
-    for name in ("eval/ssr-s0/predictions.jsonl", "eval/base/task.json", "report.md"):
-        assert (tmp_path / "clone" / kind / name).exists(), name
-    assert (tmp_path / "clone" / kind / "eval/ssr-s0/task.json").read_text() == (
-        tmp_path / "runs" / kind / "eval/ssr-s0/task.json").read_text()
+    assert f"every row is in the ledger; report: {tmp_path / 'clone' / kind / 'report.md'}" in fresh.stdout
+    for name in ("eval/ssr-s0/task.json", "eval/base/ood.json", "eval/sft-s0/retention.json"):
+        assert (tmp_path / "clone" / kind / name).read_text() == (finished.folder / "runs" / kind / name).read_text()
 
 
 def test_a_damaged_ledger_file_is_named_and_nothing_is_read(experiment, tmp_path):
     reproduce, _ = experiment
-    assert reproduce("runs").returncode == 0
     damaged = tmp_path / "ledger" / cpu_kind() / "models/ssr-s0/eval/ssr-s0/predictions.jsonl"
     damaged.write_text(damaged.read_text().replace('"response": "', '"response": "x', 1))
     result = reproduce("clone")
@@ -112,7 +142,6 @@ def test_a_damaged_ledger_file_is_named_and_nothing_is_read(experiment, tmp_path
 def test_entries_of_another_results_version_and_models_without_weights_are_made_again(experiment, tmp_path,
                                                                                         monkeypatch):
     reproduce, trained = experiment
-    assert reproduce("runs").returncode == 0
     ledger, kind = tmp_path / "ledger", cpu_kind()
     before = json.loads((ledger / kind / "models/sft-s0/entry.json").read_text())
 
@@ -133,9 +162,8 @@ def test_entries_of_another_results_version_and_models_without_weights_are_made_
     assert sorted(trained) == ["sft-s0", "ssr-s0"]
 
 
-def test_the_first_base_of_another_cpu_kind_records_the_answers_that_differ(experiment, tmp_path):
-    reproduce, _ = experiment
-    assert reproduce("runs").returncode == 0
+def test_another_cpu_kind_has_its_base_compared_and_keeps_each_seed_on_one_kind(experiment, tmp_path, monkeypatch):
+    reproduce, trained = experiment
     ledger, kind = tmp_path / "ledger", cpu_kind()
     other = ledger / "other-kind" / "base"
     shutil.copytree(ledger / kind / "base", other)
@@ -152,3 +180,13 @@ def test_the_first_base_of_another_cpu_kind_records_the_answers_that_differ(expe
     differ = json.loads((ledger / kind / "base/entry.json").read_text())["answers_differ"]
     assert differ["other-kind"]["eval/base/predictions.jsonl"] == 1
     assert differ["other-kind"]["eval/base/ood.predictions.jsonl"] == 0
+
+    # ssr-s0 recorded on the other kind only: sft-s0, of the same seed, is left to a machine of that kind
+    shutil.move(ledger / kind / "models/ssr-s0", ledger / "other-kind/models/ssr-s0")
+    shutil.rmtree(ledger / kind / "models/sft-s0")
+    no_models(monkeypatch)
+    waits = reproduce("clone")
+    assert waits.returncode == 0, waits.stderr
+    assert "sft-s0: left to a machine of another CPU kind (other-kind)" in waits.stdout
+    assert "base: current in the ledger, reused" in waits.stdout and "every row" not in waits.stdout
+    assert not (tmp_path / "clone" / kind / "eval/ssr-s0").exists()

@@ -32,4 +32,6 @@ def reproduce(
     folder = (run_dir or base.path) / cpu_kind()
     left = continue_experiment(load_config(config, [*(overrides or []), f"run_dir={folder}"]), ledger, budget,
                                typer.echo)
-    typer.echo(f"{left} rows left: run it again to continue" if left else f"complete: report in {folder}")
+    report = folder / "report.md"
+    if not left:  # else the driver said why it stopped, and how many rows are left
+        typer.echo("every row is in the ledger" + (f"; report: {report}" if report.exists() else ""))

@@ -17,7 +17,7 @@ from ssrtune.config.errors import ConfigError
 from ssrtune.config.run import RunConfig
 from ssrtune.inference.lm import LM
 from ssrtune.ledger.entries import Entry, cpu_kind, read_entry, same_files, write_entry
-from ssrtune.ledger.restore import CONFIG, MANIFEST, entry_folder, other_kinds, restore_ledger
+from ssrtune.ledger.restore import CONFIG, MANIFEST, entry_folder, models_elsewhere, other_kinds, restore_ledger
 from ssrtune.ledger.units import SHARED, data_manifest, differing_answers, owner, unit_files, unit_name, unit_stages
 from ssrtune.stages.base import BASE, Run, TrainedModel, plan_closure, trained_models
 from ssrtune.stages.evaluated import WeightsAbsentError, has_weights
@@ -42,16 +42,27 @@ class NoModels(Held):
 def reproduce(config: RunConfig, ledger: Path, budget_minutes: float | None = None,
               say: Callable[[str], None] = print) -> int:
     """Continue the experiment of `config` from `ledger` in this CPU kind's run directory (`config.path`); returns
-    how many units are left (0: the experiment is complete, its report written)."""
+    how many rows (the base unit, models) are left: 0 once every model is recorded (the report is then written where
+    this kind recorded them all)."""
     if config.model.dtype == "auto":
         raise ConfigError("model.dtype is auto: a ledger's rows from different machines must share one precision; "
                           "set model.dtype (float32 runs alike on AVX2 and AVX512 CPUs)")
     start, kind, ledger = time.monotonic(), cpu_kind(), Path(ledger)
-    units: list[TrainedModel | None] = [None, *trained_models(config)]
+    models = trained_models(config)
     with run_guard(config.path):
-        entries = restore_ledger(ledger, config, kind)
-        last_wall = max((e.record.get("wall_seconds", 0) for name, e in entries.items() if name not in (
-            SHARED, BASE)), default=None)
+        entries, elsewhere = restore_ledger(ledger, config, kind), models_elsewhere(ledger, kind)
+        # each seed's models are trained and evaluated on one CPU kind, and compared with that kind's base model
+        taken = {model.train_settings(config).seed: elsewhere[model.name] for model in models
+                 if model.name in elsewhere}
+        here = [m for m in models if m.name not in elsewhere and m.train_settings(config).seed not in taken]
+        last_wall = max(((e.record["finished"], e.record.get("wall_seconds", 0)) for name, e in entries.items()
+                         if name not in (SHARED, BASE) and e.current), default=(None, None))[1]
+        units = [None, *here] if here or _recorded(BASE, entries) else []
+        waiting = [m.name for m in models if m not in here and m.name not in elsewhere]
+        if waiting:
+            kinds = " and ".join(sorted(set(taken.values())))
+            say(f"[reproduce] {', '.join(waiting)}: left to a machine of another CPU kind ({kinds}), where the other "
+                "models of their seed were trained")
         for index, model in enumerate(units):
             name = unit_name(model)
             if _done(config, model, entries):
@@ -59,18 +70,18 @@ def reproduce(config: RunConfig, ledger: Path, budget_minutes: float | None = No
                 continue
             spent = time.monotonic() - start
             if budget_minutes is not None and last_wall is not None and spent + last_wall > budget_minutes * 60:
-                left = 1 + sum(not _recorded(unit_name(m), entries) for m in units[index + 1:])
+                left = len(waiting) + 1 + sum(not _recorded(unit_name(m), entries) for m in units[index + 1:])
                 say(f"[reproduce] stopped within the budget of {budget_minutes:g} min ({spent / 60:.1f} spent, the "
-                    f"last model took {last_wall / 60:.1f}): {left} of {len(units)} rows left; `make reproduce` "
-                    "continues")
+                    f"last model took {last_wall / 60:.1f}): {left} rows left; `make reproduce` continues")
                 return left
             wall = _run_unit(config, model, entries)
             entries.update(_export(config, ledger, kind, model, wall))
             say(f"[reproduce] {name}: done in {wall / 60:.1f} min, recorded in {entry_folder(ledger, kind, name)}")
             if model is not None:
                 last_wall = wall
-        Run(config, redo_stale=True)(Report())
-    return 0
+        if not waiting and not elsewhere:
+            Run(config, redo_stale=True)(Report())
+    return len(waiting)
 
 
 def _recorded(name: str, entries: dict[str, Entry]) -> bool:

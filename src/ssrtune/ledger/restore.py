@@ -42,6 +42,16 @@ def other_kinds(ledger: Path, kind: str) -> list[str]:
     return sorted(p.parent.parent.name for p in ledger.glob(f"*/{BASE}/entry.json") if p.parent.parent.name != kind)
 
 
+def models_elsewhere(ledger: Path, kind: str) -> dict[str, str]:
+    """The models whose current entries are of another CPU kind than `kind`: their kind, by model name."""
+    found = {}
+    for other in other_kinds(ledger, kind):
+        for name, entry in ledger_entries(ledger, other).items():
+            if name not in (SHARED, BASE) and entry.current:
+                found[name] = other
+    return found
+
+
 def restore_ledger(ledger: Path, config: RunConfig, kind: str) -> dict[str, Entry]:
     """Restore the ledger's `kind` results into `config`'s run directory (weightless: a trained model is its result
     and fingerprint files) and return the entries, by name. Files the run directory has are left as they are (its
