@@ -190,3 +190,25 @@ def test_another_cpu_kind_has_its_base_compared_and_keeps_each_seed_on_one_kind(
     assert "sft-s0: left to a machine of another CPU kind (other-kind)" in waits.stdout
     assert "base: current in the ledger, reused" in waits.stdout and "every row" not in waits.stdout
     assert not (tmp_path / "clone" / kind / "eval/ssr-s0").exists()
+
+
+def test_restored_results_are_scored_without_a_model_and_the_data_is_checked(finished, tmp_path, monkeypatch):
+    from ssrtune.config.run import load_config
+    from ssrtune.ledger.entries import LedgerError
+    from ssrtune.ledger.restore import restore_results
+
+    kind, ledger = cpu_kind(), tmp_path / "ledger"
+    shutil.copytree(finished.folder / "ledger", ledger)
+    no_models(monkeypatch)
+    config = load_config(finished.config, [f"run_dir={tmp_path / 'restored'}"])
+    assert restore_results(ledger, config, kind) == ["base", "sft-s0", "ssr-s0"]
+    for name in ("eval/ssr-s0/task.json", "eval/ssr-s0/scores.jsonl", "eval/base/retention.json"):
+        assert (tmp_path / "restored" / name).read_text() == (finished.folder / "runs" / kind / name).read_text()
+    assert not list((tmp_path / "restored" / "models").rglob("*.safetensors"))
+
+    manifest = json.loads((ledger / "data.json").read_text())
+    test_records = manifest["records"]["data/test.jsonl"]
+    test_records[next(iter(test_records))] = "0" * 64  # the data made here is not what the results were made from
+    (ledger / "data.json").write_text(json.dumps(manifest))
+    with pytest.raises(LedgerError, match=r"other/data/test.jsonl: 1 records differ from the ledger's manifest"):
+        restore_results(ledger, load_config(finished.config, [f"run_dir={tmp_path / 'other'}"]), kind)

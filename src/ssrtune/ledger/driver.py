@@ -15,28 +15,16 @@ from pathlib import Path
 
 from ssrtune.config.errors import ConfigError
 from ssrtune.config.run import RunConfig
-from ssrtune.inference.lm import LM
 from ssrtune.ledger.entries import Entry, cpu_kind, read_entry, same_files, write_entry
-from ssrtune.ledger.restore import CONFIG, MANIFEST, entry_folder, models_elsewhere, other_kinds, restore_ledger
+from ssrtune.ledger.restore import (CONFIG, MANIFEST, NoModels, WorkNeeded, entry_folder, models_elsewhere, other_kinds,
+                                    restore_ledger, reuse)
 from ssrtune.ledger.units import SHARED, data_manifest, differing_answers, owner, unit_files, unit_name, unit_stages
 from ssrtune.stages.base import BASE, Run, TrainedModel, plan_closure, trained_models
 from ssrtune.stages.evaluated import WeightsAbsentError, has_weights
-from ssrtune.stages.held import Held
 from ssrtune.stages.report import Report
 from ssrtune.storage.artifacts import StaleArtifactError, read_json, write_json, write_text_atomic
 from ssrtune.storage.layout import RunLayout
 from ssrtune.storage.rundir import run_guard
-
-
-class WorkNeeded(Exception):
-    """A stage of a probed unit would run a model: the unit has work left."""
-
-
-class NoModels(Held):
-    """The probe's models: none (asking for one means the unit has work)."""
-
-    def lm(self, name: str, build: Callable[[], LM]) -> LM:
-        raise WorkNeeded(name)
 
 
 def reproduce(config: RunConfig, ledger: Path, budget_minutes: float | None = None,
@@ -99,11 +87,8 @@ def _done(config: RunConfig, model: TrainedModel | None, entries: dict[str, Entr
 
 
 def _probe(config: RunConfig, model: TrainedModel | None) -> bool:
-    runner = Run(config)  # a stale `refuse` stage is refused, not redone
-    runner.held = NoModels()
     try:
-        for stage in unit_stages(config, model):
-            runner(stage)
+        reuse(config, unit_stages(config, model))
     except (StaleArtifactError, WorkNeeded, WeightsAbsentError):
         return False
     return True

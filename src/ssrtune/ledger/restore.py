@@ -7,12 +7,18 @@ without weights is finished (its evaluation is reused), and a stage of its that 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from ssrtune.config.run import RunConfig
-from ssrtune.ledger.entries import Entry, read_entry
-from ssrtune.ledger.units import SHARED, check_data, data_stages
-from ssrtune.stages.base import BASE, Run
+from ssrtune.inference.lm import LM
+from ssrtune.ledger.entries import Entry, LedgerError, read_entry
+from ssrtune.ledger.units import SHARED, check_data, data_stages, unit_name
+from ssrtune.stages.base import BASE, Run, Stage, trained_models
+from ssrtune.stages.evaluate import Evaluate
+from ssrtune.stages.evaluated import WeightsAbsentError
+from ssrtune.stages.held import Held
+from ssrtune.storage.artifacts import StaleArtifactError
 from ssrtune.storage.layout import RunLayout
 
 MANIFEST = "data.json"  # the task data's ids and content hashes, at the ledger's root
@@ -56,8 +62,8 @@ def restore_ledger(ledger: Path, config: RunConfig, kind: str) -> dict[str, Entr
     """Restore the ledger's `kind` results into `config`'s run directory (weightless: a trained model is its result
     and fingerprint files) and return the entries, by name. Files the run directory has are left as they are (its
     own later work, which the Run's fingerprints judge); entries of another `RESULTS_VERSION` are not restored.
-    A damaged ledger file, or task data that differs from the manifest, is a `LedgerError` naming the file. The
-    report (`ssrtune report`) reads such a run directory once `ssrtune evaluate` has remade its scores."""
+    A damaged ledger file, or task data that differs from the manifest, is a `LedgerError` naming the file. Its
+    scores are remade by the Run (`restore_results`)."""
     ledger, layout = Path(ledger), RunLayout(config.path)
     entries = ledger_entries(ledger, kind)
     for entry in entries.values():
@@ -74,3 +80,40 @@ def restore_ledger(ledger: Path, config: RunConfig, kind: str) -> dict[str, Entr
     if (ledger / MANIFEST).exists():
         check_data(config, ledger / MANIFEST)
     return entries
+
+
+class WorkNeeded(Exception):
+    """A stage that is only to be reused would run a model."""
+
+
+class NoModels(Held):
+    """The models of a run that only reuses: none (asking for one means a stage has work left)."""
+
+    def lm(self, name: str, build: Callable[[], LM]) -> LM:
+        raise WorkNeeded(f"evaluating {name} would load the model")
+
+
+def reuse(config: RunConfig, stages: list[Stage]) -> None:
+    """Run `stages` reusing what is current, without a model: a stale stage raises `StaleArtifactError`, one that
+    would run a model `WorkNeeded` (or `WeightsAbsentError`); `remade` ones (scores, retention.json) are remade."""
+    runner = Run(config)
+    runner.held = NoModels()
+    for stage in stages:
+        runner(stage)
+
+
+def restore_results(ledger: Path, config: RunConfig, kind: str) -> list[str]:
+    """`restore_ledger`, then the scores and retention.json of every evaluation the ledger records for `kind`
+    remade from it without loading a model: the run directory a report is written from (`report.write_report`).
+    Returns the names of those evaluations (the base model's first), in the configuration's order. An entry not
+    current for `config` is a `LedgerError` naming it."""
+    entries = restore_ledger(ledger, config, kind)
+    recorded = [m for m in [None, *trained_models(config)]
+                if unit_name(m) in entries and entries[unit_name(m)].current]
+    for model in recorded:
+        try:
+            reuse(config, [Evaluate(model)])
+        except (StaleArtifactError, WorkNeeded, WeightsAbsentError) as err:
+            raise LedgerError(f"{entry_folder(ledger, kind, unit_name(model))}: not current for this configuration ({err}); "
+                              "`ssrtune reproduce` makes it again") from err
+    return [unit_name(m) for m in recorded]
