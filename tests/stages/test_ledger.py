@@ -138,6 +138,15 @@ def test_a_damaged_ledger_file_is_named_and_nothing_is_read(experiment, tmp_path
     result = reproduce("clone")
     assert result.returncode == 2 and f"{damaged}: listed in its entry's entry.json but missing" in result.stderr
 
+    entry = damaged.parents[2] / "entry.json"
+    record = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**record, "files": {"../../escaped.json": "0" * 64}}))
+    result = reproduce("clone")
+    assert result.returncode == 2 and "'../../escaped.json' is not a path inside a run directory" in result.stderr
+    entry.write_text("{")
+    result = reproduce("clone")
+    assert result.returncode == 2 and f"{entry}: not a ledger entry" in result.stderr
+
 
 def test_entries_of_another_results_version_and_models_without_weights_are_made_again(experiment, tmp_path,
                                                                                         monkeypatch):

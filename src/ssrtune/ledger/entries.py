@@ -99,12 +99,16 @@ def read_entry(folder: Path) -> Entry | None:
     except (ValueError, KeyError, TypeError) as err:
         raise LedgerError(f"{path}: not a ledger entry ({type(err).__name__}: {err})") from err
     for name, digest in files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:  # it is restored to <run directory>/<name>
+            raise LedgerError(f"{path}: file {name!r} is not a path inside a run directory")
         check_file(folder / name, digest)
     return Entry(folder, record)
 
 
 def check_file(path: Path, digest: str) -> None:
     """A ledger file as its entry recorded it, and readable: else a `LedgerError` naming it."""
+    if path.is_symlink():
+        raise LedgerError(f"{path}: a symbolic link, not a file of results")
     if not path.is_file():
         raise LedgerError(f"{path}: listed in its entry's {ENTRY_FILE} but missing")
     if sha256(path) != digest:
