@@ -221,3 +221,17 @@ def test_restored_results_are_scored_without_a_model_and_the_data_is_checked(fin
     (ledger / "data.json").write_text(json.dumps(manifest))
     with pytest.raises(LedgerError, match=r"other/data/test.jsonl: 1 records differ from the ledger's manifest"):
         restore_results(ledger, load_config(finished.config, [f"run_dir={tmp_path / 'other'}"]), kind)
+
+
+def test_verdicts_redone_without_a_model_are_recorded(experiment, tmp_path, monkeypatch):
+    reproduce, _ = experiment
+    ledger, kind = tmp_path / "ledger", cpu_kind()
+    before = json.loads((ledger / kind / "models/ssr-s0/entry.json").read_text())
+    no_models(monkeypatch)
+    rejudged = reproduce("runs", "evaluate.judge={kind: contains}")  # the evaluation's judge only: no model runs
+    assert rejudged.returncode == 0, rejudged.stderr
+    after = json.loads((ledger / kind / "models/ssr-s0/entry.json").read_text())
+    verdicts = "eval/ssr-s0/task.judgments.jsonl"
+    assert after["files"][verdicts] != before["files"][verdicts] and after["wall_seconds"] >= before["wall_seconds"]
+    again = reproduce("runs", "evaluate.judge={kind: contains}")
+    assert again.returncode == 0 and again.stdout.count("current in the ledger, reused") == 3

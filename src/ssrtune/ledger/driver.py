@@ -16,7 +16,7 @@ from pathlib import Path
 from ssrtune.config.errors import ConfigError
 from ssrtune.config.run import RunConfig
 from ssrtune.ledger.entries import Entry, cpu_kind, read_entry, same_files, write_entry
-from ssrtune.ledger.restore import (CONFIG, MANIFEST, NoModels, WorkNeeded, entry_folder, models_elsewhere, other_kinds,
+from ssrtune.ledger.restore import (CONFIG, MANIFEST, WorkNeeded, entry_folder, models_elsewhere, other_kinds,
                                     restore_ledger, reuse)
 from ssrtune.ledger.units import SHARED, data_manifest, differing_answers, owner, unit_files, unit_name, unit_stages
 from ssrtune.stages.base import BASE, Run, TrainedModel, plan_closure, trained_models
@@ -66,7 +66,7 @@ def reproduce(config: RunConfig, ledger: Path, budget_minutes: float | None = No
             entries.update(_export(config, ledger, kind, model, wall))
             say(f"[reproduce] {name}: done in {wall / 60:.1f} min, recorded in {entry_folder(ledger, kind, name)}")
             if model is not None:
-                last_wall = wall
+                last_wall = entries[name].record["wall_seconds"] if name in entries else wall
         if not waiting and not elsewhere:
             Run(config, redo_stale=True)(Report())
     return len(waiting)
@@ -77,13 +77,21 @@ def _recorded(name: str, entries: dict[str, Entry]) -> bool:
 
 
 def _done(config: RunConfig, model: TrainedModel | None, entries: dict[str, Entry]) -> bool:
-    """Whether the unit's entries are current and the Run reuses every stage of the unit without running a model."""
+    """Whether the unit's entries are current and the Run reuses every stage of the unit without running a model,
+    leaving the unit's own files as its entries hold them (a stage redone without a model, say verdicts under
+    another judge, is work to record)."""
     files = unit_files(config, model)
     if not all(_recorded(name, entries) for name in files):
         return False
     if not all((config.path / name).exists() for names in files.values() for name in names):
         return False
-    return _probe(config, model)
+    return _probe(config, model) and all(same_files(entries[name], config.path, files[name])
+                                         for name in _own(model) if name in files)
+
+
+def _own(model: TrainedModel | None) -> tuple[str, ...]:
+    """The entries a unit writes: the base unit's, the shared one and the base model's; a model's, its own."""
+    return (SHARED, BASE) if model is None else (model.name,)
 
 
 def _probe(config: RunConfig, model: TrainedModel | None) -> bool:
@@ -113,20 +121,23 @@ def _run_unit(config: RunConfig, model: TrainedModel | None, entries: dict[str, 
 def _export(config: RunConfig, ledger: Path, kind: str, model: TrainedModel | None, wall: float) -> dict[str, Entry]:
     """Write the unit's own entries whose files changed (the shared one when a new method brought new candidates), and
     after the base unit the data manifest and the configuration; returns the entries written, by name."""
-    root, written, own = config.path, {}, (SHARED, BASE) if model is None else (model.name,)
+    root, written = config.path, {}
     for name, files in unit_files(config, model).items():
         folder = entry_folder(ledger, kind, name)
-        if name not in own:  # the base model's KL reference, in a model's unit: the base entry's
+        if name not in _own(model):  # the base model's KL reference, in a model's unit: the base entry's
             continue
-        if same_files(read_entry(folder), root, files):
+        previous = read_entry(folder)
+        if same_files(previous, root, files):
             continue
+        # the entry's wall time: all the work that made it
+        total = wall + (previous.record.get("wall_seconds", 0) if previous is not None and previous.current else 0)
         extra = {}
         if name == BASE:  # the first base of a CPU kind: how many of its answers differ from the other kinds' bases
             extra["answers_differ"] = {other: differing_answers(
                 {f: entry_folder(ledger, other, BASE) / f for f in read_entry(entry_folder(ledger, other, BASE)).files},
                 root) for other in other_kinds(ledger, kind)}
         written[name] = write_entry(folder, root, files, kind=kind, dtype=config.model.dtype,
-                                    wall_seconds=round(wall, 1), **extra)
+                                    wall_seconds=round(total, 1), **extra)
     if model is None:
         manifest = data_manifest(config)
         if not (ledger / MANIFEST).exists() or read_json(ledger / MANIFEST) != manifest:
