@@ -235,3 +235,32 @@ def test_verdicts_redone_without_a_model_are_recorded(experiment, tmp_path, monk
     assert after["files"][verdicts] != before["files"][verdicts] and after["wall_seconds"] >= before["wall_seconds"]
     again = reproduce("runs", "evaluate.judge={kind: contains}")
     assert again.returncode == 0 and again.stdout.count("current in the ledger, reused") == 3
+
+
+def test_a_ledger_needs_a_fixed_precision(experiment):
+    reproduce, trained = experiment
+    refused = reproduce("clone", "model.dtype=auto")
+    assert refused.returncode == 2 and "model.dtype is auto: a ledger's rows from different machines" in refused.stderr
+    assert not trained
+
+
+def test_an_entry_interrupted_while_written_leaves_the_previous_one(finished, tmp_path, monkeypatch):
+    from ssrtune.ledger.entries import read_entry, write_entry
+
+    root, folder = finished.folder / "runs" / cpu_kind(), tmp_path / "models" / "ssr-s0"
+    names = ["models/ssr-s0/ssrtune_train.json", "eval/ssr-s0/predictions.jsonl"]
+    first = write_entry(folder, root, names[:1], wall_seconds=1.0)
+    real, copied = shutil.copyfile, []
+
+    def dies_on_the_second(source, target):
+        if copied:
+            raise KeyboardInterrupt  # a kill in the middle of the copy
+        copied.append(real(source, target))
+
+    monkeypatch.setattr(entries.shutil, "copyfile", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        write_entry(folder, root, names, wall_seconds=2.0)
+    monkeypatch.setattr(entries.shutil, "copyfile", real)
+    assert read_entry(folder).record == first.record and [p.name for p in folder.parent.iterdir()] != ["ssr-s0"]
+    write_entry(folder, root, names, wall_seconds=2.0)  # the next write clears what the killed one left
+    assert [p.name for p in folder.parent.iterdir()] == ["ssr-s0"] and set(read_entry(folder).files) == set(names)
