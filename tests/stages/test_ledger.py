@@ -215,6 +215,10 @@ def test_restored_results_are_scored_without_a_model_and_the_data_is_checked(fin
         assert (tmp_path / "restored" / name).read_text() == (finished.folder / "runs" / kind / name).read_text()
     assert not list((tmp_path / "restored" / "models").rglob("*.safetensors"))
 
+    with pytest.raises(LedgerError, match=r"base: not current for this configuration \(.*predictions.jsonl is out of"):
+        restore_results(ledger, load_config(finished.config, [f"run_dir={tmp_path / 'stale'}",
+                                                              "evaluate.max_new_tokens=5"]), kind)
+
     manifest = json.loads((ledger / "data.json").read_text())
     test_records = manifest["records"]["data/test.jsonl"]
     test_records[next(iter(test_records))] = "0" * 64  # the data made here is not what the results were made from

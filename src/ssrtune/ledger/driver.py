@@ -119,8 +119,8 @@ def _run_unit(config: RunConfig, model: TrainedModel | None, entries: dict[str, 
 
 
 def _export(config: RunConfig, ledger: Path, kind: str, model: TrainedModel | None, wall: float) -> dict[str, Entry]:
-    """Write the unit's own entries whose files changed (the shared one when a new method brought new candidates), and
-    after the base unit the data manifest and the configuration; returns the entries written, by name."""
+    """Write the unit's own entries whose files changed (the shared one when a new method brought new candidates),
+    the data manifest and the configuration where they changed; returns the entries written, by name."""
     root, written = config.path, {}
     for name, files in unit_files(config, model).items():
         folder = entry_folder(ledger, kind, name)
@@ -138,9 +138,9 @@ def _export(config: RunConfig, ledger: Path, kind: str, model: TrainedModel | No
                 root) for other in other_kinds(ledger, kind)}
         written[name] = write_entry(folder, root, files, kind=kind, dtype=config.model.dtype,
                                     wall_seconds=round(total, 1), **extra)
-    if model is None:
-        manifest = data_manifest(config)
-        if not (ledger / MANIFEST).exists() or read_json(ledger / MANIFEST) != manifest:
-            write_json(ledger / MANIFEST, manifest)
-        write_text_atomic(ledger / kind / CONFIG, RunLayout(root).config.read_text(encoding="utf-8"))
+    manifest, settings = data_manifest(config), RunLayout(root).config.read_text(encoding="utf-8")
+    if not (ledger / MANIFEST).exists() or read_json(ledger / MANIFEST) != manifest:
+        write_json(ledger / MANIFEST, manifest)
+    if not (ledger / kind / CONFIG).exists() or (ledger / kind / CONFIG).read_text(encoding="utf-8") != settings:
+        write_text_atomic(ledger / kind / CONFIG, settings)
     return written

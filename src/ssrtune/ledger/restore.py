@@ -114,6 +114,6 @@ def restore_results(ledger: Path, config: RunConfig, kind: str) -> list[str]:
         try:
             reuse(config, [Evaluate(model)])
         except (StaleArtifactError, WorkNeeded, WeightsAbsentError) as err:
-            raise LedgerError(f"{entry_folder(ledger, kind, unit_name(model))}: not current for this configuration ({err}); "
-                              "`ssrtune reproduce` makes it again") from err
+            raise LedgerError(f"{entry_folder(ledger, kind, unit_name(model))}: not current for this configuration "
+                              f"({err}); `ssrtune reproduce` makes it again") from err
     return [unit_name(m) for m in recorded]
