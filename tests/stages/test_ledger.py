@@ -268,3 +268,12 @@ def test_an_entry_interrupted_while_written_leaves_the_previous_one(finished, tm
     assert read_entry(folder).record == first.record and [p.name for p in folder.parent.iterdir()] != ["ssr-s0"]
     write_entry(folder, root, names, wall_seconds=2.0)  # the next write clears what the killed one left
     assert [p.name for p in folder.parent.iterdir()] == ["ssr-s0"] and set(read_entry(folder).files) == set(names)
+
+
+def test_a_later_method_joins_as_a_new_row_without_redoing_the_old_ones(experiment, tmp_path):
+    reproduce, trained = experiment
+    models = json.dumps([*MODELS, {"name": "self_only-s0", "method": "self_only"}])
+    joined = reproduce("runs", f"models={models}")
+    assert joined.returncode == 0, joined.stderr
+    assert trained == ["self_only-s0"] and joined.stdout.count("current in the ledger, reused") == 3
+    assert (tmp_path / "ledger" / cpu_kind() / "models/self_only-s0/entry.json").exists()
