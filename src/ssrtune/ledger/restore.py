@@ -39,7 +39,7 @@ def ledger_entries(ledger: Path, kind: str) -> dict[str, Entry]:
     for folder in folders:
         entry = read_entry(folder)
         if entry is not None:
-            entries[SHARED if folder == ledger / SHARED else entry.record["name"]] = entry
+            entries[folder.name] = entry  # shared, base, or the model's name
     return entries
 
 
