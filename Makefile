@@ -25,13 +25,16 @@ demo: install
 test: install
 	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 
-# Issue 11's experiment (configs/reproduce.yaml), hours on a CPU. Started again after an interruption it resumes where it
-# stopped. Its console, each line stamped with the wall-clock time, is appended to $(REPRODUCE_DIR)/console.log; the
-# wall time of every stage is in $(REPRODUCE_DIR)/timings.json.
+# Issue 11's experiment (configs/reproduce.yaml), hours on a CPU, continued from its results ledger (issue 24:
+# results/reproduce, docs/REPRODUCING.md) in $(REPRODUCE_DIR)/<CPU kind>; each finished model is recorded there at once,
+# to be committed. BUDGET=75 stops cleanly between models once 75 minutes would be passed. A ledger's rows share one
+# precision (the config's model.dtype). Its console, each line stamped with the wall-clock time, is appended to
+# $(REPRODUCE_DIR)/console.log; the wall time of every stage is in the run directory's timings.json.
 REPRODUCE_DIR := runs/reproduce
 reproduce: install
 	mkdir -p $(REPRODUCE_DIR)
-	set -o pipefail; PYTHONUNBUFFERED=1 $(VENV)/bin/ssrtune run configs/reproduce.yaml run_dir=$(REPRODUCE_DIR) 2>&1 \
+	set -o pipefail; PYTHONUNBUFFERED=1 $(VENV)/bin/ssrtune reproduce configs/reproduce.yaml \
+		--run-dir $(REPRODUCE_DIR) $(if $(BUDGET),--budget $(BUDGET)) 2>&1 \
 		| while IFS= read -r line; do printf '%s %s\n' "$$(date '+%F %T')" "$$line"; done | tee -a $(REPRODUCE_DIR)/console.log
 
 # The three benchmarks of docs/PERFORMANCE.md; each prints one line and writes bench/results/<name>.json.

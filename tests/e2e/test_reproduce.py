@@ -1,5 +1,6 @@
 """The reproduction experiment (issue 11): configs/reproduce.yaml is the experiment the issue asks for, `make
-reproduce` keeps a timestamped console log and fails when the run fails, and a run with several models per method
+reproduce` continues it from the results ledger (issue 24; its budget passed on), keeps a timestamped console log and
+fails when the run fails, and a run with several models per method
 (two seeds and a full fine-tuning) SIGKILLed during its second model's training, or during evaluation, and started
 again ends with the artifacts of a run never interrupted."""
 
@@ -62,8 +63,10 @@ def test_make_reproduce_keeps_a_timestamped_console_log_and_the_exit_status(tmp_
     lines = (run_dir / "console.log").read_text().splitlines()
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
     assert len(lines) == 4 and all(re.match(stamp, line) for line in lines)  # appended, not overwritten
-    assert lines[0].endswith(f"args: run configs/reproduce.yaml run_dir={run_dir}")
+    assert lines[0].endswith(f"args: reproduce configs/reproduce.yaml --run-dir {run_dir}")
     assert lines[1].endswith("[data] a line on stderr")
+    budget = subprocess.run([*make, "BUDGET=75"], capture_output=True, text=True)
+    assert budget.returncode == 0 and budget.stdout.splitlines()[0].endswith(f"--run-dir {run_dir} --budget 75")
 
 
 def resume_config(folder: Path) -> dict:

@@ -5,6 +5,7 @@ model itself behind `evaluate.engine`, built once for every stage of the evaluat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ssrtune.config.run import RunConfig
 from ssrtune.inference.factory import stage_engine_identity, stage_lm
@@ -13,6 +14,16 @@ from ssrtune.models.loading import model_part
 from ssrtune.stages.base import BASE, Inputs, Stage, TrainedModel
 from ssrtune.stages.train import Train
 from ssrtune.storage.fingerprints import Digest, Parts, file_digest, fingerprint
+
+
+class WeightsAbsentError(FileNotFoundError):
+    """A trained model to run whose weights are absent: a run directory restored from a results ledger
+    (`ssrtune.ledger`) holds a finished model's result and fingerprint, not its weights."""
+
+
+def has_weights(folder: Path) -> bool:
+    """Whether a trained model's folder holds its weights (an adapter's, or a full model's, shards included)."""
+    return any(folder.glob("*.safetensors"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,4 +64,8 @@ class EvaluationStage(Stage):
         """The model under evaluation, built once for the stages of its evaluation (`Inputs.held`)."""
         config = inputs.config
         adapter = None if self.model is None else Train(self.model).artifact(inputs.layout)
+        if adapter is not None and not has_weights(adapter):
+            raise WeightsAbsentError(f"{adapter}: the weights of {self.model.name} are absent (a run directory "
+                                     "restored from a results ledger keeps none), and its evaluation has work left: "
+                                     f"`ssrtune train CONFIG --model {self.model.name} --fresh` trains it again")
         return inputs.held.lm(self.subject, lambda: stage_lm(config, config.evaluate, adapter))
