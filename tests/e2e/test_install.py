@@ -41,7 +41,7 @@ def test_make_install_takes_the_constraints_and_the_embedded_command(tmp_path):
     make = subprocess.run(["make", "-s", "-C", str(ROOT), "install", f"VENV={venv}"], capture_output=True, text=True)
     assert make.returncode == 0, make.stderr
     assert calls.read_text().splitlines() == [
-        "python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .[test]",
+        "python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .[test,ifeval]",
         "ssrtune embedded install"]
     assert (venv / ".installed").exists()
 
