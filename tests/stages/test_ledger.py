@@ -100,6 +100,10 @@ def test_the_ledger_continues_under_a_budget_and_a_new_run_directory_reuses_it(f
     entry = json.loads((ledger / kind / "models/ssr-s0/entry.json").read_text())
     assert entry["results_version"] == RESULTS_VERSION and entry["dtype"] == "float32" and entry["wall_seconds"] > 0
     assert entry["commit"] and entry["cpu"]["kind"] == kind
+    # each of its stages' time, from the run directory's timings.json: the training's and the evaluation's
+    assert entry["stage_seconds"]["train/ssr-s0"] > 0 and entry["stage_seconds"]["evaluate/ssr-s0/task"] >= 0
+    assert set(entry["stage_seconds"]) <= {"train/ssr-s0"} | {k for k in entry["stage_seconds"]
+                                                             if k.startswith("evaluate/ssr-s0")}
     kept = set(entry["files"])
     assert {"models/ssr-s0/ssrtune_train.json", "train/ssr.stats.json", "eval/ssr-s0/predictions.jsonl",
             "eval/ssr-s0/retention/kl.json"} <= kept and not any("safetensors" in name for name in kept)

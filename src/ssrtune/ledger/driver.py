@@ -18,7 +18,8 @@ from ssrtune.config.run import RunConfig
 from ssrtune.ledger.entries import Entry, cpu_kind, read_entry, same_files, write_entry
 from ssrtune.ledger.restore import (CONFIG, MANIFEST, WorkNeeded, entry_folder, models_elsewhere, other_kinds,
                                     restore_ledger, reuse)
-from ssrtune.ledger.units import SHARED, data_manifest, differing_answers, owner, unit_files, unit_name, unit_stages
+from ssrtune.ledger.units import (SHARED, data_manifest, differing_answers, owner, stage_seconds, unit_files, unit_name,
+                                  unit_stages)
 from ssrtune.stages.base import BASE, Run, TrainedModel, plan_closure, trained_models
 from ssrtune.stages.evaluated import WeightsAbsentError, has_weights
 from ssrtune.stages.report import Report
@@ -121,7 +122,7 @@ def _run_unit(config: RunConfig, model: TrainedModel | None, entries: dict[str, 
 def _export(config: RunConfig, ledger: Path, kind: str, model: TrainedModel | None, wall: float) -> dict[str, Entry]:
     """Write the unit's own entries whose files changed (the shared one when a new method brought new candidates),
     the data manifest and the configuration where they changed; returns the entries written, by name."""
-    root, written = config.path, {}
+    root, written, seconds = config.path, {}, stage_seconds(config, model)
     for name, files in unit_files(config, model).items():
         folder = entry_folder(ledger, kind, name)
         if name not in _own(model):  # the base model's KL reference, in a model's unit: the base entry's
@@ -131,7 +132,7 @@ def _export(config: RunConfig, ledger: Path, kind: str, model: TrainedModel | No
             continue
         # the entry's wall time: all the work that made it
         total = wall + (previous.record.get("wall_seconds", 0) if previous is not None and previous.current else 0)
-        extra = {}
+        extra = {"stage_seconds": seconds.get(name, {})}
         if name == BASE:  # the first base of a CPU kind: how many of its answers differ from the other kinds' bases
             extra["answers_differ"] = {other: differing_answers(
                 {f: entry_folder(ledger, other, BASE) / f for f in read_entry(entry_folder(ledger, other, BASE)).files},

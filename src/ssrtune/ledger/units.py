@@ -19,6 +19,7 @@ from ssrtune.stages.select import Select
 from ssrtune.stages.train import Train
 from ssrtune.storage.artifacts import iter_jsonl, read_json
 from ssrtune.storage.layout import RunLayout
+from ssrtune.storage.timings import Timings
 
 SHARED = "shared"  # the entry of the candidates and verdicts every model's targets are made from, on any CPU kind
 
@@ -59,6 +60,16 @@ def unit_files(config: RunConfig, model: TrainedModel | None) -> dict[str, list[
         stats = layout.target_stats(model.method.name).relative_to(layout.root).as_posix()
         files.setdefault(model.name, []).append(stats)
     return {name: list(dict.fromkeys(paths)) for name, paths in files.items()}
+
+
+def stage_seconds(config: RunConfig, model: TrainedModel | None) -> dict[str, dict[str, float]]:
+    """Per entry of a unit, the wall time of each of its stages in this run directory, every session added
+    (timings.json): the work earlier commands did counts too, where the driver's own clock saw only a reuse."""
+    timings, seconds = Timings(config.path).entries, {}
+    for stage in plan_closure(unit_stages(config, model), config):
+        if stage.key in timings:
+            seconds.setdefault(owner(stage), {})[stage.key] = round(timings[stage.key]["seconds"], 1)
+    return seconds
 
 
 def data_stages(config: RunConfig) -> list[Stage]:
