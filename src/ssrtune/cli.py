@@ -207,8 +207,8 @@ def evaluate(config: ConfigArg, overrides: Overrides = None, fresh: Fresh = Fals
     trained = [name for name in model or [] if name != BASE]
     stages = [Evaluate(), *(Evaluate(m) for m in (_named(runner.config, trained) if trained or not model else []))]
     asked = [stage for stage in stages if not model or stage.subject in model]
-    for stage, results in zip(stages, _stages(runner, stages, fresh, asked)):
-        typer.echo(f"{stage.subject}: {stage.describe(results)}")
+    for stage, result in zip(stages, _stages(runner, stages, fresh, asked)):
+        typer.echo(f"{stage.subject}: {stage.describe(result)}")
     typer.echo(f"full tables: ssrtune report {runner.path}")
 
 

@@ -4,7 +4,6 @@ the minimum detectable effects against a hand computation, and the figures."""
 
 import math
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
