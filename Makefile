@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test reproduce bench gpu-check clean
+.PHONY: install demo test reproduce results bench gpu-check clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ reproduce: install
 	set -o pipefail; PYTHONUNBUFFERED=1 $(VENV)/bin/ssrtune reproduce configs/reproduce.yaml \
 		--run-dir $(REPRODUCE_DIR) $(if $(BUDGET),--budget $(BUDGET)) 2>&1 \
 		| while IFS= read -r line; do printf '%s %s\n' "$$(date '+%F %T')" "$$line"; done | tee -a $(REPRODUCE_DIR)/console.log
+
+# docs/RESULTS.md and its figures from the ledger, at any point of the experiment (pending rows named): the ledger
+# restored without weights into $(REPRODUCE_DIR)/results/<CPU kind>, no model loaded.
+results: install
+	$(VENV)/bin/ssrtune results $(REPRODUCE_DIR)/results --ledger results/reproduce --config configs/reproduce.yaml \
+		--design docs/results/design.md --margin -0.05 $(if $(wildcard docs/results/discussion.md),--discussion docs/results/discussion.md)
 
 # The three benchmarks of docs/PERFORMANCE.md; each prints one line and writes bench/results/<name>.json.
 bench: install

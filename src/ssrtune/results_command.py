@@ -10,8 +10,8 @@ import typer
 
 
 def results(
-    run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="The run directory (e.g. one restored "
-                                            "from the ledger).")],
+    run_dir: Annotated[Path, typer.Argument(file_okay=False, help="The run directory; with --ledger, the folder the "
+                                            "ledger is restored into (<run_dir>/<CPU kind>, made if missing).")],
     design: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="The pre-registered design (markdown), "
                                          "included verbatim at the top.")],
     margin: Annotated[float, typer.Option(help="Non-inferiority margin of task accuracy a − b, below 0 (e.g. -0.05): "
@@ -23,11 +23,28 @@ def results(
                                                        "(markdown), included verbatim at the end.")] = None,
     pair: Annotated[Optional[list[str]], typer.Option(help="A method pair a:b to compare (repeat for several); "
                                                       "default: ssr:sft and ssr:sft_rejected.")] = None,
+    ledger: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="A results ledger "
+                                                   "(results/reproduce) to restore first, with --config.")] = None,
+    config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="The ledger's experiment "
+                                                   "(configs/reproduce.yaml).")] = None,
 ) -> None:
     """Write docs/RESULTS.md and its figures from a run directory at any point of the experiment: the design, then the
     models (pending ones named), minimum detectable effects, primary endpoints, tables and figures."""
     from ssrtune.report.results_doc import DEFAULT_PAIRS, write_results
 
+    if (ledger is None) != (config is None):
+        raise typer.BadParameter("--ledger and --config go together: the ledger's results and the experiment's "
+                                 "configuration")
+    if ledger is not None:  # a weightless run directory made from the ledger, with what made each entry
+        from ssrtune.config.run import load_config
+        from ssrtune.ledger.entries import cpu_kind
+        from ssrtune.ledger.restore import restore_results
+
+        run_dir = run_dir / cpu_kind()
+        names = restore_results(ledger, load_config(config, [f"run_dir={run_dir}"]), cpu_kind())
+        typer.echo(f"restored from {ledger}: {', '.join(names) or 'nothing yet'}")
+    elif not run_dir.is_dir():
+        raise typer.BadParameter(f"{run_dir}: no such run directory")
     pairs = DEFAULT_PAIRS
     if pair:
         if any(p.count(":") != 1 or "" in p.split(":") for p in pair):

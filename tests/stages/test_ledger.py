@@ -231,6 +231,22 @@ def test_restored_results_are_scored_without_a_model_and_the_data_is_checked(fin
         restore_results(ledger, load_config(finished.config, [f"run_dir={tmp_path / 'other'}"]), kind)
 
 
+def test_results_are_written_from_the_ledger_by_one_command(finished, tmp_path, monkeypatch, capsys):
+    ledger, design = tmp_path / "ledger", tmp_path / "design.md"
+    shutil.copytree(finished.folder / "ledger", ledger)
+    design.write_text("## The design\n")
+    no_models(monkeypatch)
+    done = cli(monkeypatch, capsys, "results", tmp_path / "restored", "--ledger", ledger, "--config", finished.config,
+               "--design", design, "--margin", "-0.05", "--out", tmp_path / "RESULTS.md")
+    assert done.returncode == 0, done.stderr
+    assert "restored from" in done.stdout and "base, sft-s0, ssr-s0" in done.stdout
+    document = (tmp_path / "RESULTS.md").read_text()
+    entry = json.loads((ledger / cpu_kind() / "models/ssr-s0/entry.json").read_text())
+    # the models table names what made each row: its CPU kind and commit, from the entries
+    row = next(line for line in document.splitlines() if line.startswith("| ssr-s0 "))
+    assert cpu_kind() in row and entry["commit"][:10] in row and "done" in row
+
+
 def test_verdicts_redone_without_a_model_are_recorded(experiment, tmp_path, monkeypatch):
     reproduce, _ = experiment
     ledger, kind = tmp_path / "ledger", cpu_kind()

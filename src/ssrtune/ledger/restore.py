@@ -18,7 +18,7 @@ from ssrtune.stages.base import BASE, Run, Stage, trained_models
 from ssrtune.stages.evaluate import Evaluate
 from ssrtune.stages.evaluated import WeightsAbsentError
 from ssrtune.stages.held import Held
-from ssrtune.storage.artifacts import StaleArtifactError
+from ssrtune.storage.artifacts import StaleArtifactError, write_json
 from ssrtune.storage.layout import RunLayout
 
 MANIFEST = "data.json"  # the task data's ids and content hashes, at the ledger's root
@@ -116,4 +116,14 @@ def restore_results(ledger: Path, config: RunConfig, kind: str) -> list[str]:
         except (StaleArtifactError, WorkNeeded, WeightsAbsentError) as err:
             raise LedgerError(f"{entry_folder(ledger, kind, unit_name(model))}: not current for this configuration "
                               f"({err}); `ssrtune reproduce` makes it again") from err
-    return [unit_name(m) for m in recorded]
+    names = [unit_name(m) for m in recorded]
+    write_json(RunLayout(config.path).provenance, {name: provenance(entries[name]) for name in names})
+    return names
+
+
+def provenance(entry: Entry) -> dict[str, str]:
+    """What made an entry, as the results' models table shows it: the CPU kind, the commit, the wall time."""
+    record, minutes = entry.record, sum(entry.record.get("stage_seconds", {}).values()) / 60
+    commit = (record.get("commit") or "unknown")[:10] + (" (dirty)" if record.get("dirty") else "")
+    return {"CPU": record["cpu"]["kind"], "commit": commit,
+            "minutes": f"{minutes or record.get('wall_seconds', 0) / 60:.1f}"}
