@@ -56,3 +56,23 @@ def test_a_run_naming_ifeval_without_its_extra_is_refused_before_any_work(tiny_r
         check_run(config)
     assert not config.path.exists()  # nothing was made
     check_benchmark_extras(tiny_run.config(RETENTION.replace("[ifeval]", "[arc_easy]")))  # not needed there
+
+
+def test_a_benchmark_of_its_own_limit_samples_that_many_and_keeps_the_others_fingerprints(tiny_run):
+    from ssrtune.config.errors import ConfigError
+
+    shared = tiny_run.config("evaluate.retention={benchmarks: [ifeval, arc_easy], limit: 3}")
+    own = tiny_run.config("evaluate.retention={benchmarks: [ifeval, arc_easy], limit: 3, limits: {ifeval: 2}}")
+
+    def parts(config, benchmark):
+        return Benchmark(benchmark=benchmark).parts(Inputs(config, RunLayout(config.path), {}))
+
+    assert parts(own, "ifeval")["evaluate.retention.limit"] == 2  # its own sample: another result
+    assert parts(own, "arc_easy") == parts(shared, "arc_easy")  # the others' results stand
+    assert own.evaluate.retention.limit_of("ifeval") == 2 and own.evaluate.retention.limit_of("arc_easy") == 3
+    two = tiny_run.config(RETENTION.replace("limit: 3,", "limit: 3, limits: {ifeval: 2},"))
+    assert run_stage(two, Retention())["benchmarks"]["ifeval"]["n"] == 2
+    with pytest.raises(ConfigError, match="limits.*needs harness: native"):
+        tiny_run.config("evaluate.retention={benchmarks: [arc_easy], harness: lm-eval, limits: {arc_easy: 2}}")
+    with pytest.raises(ConfigError, match="nosuch"):
+        tiny_run.config("evaluate.retention={limits: {nosuch: 2}}")

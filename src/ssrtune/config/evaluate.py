@@ -23,6 +23,10 @@ class RetentionConfig(Strict):
         default_factory=lambda: [name for name, b in BENCHMARKS.items() if b.default],
         description="Benchmarks to score (registered by ssrtune.evaluation.benchmarks).")
     limit: int | None = Field(200, gt=0, description="Questions per benchmark (seeded stratified sample); null = all.")
+    limits: dict[Annotated[str, AfterValidator(BENCHMARKS.check)], Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict, description="Per benchmark, its own number of questions instead of `limit` (e.g. "
+                                          "{ifeval: 150}: a generative benchmark costs far more per question); "
+                                          "the native harness only.")
     seed: int = Field(0, description="Seed of the sample: the same documents for every model.")
     batch_size: int = Field(16, gt=0, description="Sequences per forward pass.")
     gsm8k_shots: int = Field(8, ge=0, le=8, description="Chain-of-thought exemplars before each GSM8K problem.")
@@ -36,6 +40,17 @@ class RetentionConfig(Strict):
     harness: Literal["native", "lm-eval"] = Field(
         "native", description="native: ssrtune scores the benchmarks offline; lm-eval: lm-evaluation-harness does "
                               "(it downloads its data).")
+
+    @model_validator(mode="after")
+    def _limits_native(self) -> RetentionConfig:
+        if self.limits and self.harness != "native":
+            raise ValueError("limits (one number of questions per benchmark) needs harness: native; lm-evaluation-"
+                             "harness takes one limit for every task (limit)")
+        return self
+
+    def limit_of(self, benchmark: str) -> int | None:
+        """How many of `benchmark`'s questions are scored: its own `limits` entry, else `limit`."""
+        return self.limits.get(benchmark, self.limit)
 
 
 class OodConfig(Strict):

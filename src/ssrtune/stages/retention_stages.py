@@ -67,7 +67,7 @@ class Benchmark(RetentionPart):
     def parts(self, inputs: Inputs) -> Parts:
         settings = inputs.config.evaluate.retention
         return {**self.evaluated_model(inputs), "benchmark": self.benchmark,
-                "evaluate.retention.limit": settings.limit, "evaluate.retention.seed": settings.seed,
+                "evaluate.retention.limit": settings.limit_of(self.benchmark), "evaluate.retention.seed": settings.seed,
                 **self.generation(settings)}
 
     def generation(self, settings) -> Parts:
@@ -83,7 +83,7 @@ class Benchmark(RetentionPart):
 
     def make(self, inputs: Inputs) -> dict:
         settings, spec = inputs.config.evaluate.retention, bench.BENCHMARKS[self.benchmark]
-        items = bench.stratified_sample(spec.load(), settings.limit, settings.seed)
+        items = bench.stratified_sample(spec.load(), settings.limit_of(self.benchmark), settings.seed)
         start = time.perf_counter()
         if self.benchmark == "ifeval":
             rows = ifeval.ifeval(self.lm(inputs), items, settings.ifeval_max_new_tokens, settings.batch_size)
