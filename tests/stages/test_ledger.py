@@ -297,3 +297,26 @@ def test_a_later_method_joins_as_a_new_row_without_redoing_the_old_ones(experime
     assert joined.returncode == 0, joined.stderr
     assert trained == ["self_only-s0"] and joined.stdout.count("current in the ledger, reused") == 3
     assert (tmp_path / "ledger" / cpu_kind() / "models/self_only-s0/entry.json").exists()
+
+
+def test_an_entry_records_the_commit_its_process_started_from(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("add", "code.py")
+    git("commit", "-qm", "first")
+    started = git("rev-parse", "HEAD")
+    monkeypatch.setattr(entries, "REPO", tmp_path)
+    entries.commit.cache_clear()
+    try:
+        assert entries.commit() == {"commit": started, "dirty": False}
+        (tmp_path / "code.py").write_text("a = 2\n")  # code committed while a long run goes on
+        git("commit", "-qam", "second")
+        assert entries.commit()["commit"] == started  # the code the run imported, not the checkout's new head
+    finally:
+        entries.commit.cache_clear()

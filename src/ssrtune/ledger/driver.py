@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ssrtune.config.errors import ConfigError
 from ssrtune.config.run import RunConfig
-from ssrtune.ledger.entries import Entry, cpu_kind, read_entry, same_files, write_entry
+from ssrtune.ledger.entries import Entry, commit, cpu_kind, read_entry, same_files, write_entry
 from ssrtune.ledger.restore import (CONFIG, MANIFEST, WorkNeeded, entry_folder, models_elsewhere, other_kinds,
                                     restore_ledger, reuse)
 from ssrtune.ledger.units import (SHARED, data_manifest, differing_answers, owner, stage_seconds, unit_files, unit_name,
@@ -37,6 +37,7 @@ def reproduce(config: RunConfig, ledger: Path, budget_minutes: float | None = No
         raise ConfigError("model.dtype is auto: a ledger's rows from different machines must share one precision; "
                           "set model.dtype (float32 runs alike on AVX2 and AVX512 CPUs)")
     start, kind, ledger = time.monotonic(), cpu_kind(), Path(ledger)
+    commit()  # what every entry this process writes records: the checkout it started from
     models = trained_models(config)
     with run_guard(config.path):
         entries, elsewhere = restore_ledger(ledger, config, kind), models_elsewhere(ledger, kind)

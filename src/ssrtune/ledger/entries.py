@@ -56,8 +56,11 @@ def cpu_kind() -> str:
     return torch.backends.cpu.get_cpu_capability().lower()
 
 
+@functools.cache
 def commit() -> dict[str, Any]:
-    """The checkout's commit and whether its tracked files differ from it (the ledger's own files aside)."""
+    """The checkout's commit and whether its tracked files differ from it (the ledger's own files aside), read once
+    per process: the code a long run imported when it started, not what was committed while it ran (`reproduce`
+    reads it before its first unit)."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
