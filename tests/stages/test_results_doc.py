@@ -172,3 +172,14 @@ def test_command_line(tmp_path):
     assert refused.exit_code != 0 and "must be below 0" in str(refused.exception)
     bad_pair = CliRunner().invoke(app, [*args, "--margin", "-0.05", "--pair", "ssr"])
     assert bad_pair.exit_code != 0 and "a:b" in bad_pair.output
+
+
+def test_a_reading_is_interim_while_seeds_of_the_pair_are_pending(tmp_path):
+    run = make_experiment(tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["models"] += [{"name": f"{m}-s2", "method": m, "train": {"seed": 2}} for m in ("sft", "ssr")]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))  # a third seed named, not yet run
+    rows = table(results(tmp_path, run), "Primary endpoints")
+    task = next(r for r in rows if "task accuracy" in r)
+    assert task.endswith("| + + | interim (2 of 3 seeds): resolved; non-inferior at -0.05: yes |")
+    assert all("interim (2 of 3 seeds)" in r for r in rows[2:])

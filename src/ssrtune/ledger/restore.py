@@ -126,4 +126,4 @@ def provenance(entry: Entry) -> dict[str, str]:
     record, minutes = entry.record, sum(entry.record.get("stage_seconds", {}).values()) / 60
     commit = (record.get("commit") or "unknown")[:10] + (" (dirty)" if record.get("dirty") else "")
     return {"CPU": record["cpu"]["kind"], "commit": commit,
-            "minutes": f"{minutes or record.get('wall_seconds', 0) / 60:.1f}"}
+            "minutes, all sessions": f"{minutes or record.get('wall_seconds', 0) / 60:.1f}"}

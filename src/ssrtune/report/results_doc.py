@@ -86,6 +86,14 @@ def suite_differences(models: list[Model], pairs) -> list[dict]:
     return out
 
 
+def designed_seeds(statuses: list[dict], a: str, b: str, setting: str) -> int:
+    """How many seeds the configuration pairs a with b in `setting`: the seeds both methods have a model of."""
+    def seeds(method: str) -> set:
+        return {s["seed"] for s in statuses if s["method"] == method and s["setting"] == setting}
+
+    return len(seeds(a) & seeds(b))
+
+
 def results_markdown(run_dir: Path, design: str, figures_dir: Path, out: Path, margin: float, pairs,
                      discussion: str | None) -> tuple[str, dict[str, bytes]]:
     """RESULTS.md's text and its figures (by file name, to be written into `figures_dir`)."""
@@ -95,7 +103,10 @@ def results_markdown(run_dir: Path, design: str, figures_dir: Path, out: Path, m
     base = next((m for m in models if m.name == BASE), None)
     primary = primary_endpoints(comparisons, margin)
     pngs = model_figures(analysis, IFEVAL) if analysis else {}
-    tables = [status_table(model_statuses(run_dir, models)), mde_table(minimum_effects(base, comparisons)),
+    statuses = model_statuses(run_dir, models)
+    for comparison in primary:  # a reading is interim while seeds the configuration names for the pair are pending
+        comparison["designed"] = designed_seeds(statuses, comparison["a"], comparison["b"], comparison["setting"])
+    tables = [status_table(statuses), mde_table(minimum_effects(base, comparisons)),
               endpoints_table(primary, margin), suites_table(suite_differences(models, pairs))]
     parts = [design.rstrip("\n") + "\n", MARKER, f"# Results: {run_dir.name}"]
     if not analysis:

@@ -49,16 +49,16 @@ def _signs(reading: dict) -> str:
     return " ".join({1: "+", -1: "−", 0: "0"}[s] for s in reading["seed_signs"]) or "-"
 
 
-def _verdict(name: str, reading: dict, margin: float) -> str:
+def _verdict(name: str, reading: dict, margin: float, seeds: int, designed: int) -> str:
     verdict = "resolved" if reading["resolved"] else "unresolved"
     if name == "task":
         verdict += f"; non-inferior at {margin:+.2f}: {'yes' if reading['non_inferior'] else 'no'}"
-    return verdict
+    return f"interim ({seeds} of {designed} seeds): {verdict}" if seeds < designed else verdict
 
 
 def endpoints_table(primary: list[dict], margin: float) -> Table | None:
     rows = [[f"{c['a']} − {c['b']} ({c['setting']})", ENDPOINT_NAMES[name], str(r["n"]), _difference(name, r),
-             _signs(r), _verdict(name, r, margin)]
+             _signs(r), _verdict(name, r, margin, len(c["replicates"]), c.get("designed", 0))]
             for c in primary for name, r in c["endpoints"].items()]
     note = ("Paired on the same documents (prompts for KL), each a model with the b model of the same setting and "
             "seed, pooled over the seeds (each document's difference averaged over them, then the 95% interval over "
@@ -67,7 +67,9 @@ def endpoints_table(primary: list[dict], margin: float) -> Table | None:
             f"accuracy is non-inferior when the pooled interval's lower end and every seed's difference are above "
             f"the margin {margin:+.2f}. The retention mean leaves out {IFEVAL}, an endpoint of its own. n: documents "
             "(prompts for KL, benchmarks for the retention mean). The report's tables below read differences by the "
-            f"report's own rules (retention accuracy: an interval within ±{100 * RESOLUTION:.0f} points), not this one.")
+            f"report's own rules (retention accuracy: an interval within ±{100 * RESOLUTION:.0f} points), not this one. "
+            "A reading is **interim** while seeds the configuration names for the pair are pending: with fewer seeds "
+            "the sign rule is weaker (one seed always agrees with itself), and the design reads it at the end.")
     return Table(["a − b (setting)", "endpoint", "n", "a − b [95% CI]", "seeds", "reading"], rows,
                  "Primary endpoints", note) if rows else None
 
