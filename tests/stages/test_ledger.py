@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ssrtune.ledger import entries
-from ssrtune.ledger.entries import RESULTS_VERSION, cpu_kind, sha256
+from ssrtune.ledger.entries import RESULTS_VERSION, cpu_kind
+from ssrtune.storage.fingerprints import file_sha256
 from ssrtune.storage.artifacts import iter_jsonl
 from tests.commands import cli
 from tests.tiny_run import QUICK_RUN, TinyRun, write_records
@@ -185,7 +186,7 @@ def test_another_cpu_kind_has_its_base_compared_and_keeps_each_seed_on_one_kind(
     answers.write_text("".join(json.dumps({**r, "response": r["response"] + "!" if i == 0 else r["response"]}) + "\n"
                                for i, r in enumerate(rows)))
     record = json.loads((other / "entry.json").read_text())
-    record["files"]["eval/base/predictions.jsonl"] = sha256(answers)
+    record["files"]["eval/base/predictions.jsonl"] = file_sha256(answers)
     (other / "entry.json").write_text(json.dumps(record))
     shutil.rmtree(ledger / kind / "base")  # this kind's base entry made again: compared with the other kind's
 

@@ -74,12 +74,20 @@ def test_local_judge_verdicts_follow_the_threshold_and_batching(tiny, tmp_path):
     assert swapped == pytest.approx([1 - s for s in plain], abs=1e-5)
 
 
-def test_user_template_changes_the_prompt_and_the_fingerprint(tiny, tmp_path):
+def templated_judge(tiny, tmp_path, text: str):
+    """The tiny model judging through a user template file holding `text`: the file and the judge."""
     config, model, tokenizer = tiny
     template = tmp_path / "judge.jinja"
-    template.write_text("Gold: {{ gold }}. Candidate: {{ candidate }}. Same? {{ accept_word }} or {{ reject_word }}")
-    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)),
-                          TransformersLM(config, loaded=(model, tokenizer)))
+    template.write_text(text)
+    return template, LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)),
+                                   TransformersLM(config, loaded=(model, tokenizer)))
+
+
+def test_user_template_changes_the_prompt_and_the_fingerprint(tiny, tmp_path):
+    config = tiny[0]
+    template, judge = templated_judge(tiny, tmp_path,
+                                      "Gold: {{ gold }}. Candidate: {{ candidate }}. Same? {{ accept_word }} or "
+                                      "{{ reject_word }}")
     prompt = judge.prompt(items()[1])
     assert prompt == [{"role": "user", "content": "Gold: Anna. Candidate: Bob. Same? Yes or No"}]
     default = LocalLLMJudgeConfig(model=config)
@@ -91,11 +99,7 @@ def test_user_template_changes_the_prompt_and_the_fingerprint(tiny, tmp_path):
 
 
 def test_template_errors_are_clear(tiny, tmp_path):
-    config, model, tokenizer = tiny
-    template = tmp_path / "judge.jinja"
-    template.write_text("Gold: {{ gold_answer }}")
-    judge = LocalLLMJudge(LocalLLMJudgeConfig(model=config, template=str(template)),
-                          TransformersLM(config, loaded=(model, tokenizer)))
+    _, judge = templated_judge(tiny, tmp_path, "Gold: {{ gold_answer }}")
     with pytest.raises(ValueError, match="gold_answer"):
         judge.judge(items(1))
     with pytest.raises(FileNotFoundError, match="missing.jinja"):

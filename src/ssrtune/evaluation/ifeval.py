@@ -14,7 +14,6 @@ Two things keep the scoring offline and repeatable:
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import os
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from ssrtune.data.schema import DataError
 from ssrtune.evaluation.stats import accuracy
 from ssrtune.extras import import_extra
 from ssrtune.inference.lm import LM, GenerationFailed
+from ssrtune.storage.fingerprints import file_sha256
 
 DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "ifeval" / "input_data.jsonl"
 METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
@@ -66,7 +66,7 @@ def load(path: Path = DATA_FILE) -> list[IfEvalPrompt]:
 
 @functools.cache
 def data_hash(path: Path = DATA_FILE) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def scorer_versions() -> dict[str, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ssrtune.storage.fingerprints import file_sha256
 from ssrtune.storage.artifacts import RecordFileError, fsync_dir, iter_jsonl, read_json, write_json
 
 # Bumped when the code gives other results for the same inputs: entries of another version are made again.
@@ -27,13 +28,6 @@ REPO = Path(__file__).resolve().parents[3]  # the checkout ssrtune runs from (sr
 class LedgerError(RecordFileError):
     """A ledger file that is missing, damaged or unparsable, or task data that doesn't match the ledger's manifest."""
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.cache
@@ -114,7 +108,7 @@ def check_file(path: Path, digest: str) -> None:
         raise LedgerError(f"{path}: a symbolic link, not a file of results")
     if not path.is_file():
         raise LedgerError(f"{path}: listed in its entry's {ENTRY_FILE} but missing")
-    if sha256(path) != digest:
+    if file_sha256(path) != digest:
         raise LedgerError(f"{path}: its content is not what its entry recorded (sha256 {digest[:12]}...): damaged "
                           f"or edited; restore it from git (`git checkout -- {path}`) or delete the entry")
     try:
@@ -137,7 +131,7 @@ def write_entry(folder: Path, root: Path, names: list[str], **fields: Any) -> En
         shutil.copyfile(root / name, tmp / name)
     finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     record = {"name": folder.name, "results_version": RESULTS_VERSION, **machine(), **fields, "finished": finished,
-              "files": {name: sha256(tmp / name) for name in sorted(names)}}
+              "files": {name: file_sha256(tmp / name) for name in sorted(names)}}
     write_json(tmp / ENTRY_FILE, record)
     old = folder.with_name(f".{folder.name}.old{os.getpid()}")
     if folder.exists():
@@ -152,7 +146,7 @@ def write_entry(folder: Path, root: Path, names: list[str], **fields: Any) -> En
 def same_files(entry: Entry | None, root: Path, names: list[str]) -> bool:
     """Whether `entry` holds exactly the run directory's files `names`, as they are now."""
     return entry is not None and entry.current and set(entry.files) == set(names) and all(
-        sha256(root / name) == entry.files[name] for name in names)
+        file_sha256(root / name) == entry.files[name] for name in names)
 
 
 def record_hash(record: dict) -> str:

@@ -32,10 +32,15 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def file_digest(path: Path) -> str:
-    """A short hash of a file's bytes, read in blocks (a model or dataset file may not fit in memory)."""
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (a model or dataset file may not fit in memory)."""
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """A short hash of a file's bytes (`file_sha256`), as fingerprints record it."""
+    return file_sha256(path)[:16]
 
 
 class Digest(str):
